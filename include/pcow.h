@@ -1,0 +1,230 @@
+/*
+ * pcow.h -- the public API of libpcow, the pcow virtual-machine image
+ * format for persistent memory.
+ *
+ * Everything not declared here is private to the library.
+ *
+ * Conventions:
+ *  - Functions return 0 (or a non-negative count) on success and a negative
+ *    errno value on failure; pcow_errormsg() then describes the failure in
+ *    one line.  The library never prints and never exits.
+ *  - Handles are opaque.  Constructors take a pointer to the handle pointer;
+ *    destructors take the same and set it to NULL.
+ *  - Thread safety: every call on one pcow_image is serialised by a lock
+ *    inside the image, so one image may be used from many threads.  Distinct
+ *    images are independent.  pcow_errormsg() is per thread.
+ */
+#ifndef PCOW_H
+#define PCOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PCOW_VERSION_MAJOR 0
+#define PCOW_VERSION_MINOR 1
+#define PCOW_VERSION_MICRO 0
+
+/* Smallest and largest block size, and the default (see docs/design.md). */
+#define PCOW_BLOCK_SIZE_MIN (4096u)
+#define PCOW_BLOCK_SIZE_MAX (1u << 30)
+#define PCOW_BLOCK_SIZE_DEFAULT (64u * 1024)
+
+/* Longest snapshot name, in bytes (no terminating NUL). */
+#define PCOW_SNAPSHOT_NAME_MAX 255
+
+typedef struct pcow_image pcow_image;
+typedef struct pcow_map pcow_map;
+
+/* Format of a backing file, always stored in the image (never probed). */
+enum pcow_format {
+	PCOW_FORMAT_NONE = 0,
+	PCOW_FORMAT_RAW = 1,
+	PCOW_FORMAT_PCOW = 2,
+};
+
+/* Options for pcow_create().  Zero-initialise, then set what you need. */
+struct pcow_create_opts {
+	uint64_t size;            /* virtual size in bytes; 0 = backing's size */
+	uint32_t block_size;      /* 0 = PCOW_BLOCK_SIZE_DEFAULT */
+	const char *backing_file; /* NULL = none; relative to the image's dir */
+	enum pcow_format backing_format; /* required when backing_file is set */
+};
+
+/* Creates a new, empty image at path (which must not exist). */
+int pcow_create(const char *path, const struct pcow_create_opts *opts);
+
+/* Flags for pcow_open(). */
+#define PCOW_OPEN_RDONLY 0x1u       /* read-only, takes a shared lock */
+#define PCOW_OPEN_FORCE_SHARE 0x2u  /* read-only, takes no lock (-U) */
+#define PCOW_OPEN_NO_BACKING 0x4u   /* do not open the backing chain */
+
+/*
+ * Opens an image and its backing chain.  A read-write open takes an
+ * exclusive lock; if another process holds the image, fails with -EBUSY
+ * ("image is in use").
+ */
+int pcow_open(pcow_image **img, const char *path, unsigned flags);
+
+/* Closes an image (flushing it first) and sets *img to NULL. */
+int pcow_close(pcow_image **img);
+
+/* The message describing the last failure of this thread. */
+const char *pcow_errormsg(void);
+
+/* What pcow_get_info() reports. */
+struct pcow_info {
+	uint64_t virtual_size;
+	uint32_t block_size;
+	uint32_t format_version;
+	uint64_t actual_size;       /* bytes the image file occupies on disk */
+	uint64_t allocated_blocks;  /* blocks owned by the active layer */
+	uint32_t snapshot_count;
+	uint32_t layer_count;
+	enum pcow_format backing_format;
+	uint64_t incompatible_features;
+	uint64_t compatible_features;
+	uint64_t autoclear_features;
+	/* The backing file name as stored, or "" (NUL-terminated). */
+	char backing_file[4096];
+	/* The backing file name resolved against the image's directory. */
+	char backing_file_full[4096];
+};
+
+int pcow_get_info(pcow_image *img, struct pcow_info *info);
+
+/* The backing image (pcow backing only; NULL for raw or no backing). */
+pcow_image *pcow_backing_image(pcow_image *img);
+
+/* Byte-granular I/O through the layers and the backing chain. */
+int pcow_read(pcow_image *img, void *buf, uint64_t len, uint64_t offset);
+int pcow_write(pcow_image *img, const void *buf, uint64_t len,
+	       uint64_t offset);
+
+/*
+ * Deallocates the whole blocks inside [offset, offset+len).  They read as
+ * zeros afterwards (also when a snapshot or the backing file has data
+ * there).  Parts of blocks at either end are left unchanged.
+ */
+int pcow_discard(pcow_image *img, uint64_t offset, uint64_t len);
+
+/* Makes every completed write durable. */
+int pcow_flush(pcow_image *img);
+
+/* Where the data of a range comes from, as reported by pcow_block_status. */
+#define PCOW_STATUS_DATA 0x1u  /* some layer or the backing file has data */
+#define PCOW_STATUS_ZERO 0x2u  /* reads as zeros without stored data */
+
+struct pcow_block_status {
+	uint64_t offset;      /* start of the run (== the offset asked for) */
+	uint64_t length;      /* length of the run with the same status */
+	unsigned flags;       /* PCOW_STATUS_* */
+	/*
+	 * Which layer provides the data: 0 = active layer, 1..n = the n-th
+	 * older layer (snapshot) below it, then layers of the backing chain.
+	 * -1 when nothing has data.
+	 */
+	int depth;
+	int64_t file_offset;  /* offset in the providing file, or -1 */
+	const char *filename; /* the providing file, or NULL */
+};
+
+/* Describes the run starting at offset, at most len bytes long. */
+int pcow_block_status(pcow_image *img, uint64_t offset, uint64_t len,
+		      struct pcow_block_status *status);
+
+/* Snapshots inside the image. */
+struct pcow_snapshot_info {
+	uint32_t id;
+	char name[PCOW_SNAPSHOT_NAME_MAX + 1];
+	int64_t date_sec;
+	uint32_t date_nsec;
+	uint64_t allocated_size; /* bytes of data this snapshot alone holds */
+};
+
+/* Lists the snapshots; free *list with free(). */
+int pcow_snapshot_list(pcow_image *img, struct pcow_snapshot_info **list,
+		       size_t *count);
+int pcow_snapshot_create(pcow_image *img, const char *name);
+/* name may also be a snapshot's numeric id, as with qemu-img. */
+int pcow_snapshot_apply(pcow_image *img, const char *name);
+int pcow_snapshot_delete(pcow_image *img, const char *name);
+
+/* Rebase flags. */
+#define PCOW_REBASE_UNSAFE 0x1u  /* only rewrite the backing file name */
+
+/*
+ * Changes the backing file.  Unless PCOW_REBASE_UNSAFE, blocks whose
+ * content differs between the old and the new backing file are copied
+ * into the image first, so the guest-visible content stays the same.
+ * backing_file NULL (or "") removes the backing file.
+ */
+int pcow_rebase(pcow_image *img, const char *backing_file,
+		enum pcow_format backing_format, unsigned flags);
+
+/* pcow_check() repair flags. */
+#define PCOW_CHECK_FIX_LEAKS 0x1u
+#define PCOW_CHECK_FIX_ERRORS 0x2u
+
+struct pcow_check_result {
+	uint64_t corruptions;
+	uint64_t leaks;
+	uint64_t corruptions_fixed;
+	uint64_t leaks_fixed;
+	uint64_t check_errors;
+	uint64_t leaked_bytes;
+	char first_problem[256]; /* a description of the first problem found */
+};
+
+/* Checks (and with fix flags, repairs) an image opened read-write. */
+int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res);
+
+/* ---- The mapping engine ---------------------------------------------- */
+
+#define PCOW_MAP_RDONLY 0x1u
+
+/*
+ * Maps the image as one host address range of its virtual size, aligned to
+ * 2 MiB.  Loads and stores go straight to the image file's pages; the first
+ * store to a block inherited from a snapshot or the backing file copies it
+ * up (handled inside a SIGSEGV handler the library installs and chains).
+ * The image must stay open while it is mapped; at most one mapping per
+ * image.
+ */
+int pcow_map_new(pcow_map **map, pcow_image *img, unsigned flags);
+int pcow_map_delete(pcow_map **map);
+void *pcow_map_addr(const pcow_map *map);
+uint64_t pcow_map_length(const pcow_map *map);
+
+/* Makes every store to the mapping durable (a virtio-pmem flush). */
+int pcow_map_flush(pcow_map *map);
+
+/*
+ * Called, in the faulting thread and in signal context, when a store cannot
+ * be served (err = -ENOSPC when the host file system is full, or another
+ * negative errno).  When the handler returns, the store is retried.  With
+ * no handler, the fault is passed to the previously installed handler or
+ * kills the process as an unhandled SIGBUS would.
+ */
+typedef void (*pcow_map_error_fn)(pcow_map *map, void *addr, int err,
+				  void *opaque);
+void pcow_map_set_error_handler(pcow_map *map, pcow_map_error_fn fn,
+				void *opaque);
+
+struct pcow_map_stats {
+	uint64_t vmas;          /* mappings (VMAs) that make up the range */
+	uint64_t faults;        /* faults the library handled */
+	uint64_t blocks_allocated; /* blocks the active layer holds */
+	uint64_t blocks_copied; /* blocks copied up from older layers */
+};
+
+int pcow_map_get_stats(pcow_map *map, struct pcow_map_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PCOW_H */

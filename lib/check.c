@@ -1,0 +1,194 @@
+/*
+ * check.c -- finding and repairing leaks and damage.
+ *
+ * Opening already validated the metadata.  What a crash can leave behind
+ * are leaks: data in regions no layer uses (a snapshot deleted or reverted
+ * just before its region was freed), data past the virtual size inside a
+ * region, layers that nothing refers to, and interrupted copy-ups.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "image.h"
+#include "layer.h"
+#include "persist.h"
+#include "snapshot.h"
+
+static void note(struct pcow_check_result *res, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void note(struct pcow_check_result *res, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (res->first_problem[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(res->first_problem, sizeof(res->first_problem), fmt, ap);
+	va_end(ap);
+}
+
+/* Bytes of data the file holds in [start, end). */
+static int data_bytes(int fd, uint64_t start, uint64_t end, uint64_t *bytes)
+{
+	uint64_t pos = start, n = 0;
+
+	while (pos < end) {
+		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
+
+		if (d < 0) {
+			if (errno == ENXIO)
+				break;
+			return pcow_err_sys(-errno, "cannot query allocation");
+		}
+		if ((uint64_t)d >= end)
+			break;
+		h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0)
+			return pcow_err_sys(-errno, "cannot query allocation");
+		if ((uint64_t)h > end)
+			h = (off_t)end;
+		n += (uint64_t)h - (uint64_t)d;
+		pos = (uint64_t)h;
+	}
+	*bytes = n;
+	return 0;
+}
+
+static int region_used(const struct pcow_meta *m, uint32_t r)
+{
+	uint32_t i;
+
+	for (i = 0; i < m->layer_count; i++)
+		if (m->layers[i].region == r)
+			return 1;
+	return 0;
+}
+
+/* A layer nothing reaches: not active, no snapshot, no child. */
+static int orphan_layer(const struct pcow_meta *m)
+{
+	uint32_t i, j;
+
+	for (i = 0; i < m->layer_count; i++) {
+		int used = i == m->active;
+
+		for (j = 0; j < m->snapshot_count && !used; j++)
+			used = m->snapshots[j].layer == i;
+		for (j = 0; j < m->layer_count && !used; j++)
+			used = m->layers[j].parent == i;
+		if (!used)
+			return (int)i;
+	}
+	return -1;
+}
+
+static int leak(pcow_image *img, struct pcow_check_result *res, bool fix,
+		uint64_t start, uint64_t len, uint64_t bytes, const char *what)
+{
+	res->leaks++;
+	res->leaked_bytes += bytes;
+	note(res, "%s: %llu bytes leaked", what, (unsigned long long)bytes);
+	if (!fix)
+		return 0;
+	if (pcow_io_punch(img->fd, start, len) < 0)
+		return -1;
+	res->leaks_fixed++;
+	return 0;
+}
+
+static int check_orphans(pcow_image *img, struct pcow_check_result *res,
+			 bool fix)
+{
+	int idx;
+
+	while ((idx = orphan_layer(&img->m)) >= 0) {
+		struct pcow_meta next;
+		int ret;
+
+		res->leaks++;
+		note(res, "layer %d is not used by any snapshot", idx);
+		if (!fix)
+			return 0;
+		ret = pcow_meta_copy(&next, &img->m);
+		if (ret < 0)
+			return ret;
+		pcow_meta_remove_layer(&next, (uint32_t)idx);
+		ret = pcow_image_commit(img, &next);
+		pcow_meta_free(&next);
+		if (ret < 0)
+			return ret;
+		/* The region is now unused; the region scan frees its data. */
+		res->leaks_fixed++;
+	}
+	return 0;
+}
+
+int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
+{
+	bool fix_leaks = fix & (PCOW_CHECK_FIX_LEAKS | PCOW_CHECK_FIX_ERRORS);
+	struct stat st;
+	uint64_t nregions, r, bytes;
+	int ret = 0;
+
+	memset(res, 0, sizeof(*res));
+	if (fix && (ret = pcow_require_writable(img)) < 0)
+		return ret;
+	pthread_mutex_lock(&img->lock);
+	if (img->stale_count) {
+		res->leaks += img->stale_count;
+		note(res, "%u interrupted block copies", img->stale_count);
+	}
+	ret = check_orphans(img, res, fix_leaks);
+	if (ret < 0)
+		goto out;
+	if (fstat(img->fd, &st) < 0) {
+		ret = pcow_err_sys(-errno, "%s: stat failed", img->path);
+		goto out;
+	}
+	nregions = ((uint64_t)st.st_size > PCOW_DATA_OFFSET)
+			   ? ((uint64_t)st.st_size - PCOW_DATA_OFFSET + img->stride - 1) /
+				     img->stride
+			   : 0;
+	for (r = 0; r < nregions; r++) {
+		uint64_t start = pcow_region_offset(img->stride, (uint32_t)r);
+		bool used = r < PCOW_MAX_REGIONS && region_used(&img->m, (uint32_t)r);
+		uint64_t from = used ? start + img->m.virtual_size : start;
+		uint64_t end = start + img->stride;
+
+		/* Whole blocks past the virtual size belong to the last block. */
+		if (used)
+			from = start + img->nblocks * img->block_size;
+		if (from >= end)
+			continue;
+		ret = data_bytes(img->fd, from, end, &bytes);
+		if (ret < 0)
+			goto out;
+		if (bytes && leak(img, res, fix_leaks, from, end - from, bytes,
+				  used ? "data past the virtual size" : "unused region") < 0) {
+			res->check_errors++;
+			ret = 0;
+		}
+	}
+	/* Data between the journal and the first region is never read. */
+	ret = data_bytes(img->fd, PCOW_JOURNAL_OFFSET + PCOW_JOURNAL_ENTRIES * 8,
+			 PCOW_DATA_OFFSET, &bytes);
+	if (ret < 0)
+		goto out;
+	if (bytes)
+		leak(img, res, fix_leaks,
+		     PCOW_JOURNAL_OFFSET + PCOW_JOURNAL_ENTRIES * 8,
+		     PCOW_DATA_OFFSET - PCOW_JOURNAL_OFFSET - PCOW_JOURNAL_ENTRIES * 8,
+		     bytes, "data after the journal");
+	if (fix_leaks && res->leaks_fixed)
+		ret = pcow_io_sync(img->fd);
+out:
+	pthread_mutex_unlock(&img->lock);
+	return ret;
+}

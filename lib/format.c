@@ -1,0 +1,345 @@
+/*
+ * format.c -- decoding, validation and encoding of the metadata blob.
+ *
+ * Every length and offset read from an image is checked against the blob
+ * before it is used; nothing here allocates more than the blob's own size
+ * allows.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "error.h"
+#include "format.h"
+
+uint64_t pcow_region_stride(uint64_t virtual_size, uint32_t block_bits)
+{
+	uint64_t align = (uint64_t)1 << block_bits;
+
+	if (align < PCOW_REGION_ALIGN)
+		align = PCOW_REGION_ALIGN;
+	return (virtual_size + align - 1) & ~(align - 1);
+}
+
+uint64_t pcow_region_offset(uint64_t stride, uint32_t region)
+{
+	return PCOW_DATA_OFFSET + stride * region;
+}
+
+uint64_t pcow_journal_pack(uint32_t region, uint64_t block)
+{
+	return 1ull << 63 | (uint64_t)region << 40 | block;
+}
+
+bool pcow_journal_unpack(uint64_t e, uint32_t *region, uint64_t *block)
+{
+	if (!(e >> 63))
+		return false;
+	*region = (uint32_t)((e >> 40) & 0x7fffff);
+	*block = e & ((1ull << 40) - 1);
+	return true;
+}
+
+static uint32_t blob_crc(const uint8_t *buf, size_t len)
+{
+	static const uint8_t zero[4];
+	uLong crc = crc32(0L, Z_NULL, 0);
+
+	crc = crc32(crc, buf, HDR_CHECKSUM);
+	crc = crc32(crc, zero, 4);
+	crc = crc32(crc, buf + HDR_CHECKSUM + 4, (uInt)(len - HDR_CHECKSUM - 4));
+	return (uint32_t)crc;
+}
+
+/* True when [off, off+len) lies inside a blob of size total. */
+static bool in_blob(uint64_t off, uint64_t len, uint64_t total)
+{
+	return off <= total && len <= total - off;
+}
+
+static bool name_ok(const char *s, size_t len)
+{
+	if (len == 0 || len > PCOW_SNAPSHOT_NAME_MAX)
+		return false;
+	return memchr(s, '\0', len) == NULL;
+}
+
+int pcow_meta_validate(const struct pcow_meta *m)
+{
+	uint8_t regions_used[PCOW_MAX_REGIONS] = {0};
+	uint32_t i, j;
+
+	if (m->incompat & ~PCOW_INCOMPAT_KNOWN)
+		return pcow_err(-ENOTSUP, "unsupported incompatible features 0x%llx",
+				(unsigned long long)(m->incompat & ~PCOW_INCOMPAT_KNOWN));
+	if (m->block_bits < 12 || m->block_bits > 30)
+		return pcow_err(-EINVAL, "block size 2^%u out of range (4 KiB to 1 GiB)",
+				m->block_bits);
+	if (m->virtual_size == 0 || m->virtual_size % 512 ||
+	    m->virtual_size > PCOW_MAX_VIRTUAL_SIZE)
+		return pcow_err(-EINVAL, "invalid virtual size %llu",
+				(unsigned long long)m->virtual_size);
+	if (m->backing && m->backing_format != PCOW_FORMAT_RAW &&
+	    m->backing_format != PCOW_FORMAT_PCOW)
+		return pcow_err(-EINVAL, "invalid backing file format %d",
+				(int)m->backing_format);
+	if (!m->backing && m->backing_format != PCOW_FORMAT_NONE)
+		return pcow_err(-EINVAL, "backing format set without a backing file");
+	if (m->layer_count == 0 || m->layer_count > PCOW_MAX_LAYERS)
+		return pcow_err(-EINVAL, "invalid layer count %u", m->layer_count);
+	if (m->active >= m->layer_count)
+		return pcow_err(-EINVAL, "active layer %u out of range", m->active);
+	if (m->snapshot_count > PCOW_MAX_SNAPSHOTS)
+		return pcow_err(-EINVAL, "too many snapshots (%u)", m->snapshot_count);
+	for (i = 0; i < m->layer_count; i++) {
+		const struct pcow_layer *l = &m->layers[i];
+		uint32_t steps = 0, p;
+
+		if (l->region >= PCOW_MAX_REGIONS)
+			return pcow_err(-EINVAL, "layer %u: region %u out of range",
+					i, l->region);
+		if (regions_used[l->region]++)
+			return pcow_err(-EINVAL, "layer %u: region %u used twice",
+					i, l->region);
+		if (l->parent != PCOW_NO_PARENT && l->parent >= m->layer_count)
+			return pcow_err(-EINVAL, "layer %u: parent %u out of range",
+					i, l->parent);
+		/* Walking up must end: a loop would make reads spin forever. */
+		for (p = l->parent; p != PCOW_NO_PARENT; p = m->layers[p].parent)
+			if (++steps > m->layer_count)
+				return pcow_err(-EINVAL, "layer %u: parent loop", i);
+	}
+	for (i = 0; i < m->snapshot_count; i++) {
+		const struct pcow_snapshot *s = &m->snapshots[i];
+
+		if (s->layer >= m->layer_count || s->layer == m->active)
+			return pcow_err(-EINVAL, "snapshot %u: invalid layer %u",
+					s->id, s->layer);
+		if (s->id == 0 || s->id >= m->next_snapshot_id)
+			return pcow_err(-EINVAL, "snapshot id %u out of range", s->id);
+		for (j = 0; j < i; j++) {
+			if (m->snapshots[j].id == s->id)
+				return pcow_err(-EINVAL, "snapshot id %u used twice", s->id);
+			if (!strcmp(m->snapshots[j].name, s->name))
+				return pcow_err(-EINVAL, "snapshot name '%s' used twice",
+						s->name);
+			if (m->snapshots[j].layer == s->layer)
+				return pcow_err(-EINVAL, "layer %u has two snapshots",
+						s->layer);
+		}
+	}
+	return 0;
+}
+
+int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m)
+{
+	uint32_t meta_len, hdr_len, off, n, i, bo, bl;
+	int ret;
+
+	memset(m, 0, sizeof(*m));
+	if (len < PCOW_HEADER_SIZE || memcmp(buf, PCOW_MAGIC, PCOW_MAGIC_LEN))
+		return pcow_err(-EINVAL, "not a pcow image (bad magic)");
+	if (pcow_le32(buf + HDR_VERSION) != PCOW_VERSION)
+		return pcow_err(-ENOTSUP, "unsupported pcow version %u",
+				pcow_le32(buf + HDR_VERSION));
+	hdr_len = pcow_le32(buf + HDR_HEADER_LENGTH);
+	meta_len = pcow_le32(buf + HDR_META_LENGTH);
+	if (hdr_len < PCOW_HEADER_SIZE || meta_len < hdr_len || meta_len > len)
+		return pcow_err(-EINVAL, "invalid header length");
+	if (blob_crc(buf, meta_len) != pcow_le32(buf + HDR_CHECKSUM))
+		return pcow_err(-EINVAL, "header checksum mismatch");
+
+	m->incompat = pcow_le64(buf + HDR_INCOMPAT);
+	m->compat = pcow_le64(buf + HDR_COMPAT);
+	m->autoclear = pcow_le64(buf + HDR_AUTOCLEAR);
+	m->generation = pcow_le64(buf + HDR_GENERATION);
+	m->virtual_size = pcow_le64(buf + HDR_VIRTUAL_SIZE);
+	m->block_bits = pcow_le32(buf + HDR_BLOCK_BITS);
+	m->backing_format = (enum pcow_format)pcow_le32(buf + HDR_BACKING_FORMAT);
+	m->active = pcow_le32(buf + HDR_ACTIVE_LAYER);
+	m->next_snapshot_id = pcow_le32(buf + HDR_NEXT_SNAPSHOT_ID);
+	if (m->incompat & ~PCOW_INCOMPAT_KNOWN)
+		return pcow_err(-ENOTSUP, "unsupported incompatible features 0x%llx",
+				(unsigned long long)(m->incompat & ~PCOW_INCOMPAT_KNOWN));
+
+	bo = pcow_le32(buf + HDR_BACKING_OFFSET);
+	bl = pcow_le32(buf + HDR_BACKING_LENGTH);
+	if (bl) {
+		if (bl > PCOW_BACKING_NAME_MAX || !in_blob(bo, bl, meta_len) ||
+		    memchr(buf + bo, '\0', bl))
+			return pcow_err(-EINVAL, "invalid backing file name");
+		m->backing = strndup((const char *)buf + bo, bl);
+		if (!m->backing)
+			return pcow_err(-ENOMEM, "out of memory");
+	}
+
+	n = pcow_le32(buf + HDR_LAYER_COUNT);
+	off = pcow_le32(buf + HDR_LAYER_OFFSET);
+	ret = -EINVAL;
+	if (n == 0 || n > PCOW_MAX_LAYERS ||
+	    !in_blob(off, (uint64_t)n * PCOW_LAYER_ENTRY_SIZE, meta_len)) {
+		pcow_err(-EINVAL, "invalid layer table");
+		goto fail;
+	}
+	m->layers = calloc(n, sizeof(*m->layers));
+	if (!m->layers)
+		goto nomem;
+	m->layer_count = n;
+	for (i = 0; i < n; i++) {
+		const uint8_t *e = buf + off + i * PCOW_LAYER_ENTRY_SIZE;
+
+		m->layers[i].region = pcow_le32(e);
+		m->layers[i].parent = pcow_le32(e + 4);
+	}
+
+	n = pcow_le32(buf + HDR_SNAPSHOT_COUNT);
+	off = pcow_le32(buf + HDR_SNAPSHOT_OFFSET);
+	if (n > PCOW_MAX_SNAPSHOTS ||
+	    !in_blob(off, (uint64_t)n * PCOW_SNAPSHOT_ENTRY_SIZE, meta_len)) {
+		pcow_err(-EINVAL, "invalid snapshot table");
+		goto fail;
+	}
+	if (n) {
+		m->snapshots = calloc(n, sizeof(*m->snapshots));
+		if (!m->snapshots)
+			goto nomem;
+	}
+	for (i = 0; i < n; i++) {
+		const uint8_t *e = buf + off + i * PCOW_SNAPSHOT_ENTRY_SIZE;
+		struct pcow_snapshot *s = &m->snapshots[i];
+		uint32_t no = pcow_le32(e + 20), nl = pcow_le32(e + 24);
+
+		s->id = pcow_le32(e);
+		s->layer = pcow_le32(e + 4);
+		s->date_sec = (int64_t)pcow_le64(e + 8);
+		s->date_nsec = pcow_le32(e + 16);
+		if (!in_blob(no, nl, meta_len) ||
+		    !name_ok((const char *)buf + no, nl) || s->date_nsec >= 1000000000u) {
+			m->snapshot_count = i;
+			pcow_err(-EINVAL, "invalid snapshot entry %u", i);
+			goto fail;
+		}
+		s->name = strndup((const char *)buf + no, nl);
+		if (!s->name) {
+			m->snapshot_count = i;
+			goto nomem;
+		}
+	}
+	m->snapshot_count = n;
+	ret = pcow_meta_validate(m);
+	if (ret < 0)
+		goto fail;
+	return 0;
+nomem:
+	ret = pcow_err(-ENOMEM, "out of memory");
+fail:
+	pcow_meta_free(m);
+	return ret;
+}
+
+int pcow_meta_encode(const struct pcow_meta *m, uint8_t *buf, size_t len)
+{
+	size_t pos = PCOW_HEADER_SIZE, str;
+	uint32_t i;
+
+	memset(buf, 0, len);
+	memcpy(buf + HDR_MAGIC, PCOW_MAGIC, PCOW_MAGIC_LEN);
+	pcow_put_le32(buf + HDR_VERSION, PCOW_VERSION);
+	pcow_put_le32(buf + HDR_HEADER_LENGTH, PCOW_HEADER_SIZE);
+	pcow_put_le64(buf + HDR_INCOMPAT, m->incompat);
+	pcow_put_le64(buf + HDR_COMPAT, m->compat);
+	/* Bits this version does not know are cleared when it writes. */
+	pcow_put_le64(buf + HDR_AUTOCLEAR, m->autoclear & PCOW_AUTOCLEAR_KNOWN);
+	pcow_put_le64(buf + HDR_GENERATION, m->generation);
+	pcow_put_le64(buf + HDR_VIRTUAL_SIZE, m->virtual_size);
+	pcow_put_le32(buf + HDR_BLOCK_BITS, m->block_bits);
+	pcow_put_le32(buf + HDR_BACKING_FORMAT, (uint32_t)m->backing_format);
+	pcow_put_le32(buf + HDR_ACTIVE_LAYER, m->active);
+	pcow_put_le32(buf + HDR_NEXT_SNAPSHOT_ID, m->next_snapshot_id);
+
+	pcow_put_le32(buf + HDR_LAYER_COUNT, m->layer_count);
+	pcow_put_le32(buf + HDR_LAYER_OFFSET, (uint32_t)pos);
+	if (pos + (size_t)m->layer_count * PCOW_LAYER_ENTRY_SIZE > len)
+		return pcow_err(-ENOSPC, "metadata does not fit in its slot");
+	for (i = 0; i < m->layer_count; i++, pos += PCOW_LAYER_ENTRY_SIZE) {
+		pcow_put_le32(buf + pos, m->layers[i].region);
+		pcow_put_le32(buf + pos + 4, m->layers[i].parent);
+	}
+
+	pcow_put_le32(buf + HDR_SNAPSHOT_COUNT, m->snapshot_count);
+	pcow_put_le32(buf + HDR_SNAPSHOT_OFFSET, (uint32_t)pos);
+	str = pos + (size_t)m->snapshot_count * PCOW_SNAPSHOT_ENTRY_SIZE;
+	if (str > len)
+		return pcow_err(-ENOSPC, "metadata does not fit in its slot");
+	for (i = 0; i < m->snapshot_count; i++, pos += PCOW_SNAPSHOT_ENTRY_SIZE) {
+		const struct pcow_snapshot *s = &m->snapshots[i];
+		size_t nl = strlen(s->name);
+
+		if (str + nl > len)
+			return pcow_err(-ENOSPC, "metadata does not fit in its slot");
+		pcow_put_le32(buf + pos, s->id);
+		pcow_put_le32(buf + pos + 4, s->layer);
+		pcow_put_le64(buf + pos + 8, (uint64_t)s->date_sec);
+		pcow_put_le32(buf + pos + 16, s->date_nsec);
+		pcow_put_le32(buf + pos + 20, (uint32_t)str);
+		pcow_put_le32(buf + pos + 24, (uint32_t)nl);
+		memcpy(buf + str, s->name, nl);
+		str += nl;
+	}
+	if (m->backing) {
+		size_t bl = strlen(m->backing);
+
+		if (str + bl > len)
+			return pcow_err(-ENOSPC, "metadata does not fit in its slot");
+		pcow_put_le32(buf + HDR_BACKING_OFFSET, (uint32_t)str);
+		pcow_put_le32(buf + HDR_BACKING_LENGTH, (uint32_t)bl);
+		memcpy(buf + str, m->backing, bl);
+		str += bl;
+	}
+	pcow_put_le32(buf + HDR_META_LENGTH, (uint32_t)str);
+	pcow_put_le32(buf + HDR_CHECKSUM, blob_crc(buf, str));
+	return (int)str;
+}
+
+int pcow_meta_copy(struct pcow_meta *dst, const struct pcow_meta *src)
+{
+	uint32_t i;
+
+	*dst = *src;
+	dst->backing = NULL;
+	dst->layers = NULL;
+	dst->snapshots = NULL;
+	dst->snapshot_count = 0;
+	if (src->backing && !(dst->backing = strdup(src->backing)))
+		goto nomem;
+	/* Room for one more of each, so callers can append without realloc. */
+	dst->layers = calloc(src->layer_count + 1, sizeof(*dst->layers));
+	dst->snapshots = calloc(src->snapshot_count + 1, sizeof(*dst->snapshots));
+	if (!dst->layers || !dst->snapshots)
+		goto nomem;
+	memcpy(dst->layers, src->layers, src->layer_count * sizeof(*src->layers));
+	for (i = 0; i < src->snapshot_count; i++) {
+		dst->snapshots[i] = src->snapshots[i];
+		dst->snapshots[i].name = strdup(src->snapshots[i].name);
+		if (!dst->snapshots[i].name)
+			goto nomem;
+		dst->snapshot_count = i + 1;
+	}
+	return 0;
+nomem:
+	pcow_meta_free(dst);
+	return pcow_err(-ENOMEM, "out of memory");
+}
+
+void pcow_meta_free(struct pcow_meta *m)
+{
+	uint32_t i;
+
+	for (i = 0; i < m->snapshot_count; i++)
+		free(m->snapshots[i].name);
+	free(m->snapshots);
+	free(m->layers);
+	free(m->backing);
+	memset(m, 0, sizeof(*m));
+}

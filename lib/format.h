@@ -1,0 +1,146 @@
+/*
+ * format.h -- the pcow v1 on-disk layout (docs/format.md is the spec).
+ *
+ * All integers are little-endian.  The metadata is one self-checking blob,
+ * stored twice (slots A and B); the valid copy with the higher generation is
+ * current.  Layer data lives in address-congruent sparse regions.
+ */
+#ifndef PCOW_FORMAT_H
+#define PCOW_FORMAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pcow.h"
+
+#define PCOW_MAGIC "PCOW\r\n\x1a\n"
+#define PCOW_MAGIC_LEN 8
+#define PCOW_VERSION 1u
+
+#define PCOW_META_SLOT_SIZE (256u * 1024)
+#define PCOW_META_SLOT_OFFSET(i) ((uint64_t)(i) * PCOW_META_SLOT_SIZE)
+#define PCOW_JOURNAL_OFFSET (512u * 1024)
+#define PCOW_JOURNAL_ENTRIES 512u
+#define PCOW_DATA_OFFSET (2u * 1024 * 1024)
+#define PCOW_REGION_ALIGN (2u * 1024 * 1024)
+
+#define PCOW_HEADER_SIZE 128u
+#define PCOW_LAYER_ENTRY_SIZE 16u
+#define PCOW_SNAPSHOT_ENTRY_SIZE 32u
+
+#define PCOW_MAX_LAYERS 1024u
+#define PCOW_MAX_SNAPSHOTS (PCOW_MAX_LAYERS - 1)
+#define PCOW_MAX_REGIONS 4096u
+#define PCOW_BACKING_NAME_MAX 4095u
+#define PCOW_NO_PARENT 0xffffffffu
+
+/* Largest virtual size: regions must stay addressable with off_t. */
+#define PCOW_MAX_VIRTUAL_SIZE (1ull << 50)
+
+/* Feature bits known to this version (none yet in v1). */
+#define PCOW_INCOMPAT_KNOWN 0ull
+#define PCOW_COMPAT_KNOWN 0ull
+#define PCOW_AUTOCLEAR_KNOWN 0ull
+
+/* Byte offsets of the fixed header fields. */
+enum {
+	HDR_MAGIC = 0,
+	HDR_VERSION = 8,
+	HDR_HEADER_LENGTH = 12,
+	HDR_INCOMPAT = 16,
+	HDR_COMPAT = 24,
+	HDR_AUTOCLEAR = 32,
+	HDR_GENERATION = 40,
+	HDR_VIRTUAL_SIZE = 48,
+	HDR_BLOCK_BITS = 56,
+	HDR_META_LENGTH = 60,
+	HDR_CHECKSUM = 64,
+	HDR_BACKING_FORMAT = 68,
+	HDR_BACKING_OFFSET = 72,
+	HDR_BACKING_LENGTH = 76,
+	HDR_LAYER_COUNT = 80,
+	HDR_LAYER_OFFSET = 84,
+	HDR_SNAPSHOT_COUNT = 88,
+	HDR_SNAPSHOT_OFFSET = 92,
+	HDR_ACTIVE_LAYER = 96,
+	HDR_NEXT_SNAPSHOT_ID = 100,
+};
+
+/* One layer: a region of the file plus the layer it inherits from. */
+struct pcow_layer {
+	uint32_t region;
+	uint32_t parent;  /* index into the layer table, or PCOW_NO_PARENT */
+};
+
+struct pcow_snapshot {
+	uint32_t id;
+	uint32_t layer;
+	int64_t date_sec;
+	uint32_t date_nsec;
+	char *name;
+};
+
+/* The decoded metadata blob. */
+struct pcow_meta {
+	uint64_t generation;
+	uint64_t incompat, compat, autoclear;
+	uint64_t virtual_size;
+	uint32_t block_bits;
+	enum pcow_format backing_format;
+	char *backing;          /* NULL when there is no backing file */
+	uint32_t layer_count;
+	struct pcow_layer *layers;
+	uint32_t active;
+	uint32_t snapshot_count;
+	struct pcow_snapshot *snapshots;
+	uint32_t next_snapshot_id;
+};
+
+/* Decodes and validates one slot's bytes.  Returns -EINVAL with a message. */
+int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m);
+
+/* Encodes m into buf (PCOW_META_SLOT_SIZE bytes); returns the blob length. */
+int pcow_meta_encode(const struct pcow_meta *m, uint8_t *buf, size_t len);
+
+/* Checks the structure of decoded metadata (layer graph, names, ranges). */
+int pcow_meta_validate(const struct pcow_meta *m);
+
+int pcow_meta_copy(struct pcow_meta *dst, const struct pcow_meta *src);
+void pcow_meta_free(struct pcow_meta *m);
+
+/* Distance between regions: the virtual size rounded up to whole blocks
+ * and to PCOW_REGION_ALIGN. */
+uint64_t pcow_region_stride(uint64_t virtual_size, uint32_t block_bits);
+uint64_t pcow_region_offset(uint64_t stride, uint32_t region);
+
+/* Journal entry encoding: an in-flight copy of block into region. */
+uint64_t pcow_journal_pack(uint32_t region, uint64_t block);
+bool pcow_journal_unpack(uint64_t e, uint32_t *region, uint64_t *block);
+
+static inline uint32_t pcow_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t pcow_le64(const uint8_t *p)
+{
+	return (uint64_t)pcow_le32(p) | (uint64_t)pcow_le32(p + 4) << 32;
+}
+
+static inline void pcow_put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static inline void pcow_put_le64(uint8_t *p, uint64_t v)
+{
+	pcow_put_le32(p, (uint32_t)v);
+	pcow_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+#endif

@@ -1,0 +1,532 @@
+/* image.c -- creating, opening, locking and committing images. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "image.h"
+#include "layer.h"
+#include "map.h"
+#include "persist.h"
+
+char *pcow_resolve_path(const char *dir, const char *name)
+{
+	char *out;
+
+	if (name[0] == '/' || !dir || !dir[0])
+		return strdup(name);
+	if (asprintf(&out, "%s/%s", dir, name) < 0)
+		return NULL;
+	return out;
+}
+
+static char *dir_of(const char *path)
+{
+	char *copy = strdup(path), *d;
+
+	if (!copy)
+		return NULL;
+	d = strdup(dirname(copy));
+	free(copy);
+	return d;
+}
+
+/* OFD locks follow the open file, so two opens in one process conflict too. */
+static int lock_file(int fd, bool exclusive, const char *path)
+{
+	struct flock fl = {
+		.l_type = exclusive ? F_WRLCK : F_RDLCK,
+		.l_whence = SEEK_SET,
+		.l_start = 0,
+		.l_len = 1,
+	};
+
+	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	if (errno == EAGAIN || errno == EACCES)
+		return pcow_err(-EBUSY, "%s: image is in use (locked by another process; -U to read it anyway)",
+				path);
+	return pcow_err_sys(-errno, "%s: cannot lock", path);
+}
+
+uint64_t pcow_image_required_size(const pcow_image *img,
+				  const struct pcow_meta *m)
+{
+	uint32_t i, max = 0;
+
+	for (i = 0; i < m->layer_count; i++)
+		if (m->layers[i].region > max)
+			max = m->layers[i].region;
+	return pcow_region_offset(img->stride, max + 1);
+}
+
+int pcow_require_writable(pcow_image *img)
+{
+	if (img->rdonly)
+		return pcow_err(-EACCES, "%s: image is opened read-only", img->path);
+	return 0;
+}
+
+int pcow_image_commit(pcow_image *img, struct pcow_meta *next)
+{
+	int slot = 1 - img->cur_slot, ret;
+	uint64_t need = pcow_image_required_size(img, next);
+	struct stat st;
+	uint8_t *buf;
+
+	ret = pcow_meta_validate(next);
+	if (ret < 0)
+		return ret;
+	if (fstat(img->fd, &st) < 0)
+		return pcow_err_sys(-errno, "%s: stat failed", img->path);
+	/* The file must cover every region before metadata points into it. */
+	if ((uint64_t)st.st_size < need) {
+		ret = pcow_io_truncate(img->fd, need);
+		if (ret < 0)
+			return ret;
+	}
+	buf = malloc(PCOW_META_SLOT_SIZE);
+	if (!buf)
+		return pcow_err(-ENOMEM, "out of memory");
+	next->generation = img->m.generation + 1;
+	ret = pcow_meta_encode(next, buf, PCOW_META_SLOT_SIZE);
+	if (ret >= 0)
+		ret = pcow_io_pwrite(img->fd, buf, (uint64_t)ret,
+				     PCOW_META_SLOT_OFFSET(slot));
+	if (ret >= 0)
+		ret = pcow_io_sync(img->fd);
+	free(buf);
+	if (ret < 0)
+		return ret;
+	pcow_meta_free(&img->m);
+	img->m = *next;
+	memset(next, 0, sizeof(*next));
+	img->cur_slot = slot;
+	return 0;
+}
+
+static int check_block_size(uint32_t bs)
+{
+	if (bs < PCOW_BLOCK_SIZE_MIN || bs > PCOW_BLOCK_SIZE_MAX || (bs & (bs - 1)))
+		return pcow_err(-EINVAL, "block size %u must be a power of two from 4 KiB to 1 GiB",
+				bs);
+	return 0;
+}
+
+static int backing_size(const char *path, const char *name, enum pcow_format fmt,
+			uint64_t *size)
+{
+	char *dir = dir_of(path), *full;
+	struct stat st;
+	int ret = 0;
+
+	if (!dir)
+		return pcow_err(-ENOMEM, "out of memory");
+	full = pcow_resolve_path(dir, name);
+	free(dir);
+	if (!full)
+		return pcow_err(-ENOMEM, "out of memory");
+	if (fmt == PCOW_FORMAT_PCOW) {
+		pcow_image *b;
+
+		ret = pcow_open(&b, full, PCOW_OPEN_RDONLY);
+		if (ret == 0) {
+			*size = b->m.virtual_size;
+			pcow_close(&b);
+		}
+	} else if (stat(full, &st) < 0) {
+		ret = pcow_err_sys(-errno, "could not open backing file '%s'", full);
+	} else {
+		*size = (uint64_t)st.st_size;
+	}
+	free(full);
+	return ret;
+}
+
+int pcow_create(const char *path, const struct pcow_create_opts *opts)
+{
+	struct pcow_meta m = {0};
+	struct pcow_layer layer = {.region = 0, .parent = PCOW_NO_PARENT};
+	uint32_t bs = opts->block_size ? opts->block_size : PCOW_BLOCK_SIZE_DEFAULT;
+	uint64_t size = opts->size, stride;
+	uint8_t *buf = NULL;
+	struct stat st;
+	int fd, ret, bits = 0;
+
+	ret = check_block_size(bs);
+	if (ret < 0)
+		return ret;
+	while ((1u << bits) < bs)
+		bits++;
+	if (opts->backing_file && opts->backing_file[0]) {
+		if (opts->backing_format != PCOW_FORMAT_RAW &&
+		    opts->backing_format != PCOW_FORMAT_PCOW)
+			return pcow_err(-EINVAL, "backing file format must be given (raw or pcow)");
+		if (strlen(opts->backing_file) > PCOW_BACKING_NAME_MAX)
+			return pcow_err(-ENAMETOOLONG, "backing file name too long");
+		ret = backing_size(path, opts->backing_file, opts->backing_format,
+				   size ? &(uint64_t){0} : &size);
+		if (ret < 0)
+			return ret;
+		m.backing = (char *)opts->backing_file;
+		m.backing_format = opts->backing_format;
+	}
+	if (size == 0)
+		return pcow_err(-EINVAL, "image size must be greater than 0");
+	if (size % 512)
+		return pcow_err(-EINVAL, "image size %llu is not a multiple of 512",
+				(unsigned long long)size);
+	if (size > PCOW_MAX_VIRTUAL_SIZE)
+		return pcow_err(-EFBIG, "image size %llu is too large (at most %llu)",
+				(unsigned long long)size,
+				(unsigned long long)PCOW_MAX_VIRTUAL_SIZE);
+
+	m.virtual_size = size;
+	m.block_bits = (uint32_t)bits;
+	m.layer_count = 1;
+	m.layers = &layer;
+	m.active = 0;
+	m.next_snapshot_id = 1;
+	m.generation = 1;
+	stride = pcow_region_stride(size, m.block_bits);
+
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return pcow_err_sys(-errno, "%s: cannot create", path);
+	buf = malloc(PCOW_META_SLOT_SIZE);
+	if (!buf) {
+		ret = pcow_err(-ENOMEM, "out of memory");
+		goto fail;
+	}
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_blksize > bs) {
+		ret = pcow_err(-EINVAL, "block size %u is smaller than the file system's block size %lu",
+			       bs, (unsigned long)st.st_blksize);
+		goto fail;
+	}
+	ret = pcow_io_truncate(fd, pcow_region_offset(stride, 1));
+	if (ret == 0 && pcow_file_has_data(fd, PCOW_DATA_OFFSET, stride) != 0) {
+		ret = pcow_err(-ENOTSUP, "%s: the file system does not report holes (SEEK_HOLE); pcow needs ext4, xfs, btrfs or tmpfs",
+			       path);
+		goto fail;
+	}
+	if (ret == 0)
+		ret = pcow_meta_encode(&m, buf, PCOW_META_SLOT_SIZE);
+	if (ret >= 0)
+		ret = pcow_io_pwrite(fd, buf, (uint64_t)ret, 0);
+	if (ret >= 0)
+		ret = pcow_io_sync(fd);
+	if (ret < 0)
+		goto fail;
+	free(buf);
+	close(fd);
+	return 0;
+fail:
+	free(buf);
+	close(fd);
+	unlink(path);
+	return ret;
+}
+
+/* Reads one metadata slot; returns 0 and fills m when it is valid. */
+static int read_slot(int fd, int slot, uint8_t *buf, struct pcow_meta *m,
+		     bool *has_magic)
+{
+	int ret = pcow_io_pread(fd, buf, PCOW_META_SLOT_SIZE,
+				PCOW_META_SLOT_OFFSET(slot));
+
+	if (ret < 0)
+		return ret;
+	*has_magic = memcmp(buf, PCOW_MAGIC, PCOW_MAGIC_LEN) == 0;
+	return pcow_meta_decode(buf, PCOW_META_SLOT_SIZE, m);
+}
+
+static int load_meta(pcow_image *img)
+{
+	struct pcow_meta m[2];
+	int ret[2], i, best = -1;
+	bool magic[2];
+	uint8_t *buf = malloc(PCOW_META_SLOT_SIZE);
+	char msg[2][512];
+
+	if (!buf)
+		return pcow_err(-ENOMEM, "out of memory");
+	for (i = 0; i < 2; i++) {
+		ret[i] = read_slot(img->fd, i, buf, &m[i], &magic[i]);
+		snprintf(msg[i], sizeof(msg[i]), "%s", pcow_errormsg());
+		if (ret[i] == 0 && (best < 0 || m[i].generation > m[best].generation))
+			best = i;
+	}
+	free(buf);
+	if (best < 0) {
+		i = (!magic[0] && magic[1]) ? 1 : 0;
+		return pcow_err(ret[i], "%s: %s", img->path, msg[i]);
+	}
+	pcow_meta_free(&m[1 - best]);
+	img->m = m[best];
+	img->cur_slot = best;
+	return 0;
+}
+
+static int open_backing_of(pcow_image *img, int depth, const uint64_t *ids,
+			   int nids);
+
+int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
+		       int depth, const uint64_t *chain_ids, int chain_len)
+{
+	pcow_image *img;
+	struct stat st;
+	uint64_t ids[2 * (PCOW_MAX_CHAIN_DEPTH + 1)];
+	int ret, i;
+
+	*out = NULL;
+	if (flags & PCOW_OPEN_FORCE_SHARE)
+		flags |= PCOW_OPEN_RDONLY;
+	img = calloc(1, sizeof(*img));
+	if (!img)
+		return pcow_err(-ENOMEM, "out of memory");
+	img->fd = -1;
+	img->raw_fd = -1;
+	img->open_flags = flags;
+	img->rdonly = flags & PCOW_OPEN_RDONLY;
+	img->depth_in_chain = depth;
+	{
+		/* Recursive: a write fault on the mapping may be raised by library
+		 * code that already holds the lock (e.g. reading into a buffer that
+		 * lies in the mapping), and the fault handler takes it again. */
+		pthread_mutexattr_t attr;
+
+		pthread_mutexattr_init(&attr);
+		pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(&img->lock, &attr);
+		pthread_mutexattr_destroy(&attr);
+	}
+	img->path = strdup(path);
+	img->dir = dir_of(path);
+	if (!img->path || !img->dir) {
+		ret = pcow_err(-ENOMEM, "out of memory");
+		goto fail;
+	}
+	img->fd = open(path, (img->rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (img->fd < 0) {
+		ret = pcow_err_sys(-errno, "could not open '%s'", path);
+		goto fail;
+	}
+	if (fstat(img->fd, &st) < 0) {
+		ret = pcow_err_sys(-errno, "%s: stat failed", path);
+		goto fail;
+	}
+	for (i = 0; i < chain_len; i++)
+		if (chain_ids[2 * i] == st.st_dev && chain_ids[2 * i + 1] == st.st_ino) {
+			ret = pcow_err(-ELOOP, "%s: backing file loop", path);
+			goto fail;
+		}
+	if (!(flags & PCOW_OPEN_FORCE_SHARE)) {
+		ret = lock_file(img->fd, !img->rdonly, path);
+		if (ret < 0)
+			goto fail;
+	}
+	if (st.st_size < (off_t)PCOW_HEADER_SIZE) {
+		ret = pcow_err(-EINVAL, "%s: not a pcow image (file is only %lld bytes)",
+			       path, (long long)st.st_size);
+		goto fail;
+	}
+	ret = load_meta(img);
+	if (ret < 0)
+		goto fail;
+	img->block_size = 1ull << img->m.block_bits;
+	img->nblocks = (img->m.virtual_size + img->block_size - 1) / img->block_size;
+	img->stride = pcow_region_stride(img->m.virtual_size, img->m.block_bits);
+	if ((uint64_t)st.st_size < pcow_image_required_size(img, &img->m)) {
+		ret = pcow_err(-EINVAL, "%s: image file is truncated (%lld bytes, needs %llu)",
+			       path, (long long)st.st_size,
+			       (unsigned long long)pcow_image_required_size(img, &img->m));
+		goto fail;
+	}
+	ret = pcow_journal_recover(img);
+	if (ret < 0)
+		goto fail;
+	memcpy(ids, chain_ids, sizeof(uint64_t) * 2 * (size_t)chain_len);
+	ids[2 * chain_len] = st.st_dev;
+	ids[2 * chain_len + 1] = st.st_ino;
+	if (img->m.backing && !(flags & PCOW_OPEN_NO_BACKING)) {
+		ret = open_backing_of(img, depth, ids, chain_len + 1);
+		if (ret < 0)
+			goto fail;
+	}
+	*out = img;
+	return 0;
+fail:
+	pcow_close(&img);
+	return ret;
+}
+
+int pcow_open(pcow_image **out, const char *path, unsigned flags)
+{
+	return pcow_open_internal(out, path, flags, 0, NULL, 0);
+}
+
+static int open_raw(const char *full, unsigned flags, int *fd_out,
+		    uint64_t *size)
+{
+	struct stat st;
+	int fd = open(full, O_RDONLY | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return pcow_err_sys(-errno, "could not open backing file '%s'", full);
+	if (!(flags & PCOW_OPEN_FORCE_SHARE)) {
+		ret = lock_file(fd, false, full);
+		if (ret < 0) {
+			close(fd);
+			return ret;
+		}
+	}
+	if (fstat(fd, &st) < 0) {
+		ret = pcow_err_sys(-errno, "%s: stat failed", full);
+		close(fd);
+		return ret;
+	}
+	*fd_out = fd;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int open_backing_chain(pcow_image *img, const char *name,
+			      enum pcow_format fmt, int depth, const uint64_t *ids,
+			      int nids, pcow_image **pcow_out, int *raw_fd,
+			      uint64_t *raw_size, char **resolved)
+{
+	unsigned flags = PCOW_OPEN_RDONLY |
+			 (img->open_flags & PCOW_OPEN_FORCE_SHARE);
+	char *full;
+	int ret, i;
+
+	*pcow_out = NULL;
+	*raw_fd = -1;
+	*resolved = NULL;
+	if (depth + 1 > PCOW_MAX_CHAIN_DEPTH)
+		return pcow_err(-ELOOP, "%s: backing chain deeper than %d", img->path,
+				PCOW_MAX_CHAIN_DEPTH);
+	full = pcow_resolve_path(img->dir, name);
+	if (!full)
+		return pcow_err(-ENOMEM, "out of memory");
+	if (fmt == PCOW_FORMAT_PCOW) {
+		ret = pcow_open_internal(pcow_out, full, flags, depth + 1, ids, nids);
+	} else {
+		struct stat st;
+
+		ret = 0;
+		if (stat(full, &st) == 0)
+			for (i = 0; i < nids; i++)
+				if (ids[2 * i] == st.st_dev && ids[2 * i + 1] == st.st_ino)
+					ret = pcow_err(-ELOOP, "%s: backing file loop", full);
+		if (ret == 0)
+			ret = open_raw(full, flags, raw_fd, raw_size);
+	}
+	if (ret < 0) {
+		free(full);
+		return ret;
+	}
+	*resolved = full;
+	return 0;
+}
+
+static int open_backing_of(pcow_image *img, int depth, const uint64_t *ids,
+			   int nids)
+{
+	return open_backing_chain(img, img->m.backing, img->m.backing_format, depth,
+				  ids, nids, &img->backing, &img->raw_fd,
+				  &img->raw_size, &img->backing_path);
+}
+
+int pcow_backing_open(pcow_image *img, const char *name, enum pcow_format fmt,
+		      pcow_image **pcow_out, int *raw_fd, uint64_t *raw_size,
+		      char **resolved)
+{
+	struct stat st;
+	uint64_t ids[2];
+
+	if (fstat(img->fd, &st) < 0)
+		return pcow_err_sys(-errno, "%s: stat failed", img->path);
+	ids[0] = st.st_dev;
+	ids[1] = st.st_ino;
+	return open_backing_chain(img, name, fmt, img->depth_in_chain, ids, 1,
+				  pcow_out, raw_fd, raw_size, resolved);
+}
+
+void pcow_backing_close(pcow_image **pcow, int *raw_fd, char **resolved)
+{
+	if (*pcow)
+		pcow_close(pcow);
+	if (*raw_fd >= 0)
+		close(*raw_fd);
+	*raw_fd = -1;
+	free(*resolved);
+	*resolved = NULL;
+}
+
+int pcow_close(pcow_image **pimg)
+{
+	pcow_image *img = *pimg;
+	int ret = 0;
+
+	if (!img)
+		return 0;
+	if (img->map)
+		pcow_map_delete(&img->map);
+	if (img->fd >= 0 && !img->rdonly && fdatasync(img->fd) < 0)
+		ret = pcow_err_sys(-errno, "%s: flush failed", img->path);
+	pcow_backing_close(&img->backing, &img->raw_fd, &img->backing_path);
+	if (img->fd >= 0)
+		close(img->fd);
+	pcow_meta_free(&img->m);
+	pthread_mutex_destroy(&img->lock);
+	free(img->stale);
+	free(img->path);
+	free(img->dir);
+	free(img);
+	*pimg = NULL;
+	return ret;
+}
+
+pcow_image *pcow_backing_image(pcow_image *img)
+{
+	return img->backing;
+}
+
+int pcow_get_info(pcow_image *img, struct pcow_info *info)
+{
+	struct stat st;
+	int ret;
+
+	memset(info, 0, sizeof(*info));
+	pthread_mutex_lock(&img->lock);
+	info->virtual_size = img->m.virtual_size;
+	info->block_size = (uint32_t)img->block_size;
+	info->format_version = PCOW_VERSION;
+	info->snapshot_count = img->m.snapshot_count;
+	info->layer_count = img->m.layer_count;
+	info->backing_format = img->m.backing_format;
+	info->incompatible_features = img->m.incompat;
+	info->compatible_features = img->m.compat;
+	info->autoclear_features = img->m.autoclear;
+	if (img->m.backing) {
+		char *full = pcow_resolve_path(img->dir, img->m.backing);
+
+		snprintf(info->backing_file, sizeof(info->backing_file), "%s",
+			 img->m.backing);
+		snprintf(info->backing_file_full, sizeof(info->backing_file_full),
+			 "%s", full ? full : img->m.backing);
+		free(full);
+	}
+	if (fstat(img->fd, &st) == 0)
+		info->actual_size = (uint64_t)st.st_blocks * 512;
+	ret = pcow_layer_count_blocks(img, img->m.active, &info->allocated_blocks);
+	pthread_mutex_unlock(&img->lock);
+	return ret;
+}

@@ -1,0 +1,79 @@
+/*
+ * image.h -- the in-memory image: open file, current metadata, backing.
+ */
+#ifndef PCOW_IMAGE_H
+#define PCOW_IMAGE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "format.h"
+#include "pcow.h"
+
+/* The deepest backing chain we follow; a crafted chain cannot go further. */
+#define PCOW_MAX_CHAIN_DEPTH 64
+
+struct pcow_image {
+	int fd;
+	char *path;
+	char *dir;              /* directory relative backing names resolve in */
+	bool rdonly;
+	unsigned open_flags;
+	pthread_mutex_t lock;
+
+	struct pcow_meta m;
+	int cur_slot;           /* metadata slot holding m */
+	uint64_t block_size;
+	uint64_t nblocks;
+	uint64_t stride;        /* bytes between two regions */
+
+	/* Backing file: a pcow image, or a raw file read through raw_fd. */
+	pcow_image *backing;
+	int raw_fd;
+	uint64_t raw_size;
+	char *backing_path;     /* resolved name of the backing file */
+	int depth_in_chain;
+
+	/* Blocks whose copy-up was interrupted (read-only open only). */
+	uint64_t *stale;        /* packed journal entries */
+	uint32_t stale_count;
+
+	struct pcow_map *map;
+};
+
+static inline uint64_t region_start(const pcow_image *img, uint32_t layer)
+{
+	return pcow_region_offset(img->stride, img->m.layers[layer].region);
+}
+
+/* Bytes of file the current layers need. */
+uint64_t pcow_image_required_size(const pcow_image *img,
+				  const struct pcow_meta *m);
+
+/*
+ * Makes next the image's metadata: writes it to the other slot, persists
+ * it, then adopts it (the commit point is the slot's persisted checksum).
+ * On failure the image keeps its old metadata.  Takes ownership of next
+ * only on success.
+ */
+int pcow_image_commit(pcow_image *img, struct pcow_meta *next);
+
+/* Resolves name relative to dir into a newly allocated path. */
+char *pcow_resolve_path(const char *dir, const char *name);
+
+int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
+		       int depth, const uint64_t *chain_ids, int chain_len);
+
+/* Opens the backing file named in m (for rebase: a new candidate). */
+int pcow_backing_open(pcow_image *img, const char *name, enum pcow_format fmt,
+		      pcow_image **pcow_out, int *raw_fd, uint64_t *raw_size,
+		      char **resolved);
+
+/* Releases what pcow_backing_open gave. */
+void pcow_backing_close(pcow_image **pcow, int *raw_fd, char **resolved);
+
+/* Guards against a caller error: most calls need a read-write image. */
+int pcow_require_writable(pcow_image *img);
+
+#endif

@@ -1,0 +1,321 @@
+/*
+ * map.c -- the image as one directly mapped host address range.
+ *
+ * The active layer's region is mapped MAP_SHARED over the whole range, so
+ * loads and stores hit the image file's pages, and the first store to a
+ * hole is allocated by the host file system's own fault path, at the cost
+ * of a raw mapping.  Blocks the active layer inherits (from a snapshot
+ * layer or the backing chain) are then mapped read-only over it, straight
+ * from the file that holds them; the first store to one faults, and the
+ * fault handler copies the block up and maps the active region back.  The
+ * number of mappings therefore follows the number of inherited runs, never
+ * the number of blocks written.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "layer.h"
+#include "map.h"
+#include "persist.h"
+
+#define HUGE_ALIGN (2ull << 20)
+
+/* Reserves len bytes of address space aligned to 2 MiB (for DAX PMDs). */
+static uint8_t *reserve(uint64_t len)
+{
+	uint64_t total = len + HUGE_ALIGN;
+	uint8_t *p = mmap(NULL, total, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uint8_t *aligned;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	aligned = (uint8_t *)(((uintptr_t)p + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1));
+	if (aligned > p)
+		munmap(p, (size_t)(aligned - p));
+	if (aligned + len < p + total)
+		munmap(aligned + len, (size_t)(p + total - (aligned + len)));
+	return aligned;
+}
+
+static int map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
+		  int fd, uint64_t file_off)
+{
+	int flags = MAP_SHARED | MAP_FIXED;
+	void *p;
+
+	if (fd == map->img->fd)
+		flags |= map->extra_flags;
+	p = mmap(map->base + off, len, prot, flags, fd, (off_t)file_off);
+	if (p == MAP_FAILED)
+		return pcow_err_sys(-errno, "%s: mmap failed", map->img->path);
+	return 0;
+}
+
+/* Smallest block size along the chain: the finest ownership granularity. */
+static uint64_t chain_step(pcow_image *img)
+{
+	uint64_t step = img->block_size;
+
+	for (img = img->backing; img; img = img->backing)
+		if (img->block_size < step)
+			step = img->block_size;
+	return step;
+}
+
+/* First offset >= from where anything below the active layer has data. */
+static int next_lower_data(pcow_image *img, uint32_t from_layer, uint64_t from,
+			   uint64_t *next)
+{
+	uint64_t best = UINT64_MAX;
+	uint32_t l;
+	off_t d;
+
+	for (l = from_layer; l != PCOW_NO_PARENT; l = img->m.layers[l].parent) {
+		uint64_t start = region_start(img, l);
+
+		d = lseek(img->fd, (off_t)(start + from), SEEK_DATA);
+		if (d < 0 && errno != ENXIO)
+			return pcow_err_sys(-errno, "cannot query allocation");
+		if (d >= 0 && (uint64_t)d - start < best)
+			best = (uint64_t)d - start;
+	}
+	if (img->backing) {
+		uint64_t nb;
+		int ret;
+
+		if (from < img->backing->m.virtual_size) {
+			ret = next_lower_data(img->backing, img->backing->m.active, from,
+					      &nb);
+			if (ret < 0)
+				return ret;
+			if (nb < best)
+				best = nb;
+		}
+	} else if (img->raw_fd >= 0 && from < img->raw_size) {
+		d = lseek(img->raw_fd, (off_t)from, SEEK_DATA);
+		if (d < 0 && errno != ENXIO)
+			return pcow_err_sys(-errno, "cannot query allocation");
+		if (d >= 0 && (uint64_t)d < best)
+			best = (uint64_t)d;
+	}
+	*next = best;
+	return 0;
+}
+
+/*
+ * Maps read-only every run the active layer inherits.  Only offsets where a
+ * lower layer has data are visited, so the cost follows the inherited data.
+ */
+static int map_inherited(struct pcow_map *map)
+{
+	pcow_image *img = map->img;
+	uint64_t step = chain_step(img), vsize = img->m.virtual_size;
+	uint64_t pos = 0, run_off = 0, run_len = 0, run_file = 0;
+	int run_fd = -1, ret;
+	uint32_t parent = img->m.layers[img->m.active].parent;
+
+	for (;;) {
+		struct pcow_source src;
+		uint64_t next;
+
+		ret = next_lower_data(img, parent, pos, &next);
+		if (ret < 0)
+			return ret;
+		if (next >= vsize)
+			break;
+		pos = next / step * step;
+		ret = pcow_resolve(img, img->m.active, pos, &src);
+		if (ret < 0)
+			return ret;
+		if (src.depth > 0) {
+			uint64_t n = step < vsize - pos ? step : vsize - pos;
+
+			if (run_len && src.fd == run_fd && pos == run_off + run_len &&
+			    src.file_offset == run_file + run_len) {
+				run_len += n;
+			} else {
+				if (run_len &&
+				    (ret = map_at(map, run_off, run_len, PROT_READ, run_fd,
+						  run_file)) < 0)
+					return ret;
+				run_off = pos;
+				run_len = n;
+				run_fd = src.fd;
+				run_file = src.file_offset;
+			}
+		}
+		pos += step;
+	}
+	if (run_len)
+		return map_at(map, run_off, run_len, PROT_READ, run_fd, run_file);
+	return 0;
+}
+
+int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
+{
+	struct pcow_map *map;
+	long page = sysconf(_SC_PAGESIZE);
+	int prot, ret;
+	void *p;
+
+	*out = NULL;
+	if (img->map)
+		return pcow_err(-EBUSY, "%s: image is already mapped", img->path);
+	if (!(flags & PCOW_MAP_RDONLY) && img->rdonly)
+		return pcow_err(-EACCES, "%s: image is opened read-only", img->path);
+	map = calloc(1, sizeof(*map));
+	if (!map)
+		return pcow_err(-ENOMEM, "out of memory");
+	map->img = img;
+	map->rdonly = (flags & PCOW_MAP_RDONLY) || img->rdonly;
+	map->len = (img->m.virtual_size + (uint64_t)page - 1) & ~((uint64_t)page - 1);
+	map->registry_slot = -1;
+	map->base = reserve(map->len);
+	if (!map->base) {
+		free(map);
+		return pcow_err(-ENOMEM, "cannot reserve %llu bytes of address space",
+				(unsigned long long)img->m.virtual_size);
+	}
+	pthread_mutex_lock(&img->lock);
+	prot = map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
+	/* MAP_SYNC keeps DAX metadata durable with the data; fall back quietly
+	 * where the file system cannot (page cache: flushes use fdatasync). */
+	p = mmap(map->base, map->len, prot,
+		 MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED, img->fd,
+		 (off_t)region_start(img, img->m.active));
+	if (p != MAP_FAILED)
+		map->extra_flags = MAP_SHARED_VALIDATE | MAP_SYNC;
+	else
+		ret = map_at(map, 0, map->len, prot, img->fd,
+			     region_start(img, img->m.active));
+	if (p != MAP_FAILED || ret == 0)
+		ret = map_inherited(map);
+	if (ret == 0)
+		ret = pcow_fault_register(map);
+	if (ret < 0) {
+		pthread_mutex_unlock(&img->lock);
+		munmap(map->base, map->len);
+		free(map);
+		return ret;
+	}
+	img->map = map;
+	pthread_mutex_unlock(&img->lock);
+	*out = map;
+	return 0;
+}
+
+int pcow_map_delete(pcow_map **pmap)
+{
+	struct pcow_map *map = *pmap;
+
+	if (!map)
+		return 0;
+	pcow_fault_unregister(map);
+	munmap(map->base, map->len);
+	map->img->map = NULL;
+	free(map);
+	*pmap = NULL;
+	return 0;
+}
+
+void *pcow_map_addr(const pcow_map *map)
+{
+	return map->base;
+}
+
+uint64_t pcow_map_length(const pcow_map *map)
+{
+	return map->len;
+}
+
+int pcow_map_flush(pcow_map *map)
+{
+	if (map->rdonly)
+		return 0;
+	/* fdatasync covers every dirty page of the file and the allocations
+	 * behind them; on MAP_SYNC it only has metadata left to do. */
+	return pcow_flush(map->img);
+}
+
+void pcow_map_set_error_handler(pcow_map *map, pcow_map_error_fn fn,
+				void *opaque)
+{
+	map->err_opaque = opaque;
+	map->err_fn = fn;
+}
+
+int pcow_map_block_owned(struct pcow_map *map, uint64_t block)
+{
+	pcow_image *img = map->img;
+	uint64_t start = block * img->block_size, n = img->block_size;
+
+	if (n > map->len - start)
+		n = map->len - start;
+	return map_at(map, start, n,
+		      map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE, img->fd,
+		      region_start(img, img->m.active) + start);
+}
+
+int pcow_map_handle_write(struct pcow_map *map, void *addr)
+{
+	pcow_image *img = map->img;
+	uint64_t off = (uint64_t)((uint8_t *)addr - map->base);
+	uint64_t block = off / img->block_size;
+	uint32_t active;
+	int ret;
+
+	pthread_mutex_lock(&img->lock);
+	active = img->m.active;
+	ret = pcow_layer_owns(img, active, block);
+	/* Another thread may have copied it already: then only remap. */
+	if (ret == 0) {
+		ret = pcow_copy_up(img, active, block);
+		if (ret == 0)
+			atomic_fetch_add(&map->copied, 1);
+	}
+	if (ret >= 0)
+		ret = pcow_map_block_owned(map, block);
+	pthread_mutex_unlock(&img->lock);
+	atomic_fetch_add(&map->faults, 1);
+	return ret;
+}
+
+static uint64_t count_vmas(const struct pcow_map *map)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	uint64_t n = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 &&
+		    lo < (uintptr_t)map->base + map->len && hi > (uintptr_t)map->base)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+int pcow_map_get_stats(pcow_map *map, struct pcow_map_stats *st)
+{
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	st->vmas = count_vmas(map);
+	st->faults = atomic_load(&map->faults);
+	st->blocks_copied = atomic_load(&map->copied);
+	pthread_mutex_lock(&map->img->lock);
+	ret = pcow_layer_count_blocks(map->img, map->img->m.active,
+				      &st->blocks_allocated);
+	pthread_mutex_unlock(&map->img->lock);
+	return ret;
+}

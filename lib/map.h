@@ -1,0 +1,37 @@
+/* map.h -- the mapping engine's private interface. */
+#ifndef PCOW_MAP_H
+#define PCOW_MAP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "image.h"
+
+struct pcow_map {
+	pcow_image *img;
+	uint8_t *base;
+	uint64_t len;           /* virtual size rounded up to pages */
+	bool rdonly;
+	int extra_flags;        /* MAP_SYNC | MAP_SHARED_VALIDATE when in use */
+	pcow_map_error_fn err_fn;
+	void *err_opaque;
+	atomic_uint_fast64_t faults;
+	atomic_uint_fast64_t copied;
+	int registry_slot;
+};
+
+/* Installs the fault handlers (once) and registers/unregisters a map. */
+int pcow_fault_register(struct pcow_map *map);
+void pcow_fault_unregister(struct pcow_map *map);
+
+/*
+ * The active layer now owns block (written or discarded through the API):
+ * show the active region there instead of an inherited read-only block.
+ */
+int pcow_map_block_owned(struct pcow_map *map, uint64_t block);
+
+/* Handles a write fault at addr inside map: copy-up and remap. */
+int pcow_map_handle_write(struct pcow_map *map, void *addr);
+
+#endif

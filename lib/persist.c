@@ -1,0 +1,118 @@
+/* persist.c -- ordered, interceptable changes to image files. */
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "persist.h"
+
+static pcow_io_hook_fn io_hook;
+static void *io_hook_opaque;
+
+void pcow_io_set_hook(pcow_io_hook_fn fn, void *opaque)
+{
+	io_hook = fn;
+	io_hook_opaque = opaque;
+}
+
+static int hook(enum pcow_io_op op, int fd, uint64_t off, uint64_t len,
+		const void *buf)
+{
+	return io_hook ? io_hook(op, fd, off, len, buf, io_hook_opaque) : 0;
+}
+
+int pcow_io_pwrite(int fd, const void *buf, uint64_t len, uint64_t offset)
+{
+	const char *p = buf;
+	int ret = hook(PCOW_IO_WRITE, fd, offset, len, buf);
+
+	if (ret < 0)
+		return pcow_err_sys(ret, "write failed");
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)offset);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return pcow_err_sys(-errno, "write failed");
+		if (n == 0)
+			return pcow_err(-EIO, "write failed: no progress");
+		p += n;
+		len -= (uint64_t)n;
+		offset += (uint64_t)n;
+	}
+	return 0;
+}
+
+int pcow_io_pread(int fd, void *buf, uint64_t len, uint64_t offset)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)offset);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return pcow_err_sys(-errno, "read failed");
+		if (n == 0) {
+			/* Past the end of a file reads as zeros. */
+			for (; len; len--)
+				*p++ = 0;
+			break;
+		}
+		p += n;
+		len -= (uint64_t)n;
+		offset += (uint64_t)n;
+	}
+	return 0;
+}
+
+int pcow_io_punch(int fd, uint64_t offset, uint64_t len)
+{
+	int ret = hook(PCOW_IO_PUNCH, fd, offset, len, NULL);
+
+	if (ret < 0)
+		return pcow_err_sys(ret, "punching a hole failed");
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)offset, (off_t)len) < 0)
+		return pcow_err_sys(-errno, "punching a hole failed");
+	return 0;
+}
+
+int pcow_io_truncate(int fd, uint64_t size)
+{
+	int ret = hook(PCOW_IO_TRUNCATE, fd, size, 0, NULL);
+
+	if (ret < 0)
+		return pcow_err_sys(ret, "resizing the image file failed");
+	if (ftruncate(fd, (off_t)size) < 0)
+		return pcow_err_sys(-errno, "resizing the image file failed");
+	return 0;
+}
+
+int pcow_io_sync(int fd)
+{
+	int ret = hook(PCOW_IO_SYNC, fd, 0, 0, NULL);
+
+	if (ret < 0)
+		return pcow_err_sys(ret, "flush failed");
+	if (fdatasync(fd) < 0)
+		return pcow_err_sys(-errno, "flush failed");
+	return 0;
+}
+
+void pcow_persist_cachelines(const void *addr, size_t len)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	uintptr_t p = (uintptr_t)addr & ~(uintptr_t)63;
+
+	for (; p < (uintptr_t)addr + len; p += 64)
+		__builtin_ia32_clflush((const void *)p);
+	__builtin_ia32_sfence();
+#else
+	(void)addr;
+	(void)len;
+	__sync_synchronize();
+#endif
+}

@@ -1,0 +1,319 @@
+/*
+ * snapshot.c -- internal snapshots.
+ *
+ * A snapshot freezes the active layer; a new, empty active layer inherits
+ * from it.  Snapshots form a tree of layers: applying a snapshot starts a
+ * new active layer on top of the snapshot's layer and leaves every other
+ * snapshot alone.  Deleting a snapshot copies the blocks its children still
+ * inherit from it into them, then frees its region.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "image.h"
+#include "layer.h"
+#include "map.h"
+#include "persist.h"
+#include "snapshot.h"
+
+int pcow_snapshot_find(const struct pcow_meta *m, const char *name)
+{
+	uint32_t i;
+	char *end;
+	unsigned long id;
+
+	for (i = 0; i < m->snapshot_count; i++)
+		if (!strcmp(m->snapshots[i].name, name))
+			return (int)i;
+	id = strtoul(name, &end, 10);
+	if (*name && !*end)
+		for (i = 0; i < m->snapshot_count; i++)
+			if (m->snapshots[i].id == id)
+				return (int)i;
+	return -1;
+}
+
+/* Lowest region no layer uses. */
+static uint32_t free_region(const struct pcow_meta *m)
+{
+	uint32_t r, i;
+
+	for (r = 0;; r++) {
+		for (i = 0; i < m->layer_count; i++)
+			if (m->layers[i].region == r)
+				break;
+		if (i == m->layer_count)
+			return r;
+	}
+}
+
+/*
+ * Takes a region for a new layer.  A crash may have left data in a region
+ * that no layer uses any more (a leak); that data must not become the new
+ * layer's, so the region is emptied durably before metadata points at it.
+ */
+static int take_region(pcow_image *img, const struct pcow_meta *m,
+		       uint32_t *region)
+{
+	uint32_t r = free_region(m);
+	int ret;
+
+	if (r >= PCOW_MAX_REGIONS)
+		return pcow_err(-ENOSPC, "%s: too many layers", img->path);
+	ret = pcow_io_punch(img->fd, pcow_region_offset(img->stride, r),
+			    img->stride);
+	if (ret == 0)
+		ret = pcow_io_sync(img->fd);
+	*region = r;
+	return ret;
+}
+
+void pcow_meta_remove_layer(struct pcow_meta *m, uint32_t idx)
+{
+	uint32_t i;
+
+	memmove(&m->layers[idx], &m->layers[idx + 1],
+		(m->layer_count - idx - 1) * sizeof(*m->layers));
+	m->layer_count--;
+	for (i = 0; i < m->layer_count; i++)
+		if (m->layers[i].parent != PCOW_NO_PARENT && m->layers[i].parent > idx)
+			m->layers[i].parent--;
+	for (i = 0; i < m->snapshot_count; i++)
+		if (m->snapshots[i].layer > idx)
+			m->snapshots[i].layer--;
+	if (m->active > idx)
+		m->active--;
+}
+
+static void remove_snapshot(struct pcow_meta *m, uint32_t idx)
+{
+	free(m->snapshots[idx].name);
+	memmove(&m->snapshots[idx], &m->snapshots[idx + 1],
+		(m->snapshot_count - idx - 1) * sizeof(*m->snapshots));
+	m->snapshot_count--;
+}
+
+static int check_mutable(pcow_image *img)
+{
+	int ret = pcow_require_writable(img);
+
+	if (ret == 0 && img->map)
+		ret = pcow_err(-EBUSY, "%s: image is mapped; unmap it first", img->path);
+	return ret;
+}
+
+int pcow_snapshot_list(pcow_image *img, struct pcow_snapshot_info **list,
+		       size_t *count)
+{
+	struct pcow_snapshot_info *out;
+	uint32_t i;
+	int ret = 0;
+
+	pthread_mutex_lock(&img->lock);
+	out = calloc(img->m.snapshot_count + 1, sizeof(*out));
+	if (!out) {
+		pthread_mutex_unlock(&img->lock);
+		return pcow_err(-ENOMEM, "out of memory");
+	}
+	for (i = 0; i < img->m.snapshot_count && ret == 0; i++) {
+		const struct pcow_snapshot *s = &img->m.snapshots[i];
+		uint64_t blocks = 0;
+
+		out[i].id = s->id;
+		snprintf(out[i].name, sizeof(out[i].name), "%s", s->name);
+		out[i].date_sec = s->date_sec;
+		out[i].date_nsec = s->date_nsec;
+		ret = pcow_layer_count_blocks(img, s->layer, &blocks);
+		out[i].allocated_size = blocks * img->block_size;
+	}
+	pthread_mutex_unlock(&img->lock);
+	if (ret < 0) {
+		free(out);
+		return ret;
+	}
+	*list = out;
+	*count = img->m.snapshot_count;
+	return 0;
+}
+
+int pcow_snapshot_create(pcow_image *img, const char *name)
+{
+	struct pcow_meta next;
+	struct timespec now;
+	struct pcow_snapshot *s;
+	uint32_t region = 0;
+	size_t len = strlen(name);
+	int ret = check_mutable(img);
+
+	if (ret < 0)
+		return ret;
+	if (len == 0 || len > PCOW_SNAPSHOT_NAME_MAX)
+		return pcow_err(-EINVAL, "snapshot name must be 1 to %d bytes",
+				PCOW_SNAPSHOT_NAME_MAX);
+	pthread_mutex_lock(&img->lock);
+	if (pcow_snapshot_find(&img->m, name) >= 0) {
+		ret = pcow_err(-EEXIST, "%s: snapshot '%s' already exists", img->path,
+			       name);
+		goto out;
+	}
+	if (img->m.snapshot_count >= PCOW_MAX_SNAPSHOTS) {
+		ret = pcow_err(-ENOSPC, "%s: too many snapshots", img->path);
+		goto out;
+	}
+	ret = pcow_meta_copy(&next, &img->m);
+	if (ret < 0)
+		goto out;
+	ret = take_region(img, &next, &region);
+	if (ret < 0) {
+		pcow_meta_free(&next);
+		goto out;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	s = &next.snapshots[next.snapshot_count];
+	s->name = strdup(name);
+	if (!s->name) {
+		pcow_meta_free(&next);
+		ret = pcow_err(-ENOMEM, "out of memory");
+		goto out;
+	}
+	next.snapshot_count++;
+	s->id = next.next_snapshot_id++;
+	s->layer = next.active;
+	s->date_sec = now.tv_sec;
+	s->date_nsec = (uint32_t)now.tv_nsec;
+	next.layers[next.layer_count].region = region;
+	next.layers[next.layer_count].parent = next.active;
+	next.active = next.layer_count++;
+	ret = pcow_image_commit(img, &next);
+	pcow_meta_free(&next);
+out:
+	pthread_mutex_unlock(&img->lock);
+	return ret;
+}
+
+/* Frees a region after the metadata that used it has been committed away. */
+static int release_region(pcow_image *img, uint32_t region)
+{
+	int ret = pcow_io_punch(img->fd, pcow_region_offset(img->stride, region),
+				img->stride);
+
+	return ret == 0 ? pcow_io_sync(img->fd) : ret;
+}
+
+int pcow_snapshot_apply(pcow_image *img, const char *name)
+{
+	struct pcow_meta next;
+	uint32_t region = 0, old_region, old_active;
+	int idx, ret = check_mutable(img);
+
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&img->lock);
+	idx = pcow_snapshot_find(&img->m, name);
+	if (idx < 0) {
+		ret = pcow_err(-ENOENT, "%s: snapshot '%s' not found", img->path, name);
+		goto out;
+	}
+	ret = pcow_meta_copy(&next, &img->m);
+	if (ret < 0)
+		goto out;
+	ret = take_region(img, &next, &region);
+	if (ret < 0) {
+		pcow_meta_free(&next);
+		goto out;
+	}
+	old_active = next.active;
+	old_region = next.layers[old_active].region;
+	next.layers[next.layer_count].region = region;
+	next.layers[next.layer_count].parent = next.snapshots[idx].layer;
+	next.active = next.layer_count++;
+	/* The old active layer is a leaf nobody else refers to. */
+	pcow_meta_remove_layer(&next, old_active);
+	ret = pcow_image_commit(img, &next);
+	pcow_meta_free(&next);
+	if (ret == 0)
+		ret = release_region(img, old_region);
+out:
+	pthread_mutex_unlock(&img->lock);
+	return ret;
+}
+
+/* Copies into child every block it still inherits from layer. */
+static int push_down_blocks(pcow_image *img, uint32_t layer, uint32_t child)
+{
+	uint64_t b;
+	int ret;
+
+	for (b = 0; b < img->nblocks; b++) {
+		uint64_t start = region_start(img, layer) + b * img->block_size;
+		off_t d = lseek(img->fd, (off_t)start, SEEK_DATA);
+
+		if (d < 0)
+			return errno == ENXIO ? 0 : pcow_err_sys(-errno, "cannot query allocation");
+		/* Skip straight to the next block holding data. */
+		if ((uint64_t)d >= start + img->block_size) {
+			uint64_t nb = ((uint64_t)d - region_start(img, layer)) /
+				      img->block_size;
+			if (nb >= img->nblocks)
+				return 0;
+			b = nb - 1;
+			continue;
+		}
+		ret = pcow_layer_owns(img, layer, b);
+		if (ret == 1)
+			ret = pcow_layer_owns(img, child, b);
+		else if (ret == 0)
+			continue;
+		if (ret < 0)
+			return ret;
+		if (ret == 0) {
+			ret = pcow_copy_up(img, child, b);
+			if (ret < 0)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+int pcow_snapshot_delete(pcow_image *img, const char *name)
+{
+	struct pcow_meta next;
+	uint32_t layer, region, i;
+	int idx, ret = check_mutable(img);
+
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&img->lock);
+	idx = pcow_snapshot_find(&img->m, name);
+	if (idx < 0) {
+		ret = pcow_err(-ENOENT, "%s: snapshot '%s' not found", img->path, name);
+		goto out;
+	}
+	layer = img->m.snapshots[idx].layer;
+	region = img->m.layers[layer].region;
+	for (i = 0; i < img->m.layer_count && ret == 0; i++)
+		if (img->m.layers[i].parent == layer)
+			ret = push_down_blocks(img, layer, i);
+	if (ret < 0)
+		goto out;
+	ret = pcow_meta_copy(&next, &img->m);
+	if (ret < 0)
+		goto out;
+	remove_snapshot(&next, (uint32_t)idx);
+	for (i = 0; i < next.layer_count; i++)
+		if (next.layers[i].parent == layer)
+			next.layers[i].parent = next.layers[layer].parent;
+	pcow_meta_remove_layer(&next, layer);
+	ret = pcow_image_commit(img, &next);
+	pcow_meta_free(&next);
+	if (ret == 0)
+		ret = release_region(img, region);
+out:
+	pthread_mutex_unlock(&img->lock);
+	return ret;
+}

@@ -1,0 +1,859 @@
+/*
+ * pcow-img -- create, inspect, snapshot, check, rebase and convert pcow
+ * images, with qemu-img's syntax, output and exit codes wherever qemu-img
+ * has the same verb.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pcow.h"
+#include "util.h"
+
+/* Fails with one line naming the file, as every verb does. */
+#define FAIL(file, ...)                                                       \
+	do {                                                                  \
+		die_msg(__VA_ARGS__);                                         \
+		(void)(file);                                                 \
+		return 1;                                                     \
+	} while (0)
+
+static int lib_fail(const char *file)
+{
+	const char *m = pcow_errormsg();
+	size_t n = strlen(file);
+
+	/* Library messages often start with the file name already. */
+	if (!strncmp(m, file, n) && m[n] == ':')
+		die_msg("%s", m);
+	else
+		die_msg("%s: %s", file, m);
+	return 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: pcow-img COMMAND [OPTIONS] ...\n"
+		"\n"
+		"Commands:\n"
+		"  create [-f pcow] [-b BACKING -F FMT] [-o block_size=SIZE] FILE [SIZE]\n"
+		"  info [--output=human|json] [--backing-chain] [-U] FILE\n"
+		"  snapshot [-U] -l | -c NAME | -a NAME | -d NAME FILE\n"
+		"  rebase [-u] -b BACKING [-F FMT] FILE\n"
+		"  check [-r leaks|all] [--output=human|json] FILE\n"
+		"  convert [-f raw|pcow] -O raw|pcow [-o block_size=SIZE] [-p] IN OUT\n"
+		"  map [--output=human|json] [-U] FILE\n"
+		"\n"
+		"SIZE takes the suffixes K, M, G, T (powers of 1024).\n");
+}
+
+/* Parses "-o key=value,key=value" (block_size, backing_file, backing_fmt). */
+static int parse_create_options(const char *opts, struct pcow_create_opts *o,
+				char **backing, char **backing_fmt)
+{
+	char *copy = strdup(opts), *save = NULL, *tok;
+	int ret = 0;
+
+	for (tok = strtok_r(copy, ",", &save); tok && !ret;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		uint64_t v;
+
+		if (!eq) {
+			die_msg("invalid option '%s' (expected key=value)", tok);
+			ret = -1;
+			break;
+		}
+		*eq++ = '\0';
+		if (!strcmp(tok, "block_size") || !strcmp(tok, "cluster_size")) {
+			if (!parse_size(eq, &v) || v > UINT32_MAX) {
+				die_msg("invalid block size '%s'", eq);
+				ret = -1;
+			} else {
+				o->block_size = (uint32_t)v;
+			}
+		} else if (!strcmp(tok, "backing_file")) {
+			*backing = strdup(eq);
+		} else if (!strcmp(tok, "backing_fmt")) {
+			*backing_fmt = strdup(eq);
+		} else {
+			die_msg("invalid option '%s' for format 'pcow'", tok);
+			ret = -1;
+		}
+	}
+	free(copy);
+	return ret;
+}
+
+static int cmd_create(int argc, char **argv)
+{
+	struct pcow_create_opts o = {0};
+	char *backing = NULL, *bfmt = NULL, *fmt = NULL, *options = NULL;
+	const char *file;
+	int c, rc = 1;
+	static const struct option longopts[] = {{"help", no_argument, 0, 'h'}, {0}};
+
+	while ((c = getopt_long(argc, argv, "+f:b:F:o:hqu", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'b': free(backing); backing = strdup(optarg); break;
+		case 'F': free(bfmt); bfmt = strdup(optarg); break;
+		case 'o': options = optarg; break;
+		case 'q': case 'u': break;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (optind >= argc) {
+		die_msg("expecting image file name");
+		goto out;
+	}
+	file = argv[optind];
+	if (fmt && strcmp(fmt, "pcow")) {
+		die_msg("%s: unsupported format '%s' (only pcow)", file, fmt);
+		goto out;
+	}
+	if (options && parse_create_options(options, &o, &backing, &bfmt) < 0)
+		goto out;
+	if (optind + 1 < argc && !parse_size(argv[optind + 1], &o.size)) {
+		die_msg("%s: invalid image size '%s'", file, argv[optind + 1]);
+		goto out;
+	}
+	if (optind + 2 < argc) {
+		die_msg("unexpected argument '%s'", argv[optind + 2]);
+		goto out;
+	}
+	if (backing) {
+		if (!bfmt) {
+			die_msg("%s: backing file format must be given with -F (raw or pcow)", file);
+			goto out;
+		}
+		if (!parse_format(bfmt, &o.backing_format)) {
+			die_msg("%s: unknown backing file format '%s'", file, bfmt);
+			goto out;
+		}
+		o.backing_file = backing;
+	} else if (optind + 1 >= argc) {
+		die_msg("%s: image size must be given", file);
+		goto out;
+	}
+	if (pcow_create(file, &o) < 0) {
+		lib_fail(file);
+		goto out;
+	}
+	{
+		pcow_image *img;
+		struct pcow_info info;
+
+		if (pcow_open(&img, file, PCOW_OPEN_RDONLY | PCOW_OPEN_NO_BACKING) == 0) {
+			pcow_get_info(img, &info);
+			printf("Formatting '%s', fmt=pcow size=%" PRIu64, file, info.virtual_size);
+			if (backing)
+				printf(" backing_file=%s backing_fmt=%s", backing, bfmt);
+			printf(" block_size=%u\n", info.block_size);
+			pcow_close(&img);
+		}
+	}
+	rc = 0;
+out:
+	free(backing);
+	free(bfmt);
+	return rc;
+}
+
+static void date_str(int64_t sec, char *buf, size_t len)
+{
+	time_t t = (time_t)sec;
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static void print_snapshots(pcow_image *img)
+{
+	struct pcow_snapshot_info *list;
+	size_t n, i;
+	char date[32], size[32];
+
+	if (pcow_snapshot_list(img, &list, &n) < 0)
+		return;
+	printf("Snapshot list:\n");
+	printf("%-10s%-17s%10s%20s\n", "ID", "TAG", "DISK SIZE", "DATE");
+	for (i = 0; i < n; i++) {
+		date_str(list[i].date_sec, date, sizeof(date));
+		human_size(list[i].allocated_size, size, sizeof(size));
+		printf("%-9" PRIu32 " %-17s%10s%20s\n", list[i].id, list[i].name, size,
+		       date);
+	}
+	free(list);
+}
+
+static json_object *info_json(pcow_image *img, const char *file)
+{
+	struct pcow_info info;
+	struct pcow_snapshot_info *list;
+	json_object *o = json_object_new_object(), *spec, *data;
+	size_t n, i;
+
+	pcow_get_info(img, &info);
+	json_object_object_add(o, "virtual-size", json_object_new_int64((int64_t)info.virtual_size));
+	json_object_object_add(o, "filename", json_object_new_string(file));
+	json_object_object_add(o, "cluster-size", json_object_new_int64(info.block_size));
+	json_object_object_add(o, "format", json_object_new_string("pcow"));
+	json_object_object_add(o, "actual-size", json_object_new_int64((int64_t)info.actual_size));
+	json_object_object_add(o, "dirty-flag", json_object_new_boolean(0));
+	json_object_object_add(o, "block-size", json_object_new_int64(info.block_size));
+	json_object_object_add(o, "allocated-blocks",
+			       json_object_new_int64((int64_t)info.allocated_blocks));
+	if (info.backing_file[0]) {
+		json_object_object_add(o, "backing-filename", json_object_new_string(info.backing_file));
+		json_object_object_add(o, "full-backing-filename",
+				       json_object_new_string(info.backing_file_full));
+		json_object_object_add(o, "backing-filename-format",
+				       json_object_new_string(format_name(info.backing_format)));
+	}
+	if (pcow_snapshot_list(img, &list, &n) == 0) {
+		if (n) {
+			json_object *arr = json_object_new_array();
+
+			for (i = 0; i < n; i++) {
+				json_object *s = json_object_new_object();
+				char id[16];
+
+				snprintf(id, sizeof(id), "%" PRIu32, list[i].id);
+				json_object_object_add(s, "id", json_object_new_string(id));
+				json_object_object_add(s, "name", json_object_new_string(list[i].name));
+				json_object_object_add(s, "vm-state-size", json_object_new_int(0));
+				json_object_object_add(s, "date-sec", json_object_new_int64(list[i].date_sec));
+				json_object_object_add(s, "date-nsec", json_object_new_int64(list[i].date_nsec));
+				json_object_object_add(s, "vm-clock-sec", json_object_new_int(0));
+				json_object_object_add(s, "vm-clock-nsec", json_object_new_int(0));
+				json_object_object_add(s, "allocated-size",
+						       json_object_new_int64((int64_t)list[i].allocated_size));
+				json_object_array_add(arr, s);
+			}
+			json_object_object_add(o, "snapshots", arr);
+		}
+		free(list);
+	}
+	spec = json_object_new_object();
+	data = json_object_new_object();
+	json_object_object_add(data, "version", json_object_new_int((int)info.format_version));
+	json_object_object_add(data, "block-size", json_object_new_int64(info.block_size));
+	json_object_object_add(data, "allocated-blocks", json_object_new_int64((int64_t)info.allocated_blocks));
+	json_object_object_add(data, "layers", json_object_new_int((int)info.layer_count));
+	json_object_object_add(data, "incompatible-features",
+			       json_object_new_int64((int64_t)info.incompatible_features));
+	json_object_object_add(data, "compatible-features",
+			       json_object_new_int64((int64_t)info.compatible_features));
+	json_object_object_add(spec, "type", json_object_new_string("pcow"));
+	json_object_object_add(spec, "data", data);
+	json_object_object_add(o, "format-specific", spec);
+	return o;
+}
+
+static void info_human(pcow_image *img, const char *file)
+{
+	struct pcow_info info;
+	char a[32], b[32];
+
+	pcow_get_info(img, &info);
+	human_size(info.virtual_size, a, sizeof(a));
+	human_size(info.actual_size, b, sizeof(b));
+	printf("image: %s\nfile format: pcow\n", file);
+	printf("virtual size: %s (%" PRIu64 " bytes)\n", a, info.virtual_size);
+	printf("disk size: %s\n", b);
+	printf("block size: %u\n", info.block_size);
+	printf("allocated blocks: %" PRIu64 "\n", info.allocated_blocks);
+	if (info.backing_file[0]) {
+		printf("backing file: %s", info.backing_file);
+		if (strcmp(info.backing_file, info.backing_file_full))
+			printf(" (actual path: %s)", info.backing_file_full);
+		printf("\nbacking file format: %s\n", format_name(info.backing_format));
+	}
+	if (info.snapshot_count)
+		print_snapshots(img);
+	printf("Format specific information:\n    version: %u\n    layers: %u\n",
+	       info.format_version, info.layer_count);
+}
+
+/* Describes a raw file in a --backing-chain listing. */
+static json_object *raw_info_json(const char *file)
+{
+	json_object *o = json_object_new_object();
+	struct stat st;
+
+	if (stat(file, &st) == 0) {
+		json_object_object_add(o, "virtual-size", json_object_new_int64(st.st_size));
+		json_object_object_add(o, "actual-size", json_object_new_int64(st.st_blocks * 512));
+	}
+	json_object_object_add(o, "filename", json_object_new_string(file));
+	json_object_object_add(o, "format", json_object_new_string("raw"));
+	json_object_object_add(o, "dirty-flag", json_object_new_boolean(0));
+	return o;
+}
+
+static int cmd_info(int argc, char **argv)
+{
+	const char *output = "human";
+	bool chain = false;
+	unsigned flags = PCOW_OPEN_RDONLY;
+	pcow_image *img, *cur;
+	const char *file;
+	int c;
+	static const struct option longopts[] = {
+		{"output", required_argument, 0, 'O'},
+		{"backing-chain", no_argument, 0, 'B'},
+		{"force-share", no_argument, 0, 'U'},
+		{0}};
+
+	while ((c = getopt_long(argc, argv, "+f:U", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'O': output = optarg; break;
+		case 'B': chain = true; break;
+		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
+		case 'f':
+			if (strcmp(optarg, "pcow"))
+				FAIL(optarg, "unsupported format '%s' (only pcow)", optarg);
+			break;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (strcmp(output, "human") && strcmp(output, "json"))
+		FAIL(output, "--output must be human or json");
+	if (optind != argc - 1)
+		FAIL(NULL, "expecting one image file name");
+	file = argv[optind];
+	if (!file_is_pcow(file) && access(file, R_OK) == 0)
+		FAIL(file, "%s: not a pcow image (bad magic)", file);
+	if (pcow_open(&img, file, flags) < 0)
+		return lib_fail(file);
+	if (!strcmp(output, "json")) {
+		json_object *top = chain ? json_object_new_array() : NULL, *o;
+
+		for (cur = img; cur; cur = chain ? pcow_backing_image(cur) : NULL) {
+			struct pcow_info info;
+
+			pcow_get_info(cur, &info);
+			o = info_json(cur, cur == img ? file : info.backing_file_full);
+			if (cur != img) {
+				/* The name as the overlay refers to it. */
+			}
+			if (!chain) {
+				top = o;
+				break;
+			}
+			json_object_array_add(top, o);
+			if (!pcow_backing_image(cur) && info.backing_file[0])
+				json_object_array_add(top, raw_info_json(info.backing_file_full));
+		}
+		printf("%s\n", json_object_to_json_string_ext(top, JSON_C_TO_STRING_PRETTY |
+								     JSON_C_TO_STRING_SPACED |
+								     JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(top);
+	} else {
+		const char *name = file;
+
+		for (cur = img; cur; cur = chain ? pcow_backing_image(cur) : NULL) {
+			struct pcow_info info;
+
+			pcow_get_info(cur, &info);
+			if (cur != img)
+				printf("\n");
+			info_human(cur, name);
+			name = info.backing_file_full;
+			if (chain && !pcow_backing_image(cur) && info.backing_file[0]) {
+				struct stat st;
+				char a[32];
+
+				printf("\nimage: %s\nfile format: raw\n", name);
+				if (stat(name, &st) == 0) {
+					human_size((uint64_t)st.st_size, a, sizeof(a));
+					printf("virtual size: %s (%lld bytes)\n", a, (long long)st.st_size);
+				}
+			}
+			if (!chain)
+				break;
+		}
+	}
+	pcow_close(&img);
+	return 0;
+}
+
+static int cmd_snapshot(int argc, char **argv)
+{
+	char action = 0;
+	const char *name = NULL, *file;
+	unsigned flags = 0;
+	pcow_image *img;
+	int c, ret = 0;
+
+	while ((c = getopt(argc, argv, "+lc:a:d:Uqf:")) != -1) {
+		switch (c) {
+		case 'l': case 'c': case 'a': case 'd':
+			if (action)
+				FAIL(NULL, "cannot mix snapshot actions");
+			action = (char)c;
+			name = optarg;
+			break;
+		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
+		case 'q': case 'f': break;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (!action)
+		FAIL(NULL, "snapshot: one of -l, -c, -a or -d is required");
+	if (optind != argc - 1)
+		FAIL(NULL, "expecting one image file name");
+	file = argv[optind];
+	if (action == 'l')
+		flags |= PCOW_OPEN_RDONLY;
+	else if (flags & PCOW_OPEN_FORCE_SHARE)
+		FAIL(file, "%s: -U is only allowed with -l", file);
+	if (pcow_open(&img, file, flags) < 0)
+		return lib_fail(file);
+	switch (action) {
+	case 'l': print_snapshots(img); break;
+	case 'c': ret = pcow_snapshot_create(img, name); break;
+	case 'a': ret = pcow_snapshot_apply(img, name); break;
+	case 'd': ret = pcow_snapshot_delete(img, name); break;
+	}
+	if (ret < 0) {
+		lib_fail(file);
+		pcow_close(&img);
+		return 1;
+	}
+	if (pcow_close(&img) < 0)
+		return lib_fail(file);
+	return 0;
+}
+
+static int cmd_rebase(int argc, char **argv)
+{
+	const char *backing = NULL, *bfmt = NULL, *file;
+	enum pcow_format fmt = PCOW_FORMAT_NONE;
+	unsigned flags = 0;
+	pcow_image *img;
+	int c;
+
+	while ((c = getopt(argc, argv, "+ub:F:f:pq")) != -1) {
+		switch (c) {
+		case 'u': flags |= PCOW_REBASE_UNSAFE; break;
+		case 'b': backing = optarg; break;
+		case 'F': bfmt = optarg; break;
+		case 'f': case 'p': case 'q': break;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (optind != argc - 1)
+		FAIL(NULL, "expecting one image file name");
+	file = argv[optind];
+	if (!backing)
+		FAIL(file, "%s: rebase needs -b BACKING (use -b \"\" to remove it)", file);
+	if (backing[0]) {
+		if (!bfmt)
+			FAIL(file, "%s: backing file format must be given with -F (raw or pcow)", file);
+		if (!parse_format(bfmt, &fmt))
+			FAIL(file, "%s: unknown backing file format '%s'", file, bfmt);
+	}
+	if (pcow_open(&img, file, (flags & PCOW_REBASE_UNSAFE) ? PCOW_OPEN_NO_BACKING : 0) < 0)
+		return lib_fail(file);
+	if (pcow_rebase(img, backing, fmt, flags) < 0) {
+		lib_fail(file);
+		pcow_close(&img);
+		return 1;
+	}
+	if (pcow_close(&img) < 0)
+		return lib_fail(file);
+	return 0;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	const char *output = "human", *file;
+	unsigned fix = 0;
+	struct pcow_check_result r;
+	pcow_image *img;
+	int c, ret;
+	static const struct option longopts[] = {{"output", required_argument, 0, 'O'}, {0}};
+
+	while ((c = getopt_long(argc, argv, "+r:f:qU", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			if (!strcmp(optarg, "leaks"))
+				fix = PCOW_CHECK_FIX_LEAKS;
+			else if (!strcmp(optarg, "all"))
+				fix = PCOW_CHECK_FIX_LEAKS | PCOW_CHECK_FIX_ERRORS;
+			else
+				FAIL(NULL, "unknown option value for -r (expecting 'leaks' or 'all'): %s", optarg);
+			break;
+		case 'O': output = optarg; break;
+		case 'f': case 'q': case 'U': break;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (strcmp(output, "human") && strcmp(output, "json"))
+		FAIL(output, "--output must be human or json");
+	if (optind != argc - 1)
+		FAIL(NULL, "expecting one image file name");
+	file = argv[optind];
+	if (pcow_open(&img, file, fix ? 0 : PCOW_OPEN_RDONLY) < 0) {
+		int err = errno;
+
+		lib_fail(file);
+		(void)err;
+		/* An image whose metadata is damaged is reported as corrupt. */
+		return access(file, R_OK) == 0 && file_is_pcow(file) ? 2 : 1;
+	}
+	ret = pcow_check(img, fix, &r);
+	if (ret < 0) {
+		lib_fail(file);
+		pcow_close(&img);
+		return 1;
+	}
+	pcow_close(&img);
+	if (!strcmp(output, "json")) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "filename", json_object_new_string(file));
+		json_object_object_add(o, "format", json_object_new_string("pcow"));
+		json_object_object_add(o, "check-errors", json_object_new_int64((int64_t)r.check_errors));
+		json_object_object_add(o, "leaks", json_object_new_int64((int64_t)(r.leaks - r.leaks_fixed)));
+		json_object_object_add(o, "corruptions",
+				       json_object_new_int64((int64_t)(r.corruptions - r.corruptions_fixed)));
+		if (fix) {
+			json_object_object_add(o, "leaks-fixed", json_object_new_int64((int64_t)r.leaks_fixed));
+			json_object_object_add(o, "corruptions-fixed",
+					       json_object_new_int64((int64_t)r.corruptions_fixed));
+		}
+		json_object_object_add(o, "leaked-bytes", json_object_new_int64((int64_t)r.leaked_bytes));
+		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+								   JSON_C_TO_STRING_SPACED |
+								   JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(o);
+	} else {
+		if (r.leaks_fixed || r.corruptions_fixed)
+			printf("The following inconsistencies were found and repaired:\n\n"
+			       "    %" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n",
+			       r.leaks_fixed, r.corruptions_fixed);
+		if (r.corruptions > r.corruptions_fixed)
+			printf("%" PRIu64 " errors were found on the image.\n"
+			       "Data may be corrupted, or further writes to the image may corrupt it.\n",
+			       r.corruptions - r.corruptions_fixed);
+		if (r.leaks > r.leaks_fixed)
+			printf("%" PRIu64 " leaked clusters were found on the image.\n"
+			       "This means waste of disk space, but no harm to data.\n"
+			       "(%s)\n",
+			       r.leaks - r.leaks_fixed, r.first_problem);
+		if (r.check_errors)
+			printf("%" PRIu64 " internal errors have occurred during the check.\n",
+			       r.check_errors);
+		if (r.corruptions == r.corruptions_fixed && r.leaks == r.leaks_fixed &&
+		    !r.check_errors)
+			printf("No errors were found on the image.\n");
+	}
+	if (r.check_errors)
+		return 1;
+	if (r.corruptions > r.corruptions_fixed)
+		return 2;
+	if (r.leaks > r.leaks_fixed)
+		return 3;
+	return 0;
+}
+
+/* One input of convert: a pcow image or a raw file. */
+struct source {
+	pcow_image *img;
+	int fd;
+	uint64_t size;
+};
+
+static int source_read(struct source *s, void *buf, uint64_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+
+	if (s->img)
+		return pcow_read(s->img, buf, len, off);
+	while (len) {
+		ssize_t n = pread(s->fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0) {
+			memset(p, 0, len);
+			break;
+		}
+		p += n;
+		len -= (uint64_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static bool all_zero(const uint8_t *p, uint64_t n)
+{
+	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
+}
+
+static int cmd_convert(int argc, char **argv)
+{
+	const char *ifmt = NULL, *ofmt = NULL, *options = NULL, *in, *out;
+	struct pcow_create_opts o = {0};
+	struct source src = {.fd = -1};
+	pcow_image *dst = NULL;
+	int dfd = -1, c, rc = 1;
+	bool progress = false, created = false;
+	uint64_t pos, chunk;
+	uint8_t *buf = NULL;
+	char *ob = NULL, *obf = NULL;
+
+	while ((c = getopt(argc, argv, "+f:O:o:pqU")) != -1) {
+		switch (c) {
+		case 'f': ifmt = optarg; break;
+		case 'O': ofmt = optarg; break;
+		case 'o': options = optarg; break;
+		case 'p': progress = true; break;
+		case 'q': case 'U': break;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (optind != argc - 2)
+		FAIL(NULL, "convert: expecting an input and an output file name");
+	in = argv[optind];
+	out = argv[optind + 1];
+	if (!ofmt)
+		ofmt = "raw";
+	if (strcmp(ofmt, "raw") && strcmp(ofmt, "pcow"))
+		FAIL(out, "%s: unsupported output format '%s' (raw or pcow)", out, ofmt);
+	if (!ifmt)
+		ifmt = file_is_pcow(in) ? "pcow" : "raw";
+	if (strcmp(ifmt, "raw") && strcmp(ifmt, "pcow"))
+		FAIL(in, "%s: unsupported input format '%s' (raw or pcow)", in, ifmt);
+	if (options && parse_create_options(options, &o, &ob, &obf) < 0)
+		return 1;
+	if (ob || obf) {
+		free(ob);
+		free(obf);
+		FAIL(out, "%s: convert does not take a backing file", out);
+	}
+	if (!strcmp(ifmt, "pcow")) {
+		struct pcow_info info;
+
+		if (pcow_open(&src.img, in, PCOW_OPEN_RDONLY) < 0)
+			return lib_fail(in);
+		pcow_get_info(src.img, &info);
+		src.size = info.virtual_size;
+	} else {
+		struct stat st;
+
+		src.fd = open(in, O_RDONLY | O_CLOEXEC);
+		if (src.fd < 0 || fstat(src.fd, &st) < 0) {
+			die_msg("%s: could not open: %s", in, strerror(errno));
+			goto out;
+		}
+		src.size = (uint64_t)st.st_size;
+	}
+	if (!strcmp(ofmt, "pcow")) {
+		o.size = (src.size + 511) / 512 * 512;
+		if (pcow_create(out, &o) < 0) {
+			lib_fail(out);
+			goto out;
+		}
+		created = true;
+		if (pcow_open(&dst, out, 0) < 0) {
+			lib_fail(out);
+			goto out;
+		}
+	} else {
+		dfd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (dfd < 0) {
+			die_msg("%s: could not create: %s", out, strerror(errno));
+			goto out;
+		}
+		created = true;
+		if (ftruncate(dfd, (off_t)src.size) < 0) {
+			die_msg("%s: %s", out, strerror(errno));
+			goto out;
+		}
+	}
+	chunk = o.block_size ? o.block_size : PCOW_BLOCK_SIZE_DEFAULT;
+	buf = malloc(chunk);
+	if (!buf) {
+		die_msg("out of memory");
+		goto out;
+	}
+	for (pos = 0; pos < src.size; pos += chunk) {
+		uint64_t n = src.size - pos < chunk ? src.size - pos : chunk;
+		int ret = source_read(&src, buf, n, pos);
+
+		if (ret < 0) {
+			if (src.img)
+				lib_fail(in);
+			else
+				die_msg("%s: read failed: %s", in, strerror(-ret));
+			goto out;
+		}
+		/* Zero blocks are left unallocated in the output. */
+		if (!all_zero(buf, n)) {
+			if (dst)
+				ret = pcow_write(dst, buf, n, pos);
+			else if (pwrite(dfd, buf, n, (off_t)pos) != (ssize_t)n)
+				ret = -(errno ? errno : EIO);
+			if (ret < 0) {
+				if (dst)
+					lib_fail(out);
+				else
+					die_msg("%s: write failed: %s", out, strerror(-ret));
+				goto out;
+			}
+		}
+		if (progress)
+			printf("    (%.2f/100%%)\r", 100.0 * (double)(pos + n) / (double)src.size);
+	}
+	if (progress)
+		printf("    (100.00/100%%)\n");
+	if (dst && pcow_flush(dst) < 0) {
+		lib_fail(out);
+		goto out;
+	}
+	if (dfd >= 0 && fdatasync(dfd) < 0) {
+		die_msg("%s: flush failed: %s", out, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	free(buf);
+	if (src.img)
+		pcow_close(&src.img);
+	if (src.fd >= 0)
+		close(src.fd);
+	if (dst)
+		pcow_close(&dst);
+	if (dfd >= 0)
+		close(dfd);
+	/* Never leave a half-written output behind. */
+	if (rc && created)
+		unlink(out);
+	return rc;
+}
+
+static int cmd_map(int argc, char **argv)
+{
+	const char *output = "human", *file;
+	unsigned flags = PCOW_OPEN_RDONLY;
+	struct pcow_info info;
+	pcow_image *img;
+	uint64_t pos;
+	json_object *arr = NULL;
+	int c;
+	static const struct option longopts[] = {{"output", required_argument, 0, 'O'}, {0}};
+
+	while ((c = getopt_long(argc, argv, "+f:U", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'O': output = optarg; break;
+		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
+		case 'f': break;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (strcmp(output, "human") && strcmp(output, "json"))
+		FAIL(output, "--output must be human or json");
+	if (optind != argc - 1)
+		FAIL(NULL, "expecting one image file name");
+	file = argv[optind];
+	if (pcow_open(&img, file, flags) < 0)
+		return lib_fail(file);
+	pcow_get_info(img, &info);
+	if (!strcmp(output, "json"))
+		arr = json_object_new_array();
+	else
+		printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
+	for (pos = 0; pos < info.virtual_size;) {
+		struct pcow_block_status st;
+
+		if (pcow_block_status(img, pos, info.virtual_size - pos, &st) < 0) {
+			lib_fail(file);
+			pcow_close(&img);
+			return 1;
+		}
+		if (arr) {
+			json_object *e = json_object_new_object();
+
+			json_object_object_add(e, "start", json_object_new_int64((int64_t)st.offset));
+			json_object_object_add(e, "length", json_object_new_int64((int64_t)st.length));
+			json_object_object_add(e, "depth",
+					       json_object_new_int(st.depth < 0 ? 0 : st.depth));
+			json_object_object_add(e, "present", json_object_new_boolean(st.depth >= 0));
+			json_object_object_add(e, "zero", json_object_new_boolean(st.depth < 0));
+			json_object_object_add(e, "data", json_object_new_boolean(st.depth >= 0));
+			json_object_object_add(e, "compressed", json_object_new_boolean(0));
+			if (st.file_offset >= 0)
+				json_object_object_add(e, "offset", json_object_new_int64(st.file_offset));
+			json_object_array_add(arr, e);
+		} else if (st.depth >= 0) {
+			printf("0x%-14" PRIx64 "0x%-14" PRIx64 "0x%-14" PRIx64 "%s\n", st.offset,
+			       st.length, (uint64_t)st.file_offset, st.filename ? st.filename : "");
+		}
+		pos += st.length;
+	}
+	if (arr) {
+		printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+								     JSON_C_TO_STRING_SPACED |
+								     JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(arr);
+	}
+	pcow_close(&img);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+} commands[] = {
+	{"create", cmd_create, "create a new image"},
+	{"info", cmd_info, "show an image's properties"},
+	{"snapshot", cmd_snapshot, "list, create, apply or delete snapshots"},
+	{"rebase", cmd_rebase, "change the backing file"},
+	{"check", cmd_check, "check an image for leaks and damage"},
+	{"convert", cmd_convert, "convert between raw and pcow"},
+	{"map", cmd_map, "show where the data of an image lives"},
+};
+
+int main(int argc, char **argv)
+{
+	size_t i;
+
+	progname = "pcow-img";
+	if (argc < 2) {
+		usage(stderr);
+		return 1;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		printf("pcow-img version %d.%d.%d\n", PCOW_VERSION_MAJOR, PCOW_VERSION_MINOR,
+		       PCOW_VERSION_MICRO);
+		return 0;
+	}
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name)) {
+			optind = 1;
+			return commands[i].fn(argc - 1, argv + 1);
+		}
+	die_msg("Command not found: %s", argv[1]);
+	return 1;
+}

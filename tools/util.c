@@ -1,0 +1,96 @@
+/* util.c -- helpers shared by pcow-img and pcow-io. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+const char *progname = "pcow";
+
+void die_msg(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", progname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+bool parse_size(const char *s, uint64_t *out)
+{
+	uint64_t v = 0, mult = 1;
+	const char *p = s;
+
+	if (!*p)
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (p == s)
+		return false;
+	switch (*p) {
+	case '\0': case 'b': case 'B': break;
+	case 'k': case 'K': mult = 1ull << 10; break;
+	case 'm': case 'M': mult = 1ull << 20; break;
+	case 'g': case 'G': mult = 1ull << 30; break;
+	case 't': case 'T': mult = 1ull << 40; break;
+	case 'p': case 'P': mult = 1ull << 50; break;
+	case 'e': case 'E': mult = 1ull << 60; break;
+	default: return false;
+	}
+	if (*p && p[1])
+		return false;
+	if (v > UINT64_MAX / mult)
+		return false;
+	*out = v * mult;
+	return true;
+}
+
+void human_size(uint64_t v, char *buf, size_t len)
+{
+	static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+	double d = (double)v;
+	int u = 0;
+
+	while (d >= 1024 && u < 6) {
+		d /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%0.3g %s", d, units[u]);
+}
+
+bool parse_format(const char *s, enum pcow_format *fmt)
+{
+	if (!strcmp(s, "raw"))
+		*fmt = PCOW_FORMAT_RAW;
+	else if (!strcmp(s, "pcow"))
+		*fmt = PCOW_FORMAT_PCOW;
+	else
+		return false;
+	return true;
+}
+
+const char *format_name(enum pcow_format fmt)
+{
+	return fmt == PCOW_FORMAT_PCOW ? "pcow" : fmt == PCOW_FORMAT_RAW ? "raw" : "";
+}
+
+bool file_is_pcow(const char *path)
+{
+	char magic[8];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool yes;
+
+	if (fd < 0)
+		return false;
+	yes = pread(fd, magic, 8, 0) == 8 && !memcmp(magic, "PCOW\r\n\x1a\n", 8);
+	close(fd);
+	return yes;
+}

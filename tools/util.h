@@ -1,0 +1,32 @@
+/* util.h -- helpers shared by pcow-img and pcow-io. */
+#ifndef PCOW_TOOLS_UTIL_H
+#define PCOW_TOOLS_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pcow.h"
+
+extern const char *progname;
+
+/* Prints "progname: msg" on stderr. */
+void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Parses a size: digits with an optional binary suffix (k/K, M, G, T, P,
+ * E; b or B for bytes).  Returns false on junk, overflow or a negative.
+ */
+bool parse_size(const char *s, uint64_t *out);
+
+/* Formats like qemu: "1 GiB", "196 KiB", "512 B". */
+void human_size(uint64_t v, char *buf, size_t len);
+
+/* "raw" / "pcow" -> enum; false when unknown. */
+bool parse_format(const char *s, enum pcow_format *fmt);
+const char *format_name(enum pcow_format fmt);
+
+/* True when the file starts with the pcow magic. */
+bool file_is_pcow(const char *path);
+
+#endif
