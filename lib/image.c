@@ -351,7 +351,8 @@ int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 	ret = pcow_journal_recover(img);
 	if (ret < 0)
 		goto fail;
-	memcpy(ids, chain_ids, sizeof(uint64_t) * 2 * (size_t)chain_len);
+	if (chain_len)
+		memcpy(ids, chain_ids, sizeof(uint64_t) * 2 * (size_t)chain_len);
 	ids[2 * chain_len] = st.st_dev;
 	ids[2 * chain_len + 1] = st.st_ino;
 	if (img->m.backing && !(flags & PCOW_OPEN_NO_BACKING)) {

@@ -226,6 +226,7 @@ int pcow_copy_up(pcow_image *img, uint32_t dst_layer, uint64_t block)
 	uint64_t chunk = img->block_size < COPY_CHUNK ? img->block_size : COPY_CHUNK;
 	uint64_t dst = region_start(img, dst_layer);
 	uint8_t *buf;
+	bool wrote = false;
 	int ret;
 
 	if (end > img->m.virtual_size)
@@ -242,8 +243,16 @@ int pcow_copy_up(pcow_image *img, uint32_t dst_layer, uint64_t block)
 		ret = pcow_chain_read(img, img->m.layers[dst_layer].parent, buf, n,
 				      done);
 		/* Zero pieces stay holes: inside an owned block they read as 0. */
-		if (ret == 0 && !all_zero(buf, n))
+		if (ret == 0 && !all_zero(buf, n)) {
 			ret = pcow_io_pwrite(img->fd, buf, n, dst + done);
+			wrote = true;
+		}
+	}
+	/* An all-zero block still needs one stored page to be owned; a hole
+	 * would let older data show through. */
+	if (ret == 0 && !wrote) {
+		memset(buf, 0, 4096);
+		ret = pcow_io_pwrite(img->fd, buf, 4096, dst + start);
 	}
 	munmap(buf, chunk);
 	if (ret == 0)

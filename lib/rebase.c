@@ -54,16 +54,16 @@ static int copy_differing(pcow_image *img, pcow_image *nb, int nraw,
 			if (n > img->m.virtual_size - off)
 				n = img->m.virtual_size - off;
 			ret = pcow_layer_owns(img, l, b);
-			if (ret != 0)
+			if (ret != 0) {
+				ret = ret > 0 ? 0 : ret;
 				continue;
+			}
 			ret = pcow_chain_read(img, PCOW_NO_PARENT, old, n, off);
 			if (ret == 0)
 				ret = candidate_read(nb, nraw, nraw_size, new, n, off);
 			if (ret == 0 && memcmp(old, new, n))
 				ret = pcow_copy_up(img, l, b);
 		}
-		if (ret > 0)
-			ret = 0;
 	}
 out:
 	free(old);

@@ -30,7 +30,8 @@
  * the time divided by the median of A-first with the same block size,
  * order, pattern and image size.  "VMAs" counts /proc/self/maps entries that
  * intersect the image range after the pass; "faults" counts SIGSEGVs handled
- * in user space; "minflt" is the kernel's minor fault count for the pass.
+ * in user space; "kfaults" counts the kernel page faults (minor + major)
+ * taken during the pass.
  * A mapping that fails (e.g. ENOMEM at vm.max_map_count) aborts the pass and
  * is reported as FAIL with the number of faults handled before it.
  */
@@ -190,12 +191,60 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static long minflt(void)
+/* CPU time of this thread (user + system, including fault handling). */
+static double cpu_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Kernel page faults of this process so far (minor + major). */
+static long kernel_faults(void)
 {
 	struct rusage ru;
 
 	getrusage(RUSAGE_SELF, &ru);
-	return ru.ru_minflt;
+	return ru.ru_minflt + ru.ru_majflt;
+}
+
+/*
+ * Let the filesystem finish work left over from earlier cases (journal
+ * commits, freeing and discarding blocks of deleted files) before a pass
+ * is timed.  A no-op on tmpfs.
+ */
+static void settle(int fd)
+{
+	if (syncfs(fd) != 0)
+		die("syncfs");
+}
+
+/*
+ * Touch and free anonymous memory somewhat larger than the pass will
+ * allocate.  On a VM whose balloon reports free pages to the host, memory
+ * that has been free for a while must be faulted in again by the host; the
+ * pages freed here are reused by the pass at once, so every case starts
+ * from the same, warm state.
+ */
+static void warm(size_t len)
+{
+	size_t wl = len + len / 4, off;
+	char *w = mmap(NULL, wl, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (w == MAP_FAILED)
+		return;
+	for (off = 0; off < wl; off += PAGE)
+		w[off] = 1;
+	munmap(w, wl);
+}
+
+/* Before every timed first pass. */
+static void prepare(int fd, size_t len)
+{
+	settle(fd);
+	warm(len);
 }
 
 /* Reserve an ALIGN-aligned PROT_NONE range of len bytes. */
@@ -310,11 +359,12 @@ static void touch(char *base, const uint32_t *ord, size_t nblocks, size_t bs,
 
 struct result {
 	double sec;
+	double cpu;
 	long mid_vmas;
 	long vmas;
 	long total_vmas;
 	unsigned long faults;
-	long minflt;
+	long kfaults;
 	int failed;
 	int err;
 	const char *what;
@@ -339,7 +389,7 @@ static int timed_pass(const struct job *j, char *base, enum fmode mode,
 {
 	size_t nblocks = j->len / j->bs;
 	volatile long mf0;
-	volatile double t0;
+	volatile double t0, c0;
 
 	g.base = base;
 	g.len = j->len;
@@ -348,11 +398,13 @@ static int timed_pass(const struct job *j, char *base, enum fmode mode,
 	g.err = 0;
 	g.what = NULL;
 	r->mid_vmas = -1;
-	mf0 = minflt();
+	mf0 = kernel_faults();
+	c0 = cpu_now();
 	t0 = now();
 	if (sigsetjmp(g.env, 1)) {
 		r->sec = now() - t0;
-		r->minflt = minflt() - mf0;
+		r->cpu = cpu_now() - c0;
+		r->kfaults = kernel_faults() - mf0;
 		r->faults = g.faults;
 		r->failed = 1;
 		r->err = g.err;
@@ -363,18 +415,20 @@ static int timed_pass(const struct job *j, char *base, enum fmode mode,
 	touch(base, j->ord, nblocks / 2, j->bs, j->pat, j->val);
 	/* Count VMAs half way through; not part of the timed work. */
 	{
-		double tp = now();
-		long mp = minflt();
+		double tp = now(), cp = cpu_now();
+		long mp = kernel_faults();
 
 		r->mid_vmas = count_vmas(base, j->len, NULL);
-		mf0 += minflt() - mp;
+		mf0 += kernel_faults() - mp;
+		c0 += cpu_now() - cp;
 		t0 += now() - tp;
 	}
 	touch(base, j->ord + nblocks / 2, nblocks - nblocks / 2, j->bs,
 	      j->pat, j->val);
 	g.mode = FM_NONE;
 	r->sec = now() - t0;
-	r->minflt = minflt() - mf0;
+	r->cpu = cpu_now() - c0;
+	r->kfaults = kernel_faults() - mf0;
 	r->faults = g.faults;
 	return 0;
 }
@@ -394,6 +448,7 @@ static void run_sparse(const struct job *j, size_t hdr, struct result *first,
 		 fd, (off_t)hdr) == MAP_FAILED)
 		die("mmap sparse");
 	memset(first, 0, sizeof(*first));
+	prepare(fd, j->len);
 	timed_pass(j, base, FM_NONE, first);
 	first->vmas = count_vmas(base, j->len, &first->total_vmas);
 	if (second) {
@@ -419,6 +474,7 @@ static void run_alloc(const struct job *j, struct result *r)
 	g.next_off = 0;
 	memset(r, 0, sizeof(*r));
 	install_handler();
+	prepare(fd, j->len);
 	timed_pass(j, base, FM_ALLOC, r);
 	r->vmas = count_vmas(base, j->len, &r->total_vmas);
 	if (!r->failed) {
@@ -452,6 +508,7 @@ static void run_cow(const struct job *j, enum fmode mode, struct result *r)
 	g.upper_off = (off_t)HEADER;
 	memset(r, 0, sizeof(*r));
 	install_handler();
+	prepare(fd, j->len);
 	timed_pass(j, base, mode, r);
 	r->vmas = count_vmas(base, j->len, &r->total_vmas);
 	if (!r->failed) {
@@ -550,18 +607,18 @@ static int cmp_long(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static double median_sec(const struct row *w)
+static double median_sec(const struct row *w, int cpu)
 {
 	double v[MAX_REPS];
 	int i;
 
 	for (i = 0; i < w->nrep; i++)
-		v[i] = w->rep[i].sec;
+		v[i] = cpu ? w->rep[i].cpu : w->rep[i].sec;
 	qsort(v, (size_t)w->nrep, sizeof(v[0]), cmp_double);
 	return w->nrep ? v[w->nrep / 2] : 0;
 }
 
-enum field { F_VMAS, F_MID, F_FAULTS, F_MINFLT, F_TOTAL };
+enum field { F_VMAS, F_MID, F_FAULTS, F_KFAULTS, F_TOTAL };
 
 static long median_long(const struct row *w, enum field f)
 {
@@ -574,7 +631,7 @@ static long median_long(const struct row *w, enum field f)
 		v[i] = f == F_VMAS ? r->vmas :
 		       f == F_MID ? r->mid_vmas :
 		       f == F_FAULTS ? (long)r->faults :
-		       f == F_MINFLT ? r->minflt : r->total_vmas;
+		       f == F_KFAULTS ? r->kfaults : r->total_vmas;
 	}
 	qsort(v, (size_t)w->nrep, sizeof(v[0]), cmp_long);
 	return w->nrep ? v[w->nrep / 2] : 0;
@@ -594,17 +651,20 @@ static void print_table(void)
 {
 	size_t i;
 
-	printf("%-9s %5s %-5s %-6s %6s %9s %7s %9s %7s %7s %7s %8s  %s\n",
-	       "case", "bs", "order", "patt", "image", "seconds", "ratio",
-	       "us/fault", "midVMAs", "VMAs", "faults", "minflt", "note");
+	printf("%-9s %5s %-5s %-5s %5s %8s %5s %8s %5s %8s %7s %6s %7s %7s"
+	       "  %s\n",
+	       "case", "bs", "order", "patt", "image", "wall_s", "ratio",
+	       "cpu_s", "cpu_r", "us/fault", "midVMAs", "VMAs", "faults",
+	       "kfaults", "note");
 	for (i = 0; i < nrows; i++) {
 		const struct row *w = &rows[i];
 		const struct row *a = find_row(K_A_FIRST, w->bs, w->o, w->p,
 					       w->len, 0);
-		double s = median_sec(w), as = a ? median_sec(a) : 0;
+		double s = median_sec(w, 0), as = a ? median_sec(a, 0) : 0;
+		double c = median_sec(w, 1), ac = a ? median_sec(a, 1) : 0;
 		long faults = median_long(w, F_FAULTS);
-		char bs[32], img[32], sec[32], ratio[32], upf[32], mid[32];
-		char note[160];
+		char bs[32], img[32], sec[32], ratio[32], cpu[32], cratio[32];
+		char upf[32], mid[32], note[160];
 		long midv = median_long(w, F_MID);
 		int nfail = 0, k;
 
@@ -613,6 +673,11 @@ static void print_table(void)
 		fmt_size(bs, sizeof(bs), w->bs);
 		fmt_size(img, sizeof(img), w->len);
 		note[0] = 0;
+		snprintf(sec, sizeof(sec), "%.4f", s);
+		snprintf(cpu, sizeof(cpu), "%.4f", c);
+		snprintf(ratio, sizeof(ratio), "-");
+		snprintf(cratio, sizeof(cratio), "-");
+		snprintf(upf, sizeof(upf), "-");
 		if (nfail) {
 			const struct result *r = NULL;
 
@@ -620,33 +685,32 @@ static void print_table(void)
 				if (w->rep[k].failed)
 					r = &w->rep[k];
 			snprintf(sec, sizeof(sec), "FAIL");
-			snprintf(ratio, sizeof(ratio), "-");
-			snprintf(upf, sizeof(upf), "-");
+			snprintf(cpu, sizeof(cpu), "FAIL");
 			snprintf(note, sizeof(note),
 				 "%s: %s after %lu faults (%d/%d runs), "
 				 "%ld maps in process",
 				 r->what, strerror(r->err), r->faults, nfail,
 				 w->nrep, r->total_vmas);
 		} else {
-			snprintf(sec, sizeof(sec), "%.4f", s);
-			if (a && as > 0)
+			if (a && as > 0 && ac > 0) {
 				snprintf(ratio, sizeof(ratio), "%.2f", s / as);
-			else
-				snprintf(ratio, sizeof(ratio), "-");
+				snprintf(cratio, sizeof(cratio), "%.2f",
+					 c / ac);
+			}
 			if (faults)
 				snprintf(upf, sizeof(upf), "%.2f",
 					 s * 1e6 / (double)faults);
-			else
-				snprintf(upf, sizeof(upf), "-");
 		}
 		if (midv < 0)
 			snprintf(mid, sizeof(mid), "-");
 		else
 			snprintf(mid, sizeof(mid), "%ld", midv);
-		printf("%-9s %5s %-5s %-6s %6s %9s %7s %9s %7s %7ld %7ld %8ld  %s\n",
+		printf("%-9s %5s %-5s %-5s %5s %8s %5s %8s %5s %8s %7s %6ld %7ld"
+		       " %7ld  %s\n",
 		       case_name[w->k], bs, ord_name[w->o], pat_name[w->p], img,
-		       sec, ratio, upf, mid, median_long(w, F_VMAS), faults,
-		       median_long(w, F_MINFLT), note);
+		       sec, ratio, cpu, cratio, upf, mid,
+		       median_long(w, F_VMAS), faults,
+		       median_long(w, F_KFAULTS), note);
 	}
 }
 
@@ -819,27 +883,6 @@ int main(int argc, char **argv)
 		printf("# lower file for D: %zu MiB written and fsynced in "
 		       "%.2f s\n", len_d >> 20, now() - t);
 		fflush(stdout);
-	}
-
-	/*
-	 * Warm-up: touch and free anonymous memory so that the first timed
-	 * cases do not pay for guest memory the host has not backed yet (on
-	 * a VM, never-touched or reported-free pages fault in the host).
-	 */
-	{
-		size_t wl = 3 * sizes[0], off;
-		char *w;
-
-		for (si = 1; si < nsizes; si++)
-			if (3 * sizes[si] > wl)
-				wl = 3 * sizes[si];
-		w = mmap(NULL, wl, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (w != MAP_FAILED) {
-			for (off = 0; off < wl; off += PAGE)
-				w[off] = 1;
-			munmap(w, wl);
-		}
 	}
 
 	t_start = now();

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # VM_* results are for the caller
 # Boot harness for the pcow test guest. Source this file from bash:
 #
 #   source tests/vm/lib.sh
@@ -21,8 +21,8 @@
 #   VM_RC        the guest script's exit code ("" when unknown)
 #   VM_OUTPUT    the guest script's output
 #   VM_SECONDS   wall time of the boot, in seconds
-#   VM_LOG       the console log (kept; in VM_WORKDIR, which the next
-#                vm_boot call removes unless VM_KEEP=1)
+#   VM_LOG       the console log, in VM_WORKDIR, which the next vm_boot
+#                call or vm_cleanup removes unless VM_KEEP=1
 #
 # Settings (environment):
 #   VM_TIMEOUT   seconds before the guest is killed (default 120)
@@ -39,6 +39,15 @@ VM_LOG=
 VM_RC=
 VM_OUTPUT=
 VM_SECONDS=
+
+# Remove the last boot's work directory (console log included) unless
+# VM_KEEP=1.
+vm_cleanup() {
+    if [[ -n $VM_WORKDIR && -d $VM_WORKDIR && ${VM_KEEP:-0} != 1 ]]; then
+        rm -rf "$VM_WORKDIR"
+    fi
+    VM_WORKDIR=
+}
 
 # Build the guest unless it is already up to date.
 vm_build_guest() { # [GUEST_DIR]
@@ -60,6 +69,35 @@ vm_make_initrd() { # GUEST_DIR SCRIPT OUT
     rm -rf "$stage" "$outfile.overlay"
 }
 
+# Boot the guest with an interactive shell on the terminal (no test script,
+# no timeout); the helpers of pcow-guest.sh are loaded in the shell. Leave
+# with `exit` (the guest powers off) or Ctrl-A x.
+vm_shell() { # QEMU GUEST_DIR [QEMU_ARGS...]
+    if (($# < 2)); then
+        echo "usage: vm_shell QEMU GUEST_DIR [QEMU_ARGS...]" >&2
+        return 2
+    fi
+    local qemu=$1 guest=$2 stage rc=0
+    shift 2
+    vm_cleanup
+    VM_WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/pcow-vm.XXXXXX")
+    stage=$VM_WORKDIR/overlay
+    mkdir -p "$stage/lib"
+    install -m 644 "$VM_LIB_DIR/guest/pcow-guest.sh" "$stage/lib/pcow-guest.sh"
+    (cd "$stage" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+        cpio --null -o -H newc -R 0:0 --quiet) | gzip -1n >"$VM_WORKDIR/overlay.gz"
+    cat "$guest/initrd.cpio.gz" "$VM_WORKDIR/overlay.gz" >"$VM_WORKDIR/initrd.gz"
+    "$qemu" \
+        -accel tcg -cpu max -m "${VM_MEM:-512M,slots=2,maxmem=4G}" \
+        -machine pc,nvdimm=on -nographic -no-reboot -nic none \
+        -L /usr/share/seabios -L /usr/share/qemu -L /usr/lib/ipxe/qemu \
+        -kernel "$guest/vmlinuz" -initrd "$VM_WORKDIR/initrd.gz" \
+        -append "console=ttyS0 panic=-1 quiet ${VM_APPEND:-}" \
+        "$@" || rc=$?
+    vm_cleanup
+    return "$rc"
+}
+
 vm_boot() { # QEMU GUEST_DIR SCRIPT [QEMU_ARGS...]
     if (($# < 3)); then
         echo "usage: vm_boot QEMU GUEST_DIR SCRIPT [QEMU_ARGS...]" >&2
@@ -69,7 +107,7 @@ vm_boot() { # QEMU GUEST_DIR SCRIPT [QEMU_ARGS...]
     shift 3
     local timeout=${VM_TIMEOUT:-120} t0 t1 qrc=0 log_clean status
 
-    VM_RC= VM_OUTPUT= VM_SECONDS= VM_LOG=
+    VM_RC='' VM_OUTPUT='' VM_SECONDS='' VM_LOG=''
     if [[ ! -s $guest/vmlinuz || ! -s $guest/initrd.cpio.gz ]]; then
         echo "vm_boot: no guest in $guest (run tests/vm/mkguest.sh)" >&2
         return 2
@@ -78,9 +116,7 @@ vm_boot() { # QEMU GUEST_DIR SCRIPT [QEMU_ARGS...]
         echo "vm_boot: no script $script" >&2
         return 2
     fi
-    if [[ -n $VM_WORKDIR && -d $VM_WORKDIR && ${VM_KEEP:-0} != 1 ]]; then
-        rm -rf "$VM_WORKDIR"
-    fi
+    vm_cleanup
     VM_WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/pcow-vm.XXXXXX")
     VM_LOG=$VM_WORKDIR/console.log
     vm_make_initrd "$guest" "$script" "$VM_WORKDIR/initrd.gz" || return 2

@@ -137,7 +137,10 @@ pm_fsdax() { # [DEV=/dev/pmem0] [ALIGN]
     esac
     _r=$(pm_region "$_b")
     _pfn=$(cat "$PM_SYS/devices/$_r/pfn_seed")
-    [ -n "$_pfn" ] && [ -d "$PM_SYS/devices/$_pfn" ] || { echo "pm_fsdax: $_r has no pfn seed"; return 1; }
+    if [ -z "$_pfn" ] || [ ! -d "$PM_SYS/devices/$_pfn" ]; then
+        echo "pm_fsdax: $_r has no pfn seed"
+        return 1
+    fi
     echo "$_nd" > "$PM_SYS/drivers/nd_pmem/unbind" || { echo "pm_fsdax: unbind $_nd failed"; return 1; }
     if cat /proc/sys/kernel/random/uuid > "$PM_SYS/devices/$_pfn/uuid" &&
         echo pmem > "$PM_SYS/devices/$_pfn/mode" &&

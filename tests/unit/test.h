@@ -1,0 +1,45 @@
+/* test.h -- minimal helpers for the unit tests (exit 0 pass, 1 fail, 77 skip). */
+#ifndef PCOW_TEST_H
+#define PCOW_TEST_H
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pcow.h"
+
+#define CHECK(cond)                                                           \
+	do {                                                                  \
+		if (!(cond)) {                                                \
+			fprintf(stderr, "%s:%d: CHECK(%s) failed (%s)\n",     \
+				__FILE__, __LINE__, #cond, pcow_errormsg());  \
+			exit(1);                                              \
+		}                                                             \
+	} while (0)
+
+/* A call that must succeed. */
+#define OK(call) CHECK((call) >= 0)
+
+#define SKIP(...)                                                             \
+	do {                                                                  \
+		printf("SKIP: " __VA_ARGS__);                                 \
+		printf("\n");                                                 \
+		exit(77);                                                     \
+	} while (0)
+
+/* A fresh temporary directory for this test, removed at exit. */
+const char *test_dir(void);
+/* Call in a forked child: its exit must not remove the directory. */
+void test_in_child(void);
+
+/* test_dir()/name, in a static rotating buffer. */
+const char *test_path(const char *name);
+
+/* Fills buf with a pattern derived from seed and offset. */
+void test_fill(void *buf, size_t len, uint64_t seed, uint64_t offset);
+/* True when buf holds what test_fill would have written. */
+int test_verify(const void *buf, size_t len, uint64_t seed, uint64_t offset);
+
+#endif

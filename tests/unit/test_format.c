@@ -1,0 +1,161 @@
+/* test_format.c -- the metadata blob: round trip and rejection of bad input. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "format.h"
+#include "test.h"
+
+static uint8_t buf[PCOW_META_SLOT_SIZE];
+
+static void sample(struct pcow_meta *m, struct pcow_layer *layers,
+		   struct pcow_snapshot *snaps)
+{
+	memset(m, 0, sizeof(*m));
+	m->virtual_size = 1ull << 30;
+	m->block_bits = 16;
+	m->generation = 7;
+	m->backing = "../base image.raw";
+	m->backing_format = PCOW_FORMAT_RAW;
+	layers[0] = (struct pcow_layer){.region = 0, .parent = PCOW_NO_PARENT};
+	layers[1] = (struct pcow_layer){.region = 3, .parent = 0};
+	layers[2] = (struct pcow_layer){.region = 1, .parent = 1};
+	m->layers = layers;
+	m->layer_count = 3;
+	m->active = 2;
+	snaps[0] = (struct pcow_snapshot){.id = 1, .layer = 0, .date_sec = 1700000000,
+					  .date_nsec = 5, .name = "first"};
+	snaps[1] = (struct pcow_snapshot){.id = 4, .layer = 1, .date_sec = 1700000100,
+					  .name = "second"};
+	m->snapshots = snaps;
+	m->snapshot_count = 2;
+	m->next_snapshot_id = 5;
+}
+
+/* Re-encodes after a field change so only validation, not the crc, can fail. */
+static int decode_modified(void (*change)(struct pcow_meta *m))
+{
+	struct pcow_layer layers[3];
+	struct pcow_snapshot snaps[2];
+	struct pcow_meta m, out;
+	int ret;
+
+	sample(&m, layers, snaps);
+	change(&m);
+	OK(pcow_meta_encode(&m, buf, sizeof(buf)));
+	ret = pcow_meta_decode(buf, sizeof(buf), &out);
+	if (ret == 0)
+		pcow_meta_free(&out);
+	return ret;
+}
+
+static void loop(struct pcow_meta *m) { m->layers[0].parent = 2; }
+static void bad_bits(struct pcow_meta *m) { m->block_bits = 31; }
+static void small_bits(struct pcow_meta *m) { m->block_bits = 11; }
+static void odd_size(struct pcow_meta *m) { m->virtual_size = 1000; }
+static void zero_size(struct pcow_meta *m) { m->virtual_size = 0; }
+static void dup_region(struct pcow_meta *m) { m->layers[1].region = 0; }
+static void bad_active(struct pcow_meta *m) { m->active = 3; }
+static void snap_on_active(struct pcow_meta *m) { m->snapshots[1].layer = 2; }
+static void dup_name(struct pcow_meta *m) { m->snapshots[1].name = "first"; }
+static void unknown_incompat(struct pcow_meta *m) { m->incompat = 1ull << 40; }
+static void no_fmt(struct pcow_meta *m) { m->backing_format = PCOW_FORMAT_NONE; }
+static void bad_region(struct pcow_meta *m) { m->layers[2].region = PCOW_MAX_REGIONS; }
+static void unknown_compat(struct pcow_meta *m) { m->compat = 1ull << 5; }
+
+int main(void)
+{
+	struct pcow_layer layers[3];
+	struct pcow_snapshot snaps[2];
+	struct pcow_meta m, out;
+	int len, i;
+
+	/* round trip */
+	sample(&m, layers, snaps);
+	len = pcow_meta_encode(&m, buf, sizeof(buf));
+	CHECK(len > (int)PCOW_HEADER_SIZE);
+	CHECK(memcmp(buf, PCOW_MAGIC, 8) == 0);
+	OK(pcow_meta_decode(buf, sizeof(buf), &out));
+	CHECK(out.virtual_size == m.virtual_size && out.block_bits == 16);
+	CHECK(out.generation == 7 && out.active == 2 && out.layer_count == 3);
+	CHECK(out.layers[1].region == 3 && out.layers[2].parent == 1);
+	CHECK(!strcmp(out.backing, "../base image.raw"));
+	CHECK(out.backing_format == PCOW_FORMAT_RAW);
+	CHECK(out.snapshot_count == 2 && out.snapshots[1].id == 4);
+	CHECK(!strcmp(out.snapshots[0].name, "first") && out.snapshots[0].date_nsec == 5);
+	pcow_meta_free(&out);
+
+	/* a checksum mismatch anywhere in the blob is rejected */
+	for (i = 0; i < len; i += 7) {
+		if (i >= HDR_CHECKSUM && i < HDR_CHECKSUM + 4)
+			continue;
+		buf[i] ^= 0x40;
+		CHECK(pcow_meta_decode(buf, sizeof(buf), &out) < 0);
+		buf[i] ^= 0x40;
+	}
+	buf[0] = 'X';
+	CHECK(pcow_meta_decode(buf, sizeof(buf), &out) == -EINVAL);
+	CHECK(strstr(pcow_errormsg(), "magic"));
+
+	/* structural rules, each checked after a valid checksum */
+	CHECK(decode_modified(loop) == -EINVAL && strstr(pcow_errormsg(), "loop"));
+	CHECK(decode_modified(bad_bits) == -EINVAL);
+	CHECK(decode_modified(small_bits) == -EINVAL);
+	CHECK(decode_modified(odd_size) == -EINVAL);
+	CHECK(decode_modified(zero_size) == -EINVAL);
+	CHECK(decode_modified(dup_region) == -EINVAL);
+	CHECK(decode_modified(bad_active) == -EINVAL);
+	CHECK(decode_modified(snap_on_active) == -EINVAL);
+	CHECK(decode_modified(dup_name) == -EINVAL);
+	CHECK(decode_modified(no_fmt) == -EINVAL);
+	CHECK(decode_modified(bad_region) == -EINVAL);
+	/* unknown incompatible bits refuse; unknown compatible bits do not */
+	CHECK(decode_modified(unknown_incompat) == -ENOTSUP);
+	CHECK(decode_modified(unknown_compat) == 0);
+
+	/* lengths and offsets pointing outside the blob */
+	sample(&m, layers, snaps);
+	len = pcow_meta_encode(&m, buf, sizeof(buf));
+	{
+		static const int fields[] = {HDR_LAYER_OFFSET, HDR_SNAPSHOT_OFFSET,
+					     HDR_BACKING_OFFSET, HDR_BACKING_LENGTH,
+					     HDR_LAYER_COUNT, HDR_SNAPSHOT_COUNT, HDR_META_LENGTH};
+		uint8_t saved[4];
+		size_t f;
+
+		for (f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+			memcpy(saved, buf + fields[f], 4);
+			pcow_put_le32(buf + fields[f], 0xfffffff0u);
+			CHECK(pcow_meta_decode(buf, sizeof(buf), &out) < 0);
+			memcpy(buf + fields[f], saved, 4);
+		}
+	}
+
+	/* random damage never crashes the decoder */
+	srand(1);
+	for (i = 0; i < 20000; i++) {
+		int j, n = 1 + rand() % 8;
+
+		sample(&m, layers, snaps);
+		len = pcow_meta_encode(&m, buf, sizeof(buf));
+		for (j = 0; j < n; j++)
+			buf[rand() % (len + 64)] = (uint8_t)rand();
+		if (pcow_meta_decode(buf, sizeof(buf), &out) == 0)
+			pcow_meta_free(&out);
+	}
+
+	/* journal entries */
+	{
+		uint32_t r;
+		uint64_t b;
+
+		CHECK(!pcow_journal_unpack(0, &r, &b));
+		CHECK(pcow_journal_unpack(pcow_journal_pack(17, 123456789), &r, &b));
+		CHECK(r == 17 && b == 123456789);
+	}
+	CHECK(pcow_region_stride(1, 12) == PCOW_REGION_ALIGN);
+	CHECK(pcow_region_stride(3ull << 30, 30) == 3ull << 30);
+	CHECK(pcow_region_stride((1ull << 30) + 512, 30) == 2ull << 30);
+	printf("format: ok\n");
+	return 0;
+}

@@ -1,0 +1,277 @@
+/* test_map.c -- the mapping engine: loads and stores on the mapped image,
+ * allocate-on-write, copy-on-write from backing and snapshot blocks, many
+ * threads, the VMA count under shuffled writes, signal chaining, remapping
+ * after snapshot changes, and the out-of-space handler. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "test.h"
+
+static void shuffle(uint32_t *a, uint32_t n, unsigned seed)
+{
+	uint32_t i;
+
+	srand(seed);
+	for (i = 0; i < n; i++)
+		a[i] = i;
+	for (i = n - 1; i > 0; i--) {
+		uint32_t j = (uint32_t)(((uint64_t)rand() * RAND_MAX + (uint64_t)rand()) % (i + 1));
+		uint32_t t = a[i];
+
+		a[i] = a[j];
+		a[j] = t;
+	}
+}
+
+/* [R-060] 65,536 blocks of 16 KiB written in shuffled order through the
+ * mapping stay a handful of VMAs and read back through the byte API. */
+static void shuffled_allocate(void)
+{
+	struct pcow_create_opts o = {.size = 1ull << 30, .block_size = 16384};
+	const uint32_t n = 65536;
+	uint32_t *order = malloc(n * sizeof(*order)), i;
+	struct pcow_map_stats st;
+	pcow_image *img;
+	pcow_map *map;
+	uint8_t *base;
+
+	CHECK(order);
+	OK(pcow_create(test_path("shuf"), &o));
+	OK(pcow_open(&img, test_path("shuf"), 0));
+	OK(pcow_map_new(&map, img, 0));
+	base = pcow_map_addr(map);
+	CHECK(((uintptr_t)base & ((2u << 20) - 1)) == 0);
+	CHECK(pcow_map_length(map) == 1ull << 30);
+	shuffle(order, n, 7);
+	for (i = 0; i < n; i++)
+		*(uint64_t *)(base + (uint64_t)order[i] * 16384 + 8) = order[i] * 2654435761u;
+	OK(pcow_map_get_stats(map, &st));
+	printf("shuffled: %u blocks, %llu vmas, %llu faults\n", n,
+	       (unsigned long long)st.vmas, (unsigned long long)st.faults);
+	CHECK(st.vmas <= 4 && st.blocks_allocated == n);
+	OK(pcow_map_flush(map));
+	OK(pcow_map_delete(&map));
+	for (i = 0; i < n; i += 97) {
+		uint64_t v;
+
+		OK(pcow_read(img, &v, 8, (uint64_t)i * 16384 + 8));
+		CHECK(v == (uint64_t)(i * 2654435761u));
+	}
+	OK(pcow_close(&img));
+	free(order);
+}
+
+/* Images with inherited data: a raw backing file and a snapshot layer. */
+#define CSIZE (32ull << 20)
+#define CBS 65536u
+#define NTHREADS 8
+
+static pcow_map *cmap;
+
+static void *writer(void *arg)
+{
+	uintptr_t t = (uintptr_t)arg;
+	uint8_t *base = pcow_map_addr(cmap);
+	uint64_t b;
+
+	/* every thread stores into every block, at its own offset */
+	for (b = 0; b < CSIZE / CBS; b++) {
+		uint64_t blk = (b * 7 + t * 13) % (CSIZE / CBS);
+
+		*(volatile uint64_t *)(base + blk * CBS + 64 * t) = blk ^ (t << 56);
+	}
+	return NULL;
+}
+
+static void cow_threads(void)
+{
+	struct pcow_create_opts o = {.size = CSIZE, .block_size = CBS};
+	struct pcow_map_stats st;
+	pthread_t th[NTHREADS];
+	uint8_t *want = malloc(CSIZE), *got = malloc(CSIZE);
+	pcow_image *img;
+	uint64_t b, t;
+	int fd;
+
+	CHECK(want && got);
+	test_fill(want, CSIZE, 9, 0);
+	fd = open(test_path("cbase.raw"), O_CREAT | O_WRONLY, 0644);
+	CHECK(fd >= 0 && write(fd, want, CSIZE) == (ssize_t)CSIZE);
+	close(fd);
+	o.backing_file = "cbase.raw";
+	o.backing_format = PCOW_FORMAT_RAW;
+	OK(pcow_create(test_path("cow"), &o));
+	OK(pcow_open(&img, test_path("cow"), 0));
+	OK(pcow_map_new(&cmap, img, 0));
+	/* inherited blocks read through the mapping without copying */
+	CHECK(memcmp(pcow_map_addr(cmap), want, CSIZE) == 0);
+	OK(pcow_map_get_stats(cmap, &st));
+	CHECK(st.faults == 0 && st.blocks_copied == 0 && st.blocks_allocated == 0);
+	/* 8 threads fault on the same and on different blocks */
+	for (t = 0; t < NTHREADS; t++)
+		CHECK(pthread_create(&th[t], NULL, writer, (void *)(uintptr_t)t) == 0);
+	for (t = 0; t < NTHREADS; t++)
+		pthread_join(th[t], NULL);
+	for (b = 0; b < CSIZE / CBS; b++)
+		for (t = 0; t < NTHREADS; t++)
+			*(uint64_t *)(want + b * CBS + 64 * t) = b ^ (t << 56);
+	CHECK(memcmp(pcow_map_addr(cmap), want, CSIZE) == 0);
+	OK(pcow_map_get_stats(cmap, &st));
+	printf("cow: %llu faults, %llu copied, %llu vmas\n", (unsigned long long)st.faults,
+	       (unsigned long long)st.blocks_copied, (unsigned long long)st.vmas);
+	/* no block copied twice, none missed */
+	CHECK(st.blocks_copied == CSIZE / CBS && st.blocks_allocated == CSIZE / CBS);
+	CHECK(st.vmas <= 2);
+	/* the API sees what the stores did, and the mapping sees API writes */
+	OK(pcow_read(img, got, CSIZE, 0));
+	CHECK(memcmp(got, want, CSIZE) == 0);
+	OK(pcow_map_delete(&cmap));
+
+	/* snapshots: changes refused while mapped, right content after */
+	OK(pcow_map_new(&cmap, img, 0));
+	CHECK(pcow_snapshot_create(img, "s") == -EBUSY);
+	OK(pcow_map_delete(&cmap));
+	OK(pcow_snapshot_create(img, "s"));
+	OK(pcow_map_new(&cmap, img, 0));
+	memset((uint8_t *)pcow_map_addr(cmap) + 3 * CBS + 100, 0x77, 5000);
+	{
+		uint8_t api[6000];
+
+		memset(api, 0x99, sizeof(api));
+		OK(pcow_write(img, api, sizeof(api), 9 * CBS + 10)); /* inherited block */
+		CHECK(memcmp((uint8_t *)pcow_map_addr(cmap) + 9 * CBS + 10, api, sizeof(api)) == 0);
+		OK(pcow_discard(img, 11 * CBS, CBS));
+		CHECK(((uint8_t *)pcow_map_addr(cmap))[11 * CBS + 5] == 0);
+	}
+	OK(pcow_map_get_stats(cmap, &st));
+	CHECK(st.blocks_copied == 1);
+	OK(pcow_map_delete(&cmap));
+	OK(pcow_snapshot_apply(img, "s"));
+	OK(pcow_map_new(&cmap, img, PCOW_MAP_RDONLY));
+	CHECK(memcmp(pcow_map_addr(cmap), want, CSIZE) == 0);
+	OK(pcow_map_delete(&cmap));
+	OK(pcow_close(&img));
+	free(want);
+	free(got);
+}
+
+/* faults outside our ranges reach the handler installed before. */
+static sigjmp_buf jb;
+static volatile int foreign_faults;
+
+static void foreign(int sig, siginfo_t *si, void *ctx)
+{
+	(void)sig;
+	(void)si;
+	(void)ctx;
+	foreign_faults++;
+	siglongjmp(jb, 1);
+}
+
+static void chaining(void)
+{
+	struct pcow_create_opts o = {.size = 4 << 20};
+	struct sigaction sa = {0};
+	pcow_image *img;
+	pcow_map *map;
+	char *guard;
+
+	sa.sa_sigaction = foreign;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	/* Installed after the first map already put ours in place, so reinstall
+	 * order is: foreign first in a child, then ours. */
+	CHECK(sigaction(SIGSEGV, &sa, NULL) == 0);
+	OK(pcow_create(test_path("chain"), &o));
+	OK(pcow_open(&img, test_path("chain"), 0));
+	OK(pcow_map_new(&map, img, PCOW_MAP_RDONLY));
+	guard = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(guard != MAP_FAILED);
+	if (sigsetjmp(jb, 1) == 0)
+		*(volatile char *)guard = 1;
+	CHECK(foreign_faults == 1);
+	/* a store to a read-only map is not ours to fix: it reaches them too */
+	if (sigsetjmp(jb, 1) == 0)
+		*(volatile char *)pcow_map_addr(map) = 1;
+	CHECK(foreign_faults == 2);
+	OK(pcow_map_delete(&map));
+	OK(pcow_close(&img));
+	munmap(guard, 4096);
+}
+
+/* a store the file system cannot back calls the error handler. */
+static volatile int nospace_calls;
+static sigjmp_buf nospace_jb;
+
+static void on_error(pcow_map *m, void *addr, int err, void *opaque)
+{
+	(void)m;
+	(void)addr;
+	(void)opaque;
+	if (err == -ENOSPC)
+		nospace_calls++;
+	siglongjmp(nospace_jb, 1);
+}
+
+static void out_of_space(void)
+{
+	char dir[512];
+	struct pcow_create_opts o = {.size = 64 << 20, .block_size = 65536};
+	pcow_image *img;
+	pcow_map *map;
+	uint8_t *base;
+	volatile uint64_t off;
+	pid_t pid;
+	int status;
+
+	/* a private mount namespace keeps the small tmpfs to this child */
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		test_in_child();
+		snprintf(dir, sizeof(dir), "%s/small", test_dir());
+		if (mkdir(dir, 0755) < 0 || unshare(CLONE_NEWNS) < 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+		    mount("tmpfs", dir, "tmpfs", 0, "size=3m") < 0)
+			_exit(77);
+		snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/img");
+		OK(pcow_create(dir, &o));
+		OK(pcow_open(&img, dir, 0));
+		OK(pcow_map_new(&map, img, 0));
+		pcow_map_set_error_handler(map, on_error, NULL);
+		base = pcow_map_addr(map);
+		off = 0;
+		if (sigsetjmp(nospace_jb, 1) == 0)
+			for (off = 0; off < (64u << 20); off += 4096)
+				base[off] = 1;
+		CHECK(nospace_calls == 1);
+		printf("out_of_space: error handler called at offset %llu\n", (unsigned long long)off);
+		CHECK(off > (1u << 20) && off < (3u << 20));
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+		printf("out_of_space: skipped (cannot mount a tmpfs here)\n");
+		return;
+	}
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+int main(void)
+{
+	out_of_space();
+	shuffled_allocate();
+	cow_threads();
+	chaining();
+	printf("map: ok\n");
+	return 0;
+}
