@@ -339,15 +339,14 @@ static int cmd_info(int argc, char **argv)
 		return lib_fail(file);
 	if (!strcmp(output, "json")) {
 		json_object *top = chain ? json_object_new_array() : NULL, *o;
+		char name[4096];
 
 		for (cur = img; cur; cur = chain ? pcow_backing_image(cur) : NULL) {
 			struct pcow_info info;
 
 			pcow_get_info(cur, &info);
-			o = info_json(cur, cur == img ? file : info.backing_file_full);
-			if (cur != img) {
-				/* The name as the overlay refers to it. */
-			}
+			o = info_json(cur, cur == img ? file : name);
+			snprintf(name, sizeof(name), "%s", info.backing_file_full);
 			if (!chain) {
 				top = o;
 				break;
@@ -361,8 +360,9 @@ static int cmd_info(int argc, char **argv)
 								     JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(top);
 	} else {
-		const char *name = file;
+		char name[4096];
 
+		snprintf(name, sizeof(name), "%s", file);
 		for (cur = img; cur; cur = chain ? pcow_backing_image(cur) : NULL) {
 			struct pcow_info info;
 
@@ -370,7 +370,7 @@ static int cmd_info(int argc, char **argv)
 			if (cur != img)
 				printf("\n");
 			info_human(cur, name);
-			name = info.backing_file_full;
+			snprintf(name, sizeof(name), "%s", info.backing_file_full);
 			if (chain && !pcow_backing_image(cur) && info.backing_file[0]) {
 				struct stat st;
 				char a[32];
