@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "layer.h"
+#include "map.h"
 #include "persist.h"
 
 /* Copy-ups move data in pieces of this size, whatever the block size. */
@@ -207,10 +208,20 @@ int pcow_copy_up_begin(pcow_image *img, uint32_t dst_layer, uint64_t block)
 
 int pcow_copy_up_end(pcow_image *img)
 {
+	uint8_t zero[8] = {0};
 	int ret = pcow_io_sync(img->fd);
 
 	if (ret == 0)
-		ret = journal_set(img, 0);
+		ret = pcow_io_pwrite(img->fd, zero, 8, PCOW_JOURNAL_OFFSET);
+	/*
+	 * Through the page cache, later stores into the block become durable
+	 * only with a later fdatasync, which persists this clear first; a crash
+	 * before it may undo the copy, but no acknowledged store.  On a MAP_SYNC
+	 * (DAX) mapping the guest makes stores durable by itself, so the clear
+	 * must be durable before any of them.
+	 */
+	if (ret == 0 && img->map && pcow_map_is_sync(img->map))
+		ret = pcow_io_sync(img->fd);
 	return ret;
 }
 

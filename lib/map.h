@@ -21,6 +21,12 @@ struct pcow_map {
 	int registry_slot;
 };
 
+/* True when the mapping is MAP_SYNC (stores durable without fdatasync). */
+static inline bool pcow_map_is_sync(const struct pcow_map *map)
+{
+	return map->extra_flags != 0;
+}
+
 /* Installs the fault handlers (once) and registers/unregisters a map. */
 int pcow_fault_register(struct pcow_map *map);
 void pcow_fault_unregister(struct pcow_map *map);
