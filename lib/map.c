@@ -12,6 +12,7 @@
  * the number of blocks written.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,28 @@ static int map_inherited(struct pcow_map *map)
 	return 0;
 }
 
+static uint64_t count_vmas(const struct pcow_map *map);
+
+/* Default share of vm.max_map_count (65530) one map may use. */
+#define DEFAULT_VMA_BUDGET 24576u
+
+static void init_vma_budget(struct pcow_map *map)
+{
+	const char *env = getenv("PCOW_VMA_BUDGET");
+	uint64_t groups, g = map->img->block_size;
+
+	map->vma_budget = DEFAULT_VMA_BUDGET;
+	if (env && atoll(env) >= 16)
+		map->vma_budget = (uint64_t)atoll(env);
+	/* A third of the budget in groups: at most budget + 2/3 budget VMAs. */
+	groups = map->vma_budget / 3;
+	while (g < map->len && map->len / g > groups)
+		g *= 2;
+	map->group_size = g;
+	map->vma_estimate = count_vmas(map);
+	map->grouped = false;
+}
+
 int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 {
 	struct pcow_map *map;
@@ -204,6 +227,7 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 		free(map);
 		return ret;
 	}
+	init_vma_budget(map);
 	img->map = map;
 	pthread_mutex_unlock(&img->lock);
 	*out = map;
@@ -262,47 +286,103 @@ int pcow_map_block_owned(struct pcow_map *map, uint64_t block)
 		      region_start(img, img->m.active) + start);
 }
 
+/*
+ * Counts the VMAs inside the map by reading /proc/self/maps with plain
+ * system calls: this also runs inside the fault handler.
+ */
+static uint64_t count_vmas(const struct pcow_map *map)
+{
+	uintptr_t lo_map = (uintptr_t)map->base, hi_map = lo_map + map->len;
+	char buf[4096];
+	uint64_t n = 0;
+	uintptr_t v[2] = {0, 0};
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), field = 0;
+	bool at_line_start = true;
+	ssize_t got, i;
+
+	if (fd < 0)
+		return 0;
+	/* Each line starts "lo-hi "; parse just those two hex numbers. */
+	while ((got = read(fd, buf, sizeof(buf))) > 0) {
+		for (i = 0; i < got; i++) {
+			char c = buf[i];
+
+			if (c == '\n') {
+				at_line_start = true;
+				field = 0;
+				v[0] = v[1] = 0;
+				continue;
+			}
+			if (!at_line_start)
+				continue;
+			if (c == '-') {
+				field = 1;
+			} else if (c == ' ') {
+				if (v[0] < hi_map && v[1] > lo_map)
+					n++;
+				at_line_start = false;
+			} else {
+				int d = c <= '9' ? c - '0' : c - 'a' + 10;
+
+				v[field] = v[field] * 16 + (uintptr_t)d;
+			}
+		}
+	}
+	close(fd);
+	return n;
+}
+
+/* Copies up every inherited block of [first, first+n) and maps it writable. */
+static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
+{
+	pcow_image *img = map->img;
+	uint32_t active = img->m.active;
+	uint64_t b, start = first * img->block_size, len = n * img->block_size;
+	int ret = 0;
+
+	for (b = first; b < first + n && b < img->nblocks && ret >= 0; b++) {
+		ret = pcow_layer_owns(img, active, b);
+		if (ret == 0)
+			ret = pcow_below_has_data(img, active, b * img->block_size,
+						  img->block_size);
+		else if (ret > 0)
+			continue;
+		if (ret > 0) {
+			ret = pcow_copy_up(img, active, b);
+			if (ret == 0)
+				atomic_fetch_add(&map->copied, 1);
+		}
+	}
+	if (ret < 0)
+		return ret;
+	if (len > map->len - start)
+		len = map->len - start;
+	return map_at(map, start, len, PROT_READ | PROT_WRITE, img->fd,
+		      region_start(img, active) + start);
+}
+
 int pcow_map_handle_write(struct pcow_map *map, void *addr)
 {
 	pcow_image *img = map->img;
 	uint64_t off = (uint64_t)((uint8_t *)addr - map->base);
-	uint64_t block = off / img->block_size;
-	uint32_t active;
+	uint64_t per_group = map->group_size / img->block_size;
 	int ret;
 
 	pthread_mutex_lock(&img->lock);
-	active = img->m.active;
-	ret = pcow_layer_owns(img, active, block);
-	/* Another thread may have copied it already: then only remap. */
-	if (ret == 0) {
-		ret = pcow_copy_up(img, active, block);
-		if (ret == 0)
-			atomic_fetch_add(&map->copied, 1);
+	if (!map->grouped && map->vma_estimate + 2 > map->vma_budget) {
+		/* The estimate only grows; recount before deciding. */
+		map->vma_estimate = count_vmas(map);
+		map->grouped = map->vma_estimate + 2 > map->vma_budget;
 	}
-	if (ret >= 0)
-		ret = pcow_map_block_owned(map, block);
+	if (map->grouped) {
+		ret = own_range(map, off / map->group_size * per_group, per_group);
+	} else {
+		ret = own_range(map, off / img->block_size, 1);
+		map->vma_estimate += 2;
+	}
 	pthread_mutex_unlock(&img->lock);
 	atomic_fetch_add(&map->faults, 1);
 	return ret;
-}
-
-static uint64_t count_vmas(const struct pcow_map *map)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	uint64_t n = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-
-		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 &&
-		    lo < (uintptr_t)map->base + map->len && hi > (uintptr_t)map->base)
-			n++;
-	}
-	fclose(f);
-	return n;
 }
 
 int pcow_map_get_stats(pcow_map *map, struct pcow_map_stats *st)

@@ -18,6 +18,17 @@ struct pcow_map {
 	void *err_opaque;
 	atomic_uint_fast64_t faults;
 	atomic_uint_fast64_t copied;
+	/*
+	 * Bounding the number of VMAs: each single-block copy-up may split a
+	 * read-only run (at most two more VMAs).  Past vma_budget the map
+	 * switches to copying whole groups of group_size bytes, which merge
+	 * with their neighbours, so the count stays below budget plus two per
+	 * group whatever the order of writes.
+	 */
+	uint64_t vma_estimate;
+	uint64_t vma_budget;
+	uint64_t group_size;
+	bool grouped;
 	int registry_slot;
 };
 

@@ -297,8 +297,66 @@ static void fault_inside_library(void)
 	OK(pcow_close(&img));
 }
 
+/* [R-067] copy-on-write in any order keeps the VMA count bounded: past the
+ * budget, whole groups are copied, and they merge with their neighbours. */
+static uint64_t alternate_writes(const char *budget)
+{
+	struct pcow_create_opts o = {.size = 64 << 20, .block_size = 4096};
+	const uint32_t n = (64 << 20) / 4096;
+	uint32_t *order = malloc(n / 2 * sizeof(*order)), i;
+	struct pcow_map_stats st;
+	uint8_t *data = malloc(64 << 20), *base;
+	pcow_image *img;
+	pcow_map *map;
+	int fd;
+
+	CHECK(order && data);
+	test_fill(data, 64 << 20, 5, 0);
+	unlink(test_path("alt.raw"));
+	unlink(test_path("alt.pcow"));
+	fd = open(test_path("alt.raw"), O_CREAT | O_WRONLY, 0644);
+	CHECK(fd >= 0 && write(fd, data, 64 << 20) == 64 << 20);
+	close(fd);
+	o.backing_file = "alt.raw";
+	o.backing_format = PCOW_FORMAT_RAW;
+	OK(pcow_create(test_path("alt.pcow"), &o));
+	OK(pcow_open(&img, test_path("alt.pcow"), 0));
+	if (budget)
+		setenv("PCOW_VMA_BUDGET", budget, 1);
+	OK(pcow_map_new(&map, img, 0));
+	unsetenv("PCOW_VMA_BUDGET");
+	base = pcow_map_addr(map);
+	shuffle(order, n / 2, 3);
+	for (i = 0; i < n / 2; i++) {
+		uint64_t b = (uint64_t)order[i] * 2;
+
+		*(uint64_t *)(base + b * 4096) = b;
+		*(uint64_t *)(data + b * 4096) = b;
+	}
+	OK(pcow_map_get_stats(map, &st));
+	printf("alternate writes (budget %s): %llu vmas, %llu copied\n",
+	       budget ? budget : "default", (unsigned long long)st.vmas,
+	       (unsigned long long)st.blocks_copied);
+	CHECK(memcmp(base, data, 64 << 20) == 0);
+	OK(pcow_map_delete(&map));
+	{
+		uint8_t *got = malloc(64 << 20);
+
+		CHECK(got);
+		OK(pcow_read(img, got, 64 << 20, 0));
+		CHECK(memcmp(got, data, 64 << 20) == 0);
+		free(got);
+	}
+	OK(pcow_close(&img));
+	free(order);
+	free(data);
+	return st.vmas;
+}
+
 int main(void)
 {
+	CHECK(alternate_writes("1000") <= 1000 + 2 * (1000 / 3));
+	CHECK(alternate_writes(NULL) > 1700); /* what the budget prevents */
 	fault_inside_library();
 	out_of_space();
 	shuffled_allocate();
