@@ -138,23 +138,15 @@ int pcow_chain_read(pcow_image *img, uint32_t layer, void *buf, uint64_t len,
 int pcow_below_has_data(pcow_image *img, uint32_t layer, uint64_t offset,
 			uint64_t len)
 {
-	uint32_t parent = layer == PCOW_NO_PARENT ? PCOW_NO_PARENT
-						  : img->m.layers[layer].parent;
-	uint64_t end = offset + len;
+	uint32_t l = layer == PCOW_NO_PARENT ? PCOW_NO_PARENT
+					     : img->m.layers[layer].parent;
 	int ret;
 
-	for (; offset < end;) {
-		uint64_t block = offset / img->block_size;
-		uint32_t l;
-
-		for (l = parent; l != PCOW_NO_PARENT; l = img->m.layers[l].parent) {
-			ret = pcow_layer_owns(img, l, block);
-			if (ret)
-				return ret;
-		}
-		offset = (block + 1) * img->block_size;
+	for (; l != PCOW_NO_PARENT; l = img->m.layers[l].parent) {
+		ret = pcow_layer_owns_range(img, l, offset, len);
+		if (ret)
+			return ret;
 	}
-	offset = end - len;
 	if (img->backing) {
 		pcow_image *b = img->backing;
 

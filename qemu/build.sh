@@ -67,16 +67,19 @@ compute_key() {
 	} | sha256sum | cut -d' ' -f1
 }
 
-# The libpcow files the binary was linked against, if any are newer than
-# it (a static libpcow needs a relink even when nothing else changed).
+# True when a libpcow file in the library directories pkg-config names is
+# newer than the binary (a static libpcow needs a relink even when nothing
+# else changed).
 libpcow_newer() {
-	local libdir f
-	libdir=$(PKG_CONFIG_PATH="$pc_path" pkg-config --variable=libdir pcow \
+	local flags d f
+	flags=$(PKG_CONFIG_PATH="$pc_path" pkg-config --libs-only-L pcow \
 		2>/dev/null) || return 1
-	[ -n "$libdir" ] || return 1
-	for f in "$libdir"/libpcow.*; do
-		[ -e "$f" ] || continue
-		[ "$f" -nt "$out_dir/qemu-system-x86_64" ] && return 0
+	for d in $flags; do
+		d=${d#-L}
+		for f in "$d"/libpcow.*; do
+			[ -e "$f" ] || continue
+			[ "$f" -nt "$out_dir/qemu-system-x86_64" ] && return 0
+		done
 	done
 	return 1
 }
@@ -225,7 +228,7 @@ fetch_source() {
 	local dsc
 	dsc=$(ls "$dl_dir"/qemu_*.dsc 2>/dev/null | head -n1 || true)
 	if [ -n "$dsc" ] &&
-	   grep -q "^Version: ${QEMU_PKG_VERSION#*:}\$" "$dsc"; then
+	   grep -qxF "Version: $QEMU_PKG_VERSION" "$dsc"; then
 		return
 	fi
 	need_apt
@@ -298,12 +301,23 @@ build_qemu() {
 	# looks for meson in it: put the private meson in front.
 	export PYTHONPATH="$pypath"
 
-	PKG_CONFIG_PATH="$pc_path" pkg-config --exists pcow ||
+	pkg-config --exists pcow ||
 		die "libpcow not found by pkg-config in $pc_path (build the project first, or pass the directory of pcow.pc)"
 
+	# When the pkg-config file does not lead to pcow.h (an uninstalled
+	# build may not list the header's directory), use the repository's.
+	local extra_cflags=
+	if ! printf '#include <pcow.h>\n' |
+	     cc -E $(pkg-config --cflags pcow) -x c - >/dev/null 2>&1; then
+		[ -f "$root/include/pcow.h" ] ||
+			die "pcow.h not found through pkg-config"
+		log "pkg-config's flags for pcow miss pcow.h; using $root/include"
+		extra_cflags="-I$root/include"
+	fi
+
 	local conf_key
-	conf_key=$(printf '%s\n' "$pc_path" "$(sha256sum "$here/build.sh")" |
-		sha256sum | cut -d' ' -f1)
+	conf_key=$(printf '%s\n' "$pc_path" "$extra_cflags" \
+		"$(sha256sum "$here/build.sh")" | sha256sum | cut -d' ' -f1)
 	if [ ! -f "$obj_dir/build.ninja" ] ||
 	   [ "$(cat "$obj_dir/.pcow-configured" 2>/dev/null)" != "$conf_key" ]; then
 		log "configuring"
@@ -316,7 +330,14 @@ build_qemu() {
 			--enable-kvm --enable-tcg --enable-tools \
 			--enable-pixman --enable-slirp --enable-fdt=system \
 			--disable-docs --disable-install-blobs \
-			--enable-pcow)
+			--enable-pcow \
+			${extra_cflags:+--extra-cflags="$extra_cflags"})
+		# Let the venv find the private meson without PYTHONPATH too, so
+		# that a plain "ninja" in the build tree can reconfigure.
+		local site
+		for site in "$obj_dir"/pyvenv/lib/python3*/site-packages; do
+			[ -d "$site" ] && echo "$meson_pypath" > "$site/pcow-meson.pth"
+		done
 		echo "$conf_key" > "$obj_dir/.pcow-configured"
 	fi
 

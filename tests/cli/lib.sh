@@ -295,8 +295,9 @@ verify() {
     pio_args "${flags[@]}" "$img" "${cmds[@]}"
     run "$PCOW_IO" "${PIO_ARGS[@]}" "$PIO_IMG"
     if ((RC != 0)) || grep -q "verification failed" "$T/.out"; then
-        fail "pattern check of $img ${flags[*]} failed: $(grep -m1 "verification failed" "$T/.out")"
-        show_output
+        fail "pattern check of $img ${flags[*]} failed (exit code $RC)"
+        grep "verification failed" "$T/.out" | head -n 5 | sed 's/^/      | /' >&2
+        head -n 5 "$T/.err" | sed 's/^/      | /' >&2
         return 1
     fi
     pass
@@ -308,7 +309,7 @@ verify() {
 # Evaluates a Python expression over the JSON document on stdin (as d).
 json() { # EXPR
     "$PY" -c '
-import json, sys
+import json, os, sys
 d = json.load(sys.stdin)
 v = eval(sys.argv[1])
 print(json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)
@@ -365,6 +366,11 @@ check_true() { # DESCRIPTION CMD...
     fi
 }
 
+# Inverts CMD's status, for check_true.
+not() { # CMD...
+    ! "$@"
+}
+
 # The last command's stdout must match ERE.
 check_out() { # ERE DESCRIPTION
     if grep -qE -- "$1" "$T/.out"; then
@@ -381,14 +387,17 @@ check_out() { # ERE DESCRIPTION
 # mkraw FILE SIZE "OFF LEN PAT"...   (PAT: a byte value, or "r" for bytes
 # that differ everywhere, derived from OFF)
 mkraw() {
-    "$PY" - "$@" <<'EOF'
+    "$PY" - "$@" <<'EOF' || fail "mkraw $* failed"
 import os, random, sys
-path, size = sys.argv[1], int(sys.argv[2])
+def num(v):
+    m = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(v[-1:].upper(), 1)
+    return int(v[:-1] if m > 1 else v, 0) * m
+path, size = sys.argv[1], num(sys.argv[2])
 with open(path, "wb") as f:
     f.truncate(size)
     for spec in sys.argv[3:]:
         off, ln, pat = spec.split()
-        off, ln = int(off, 0), int(ln, 0)
+        off, ln = num(off), num(ln)
         if pat == "r":
             data = random.Random(off).randbytes(ln)
         else:
@@ -404,11 +413,14 @@ raw_verify() {
     shift
     if "$PY" - "$file" "$@" <<'EOF'; then
 import sys
+def num(v):
+    m = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(v[-1:].upper(), 1)
+    return int(v[:-1] if m > 1 else v, 0) * m
 path = sys.argv[1]
 with open(path, "rb") as f:
     for spec in sys.argv[2:]:
         pat, off, ln = spec.split()
-        off, ln = int(off, 0), int(ln, 0)
+        off, ln = num(off), num(ln)
         f.seek(off)
         b = f.read(ln)
         want = bytes([int(pat, 0)]) * ln
@@ -492,13 +504,14 @@ hold_start() { # [PCOW-IO FLAGS] IMG
     return 1
 }
 
-# Sends one command to the holder and waits for its output.
+# Sends one command to the holder and waits until it has run it (a marker
+# read follows it, since some commands print nothing).
 hold_cmd() { # CMD
     local before i
-    before=$(wc -l <"$HOLD_LOG")
-    echo "$1" >&"$HOLD_FD"
+    before=$(grep -c "^read 512/512 bytes at offset 0$" "$HOLD_LOG")
+    printf '%s\nread 0 512\n' "$1" >&"$HOLD_FD"
     for ((i = 0; i < 200; i++)); do
-        (($(wc -l <"$HOLD_LOG") > before)) && { sleep 0.05; return 0; }
+        (($(grep -c "^read 512/512 bytes at offset 0$" "$HOLD_LOG") > before)) && return 0
         sleep 0.05
     done
     fail "the holder did not run '$1'"
