@@ -141,10 +141,6 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 	if (fix && (ret = pcow_require_writable(img)) < 0)
 		return ret;
 	pthread_mutex_lock(&img->lock);
-	if (img->stale_count) {
-		res->leaks += img->stale_count;
-		note(res, "%u interrupted block copies", img->stale_count);
-	}
 	ret = check_orphans(img, res, fix_leaks);
 	if (ret < 0)
 		goto out;
@@ -159,12 +155,11 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 	for (r = 0; r < nregions; r++) {
 		uint64_t start = pcow_region_offset(img->stride, (uint32_t)r);
 		bool used = r < PCOW_MAX_REGIONS && region_used(&img->m, (uint32_t)r);
-		uint64_t from = used ? start + img->m.virtual_size : start;
-		uint64_t end = start + img->stride;
+		/* Whole blocks past the virtual size belong to the last block;
+		 * the bitmap after the data span is checked apart. */
+		uint64_t from = used ? start + img->nblocks * img->block_size : start;
+		uint64_t end = used ? start + img->span : start + img->stride;
 
-		/* Whole blocks past the virtual size belong to the last block. */
-		if (used)
-			from = start + img->nblocks * img->block_size;
 		if (from >= end)
 			continue;
 		ret = data_bytes(img->fd, from, end, &bytes);
@@ -176,16 +171,14 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 			ret = 0;
 		}
 	}
-	/* Data between the journal and the first region is never read. */
-	ret = data_bytes(img->fd, PCOW_JOURNAL_OFFSET + PCOW_JOURNAL_ENTRIES * 8,
-			 PCOW_DATA_OFFSET, &bytes);
+	/* The reserved area between the metadata and the regions is never read. */
+	ret = data_bytes(img->fd, PCOW_RESERVED_OFFSET, PCOW_DATA_OFFSET, &bytes);
 	if (ret < 0)
 		goto out;
 	if (bytes)
-		leak(img, res, fix_leaks,
-		     PCOW_JOURNAL_OFFSET + PCOW_JOURNAL_ENTRIES * 8,
-		     PCOW_DATA_OFFSET - PCOW_JOURNAL_OFFSET - PCOW_JOURNAL_ENTRIES * 8,
-		     bytes, "data after the journal");
+		leak(img, res, fix_leaks, PCOW_RESERVED_OFFSET,
+		     PCOW_DATA_OFFSET - PCOW_RESERVED_OFFSET, bytes,
+		     "data in the reserved area");
 	if (fix_leaks && res->leaks_fixed)
 		ret = pcow_io_sync(img->fd);
 out:

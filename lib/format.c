@@ -13,32 +13,39 @@
 #include "error.h"
 #include "format.h"
 
-uint64_t pcow_region_stride(uint64_t virtual_size, uint32_t block_bits)
+static uint64_t region_align(uint32_t block_bits)
 {
 	uint64_t align = (uint64_t)1 << block_bits;
 
-	if (align < PCOW_REGION_ALIGN)
-		align = PCOW_REGION_ALIGN;
-	return (virtual_size + align - 1) & ~(align - 1);
+	return align < PCOW_REGION_ALIGN ? PCOW_REGION_ALIGN : align;
+}
+
+static uint64_t round_up(uint64_t v, uint64_t align)
+{
+	return (v + align - 1) & ~(align - 1);
+}
+
+uint64_t pcow_data_span(uint64_t virtual_size, uint32_t block_bits)
+{
+	return round_up(virtual_size, region_align(block_bits));
+}
+
+uint64_t pcow_bitmap_span(uint64_t virtual_size, uint32_t block_bits)
+{
+	uint64_t blocks = (virtual_size + ((uint64_t)1 << block_bits) - 1) >> block_bits;
+
+	return round_up((blocks + 63) / 64 * 8, region_align(block_bits));
+}
+
+uint64_t pcow_region_stride(uint64_t virtual_size, uint32_t block_bits)
+{
+	return pcow_data_span(virtual_size, block_bits) +
+	       pcow_bitmap_span(virtual_size, block_bits);
 }
 
 uint64_t pcow_region_offset(uint64_t stride, uint32_t region)
 {
 	return PCOW_DATA_OFFSET + stride * region;
-}
-
-uint64_t pcow_journal_pack(uint32_t region, uint64_t block)
-{
-	return 1ull << 63 | (uint64_t)region << 40 | block;
-}
-
-bool pcow_journal_unpack(uint64_t e, uint32_t *region, uint64_t *block)
-{
-	if (!(e >> 63))
-		return false;
-	*region = (uint32_t)((e >> 40) & 0x7fffff);
-	*block = e & ((1ull << 40) - 1);
-	return true;
 }
 
 static uint32_t blob_crc(const uint8_t *buf, size_t len)

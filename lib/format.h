@@ -20,8 +20,7 @@
 
 #define PCOW_META_SLOT_SIZE (256u * 1024)
 #define PCOW_META_SLOT_OFFSET(i) ((uint64_t)(i) * PCOW_META_SLOT_SIZE)
-#define PCOW_JOURNAL_OFFSET (512u * 1024)
-#define PCOW_JOURNAL_ENTRIES 512u
+#define PCOW_RESERVED_OFFSET (512u * 1024)
 #define PCOW_DATA_OFFSET (2u * 1024 * 1024)
 #define PCOW_REGION_ALIGN (2u * 1024 * 1024)
 
@@ -109,14 +108,15 @@ int pcow_meta_validate(const struct pcow_meta *m);
 int pcow_meta_copy(struct pcow_meta *dst, const struct pcow_meta *src);
 void pcow_meta_free(struct pcow_meta *m);
 
-/* Distance between regions: the virtual size rounded up to whole blocks
- * and to PCOW_REGION_ALIGN. */
+/*
+ * A region is its data span (the virtual size rounded up to the alignment,
+ * max(block size, 2 MiB)) followed by the layer's copy bitmap (one bit per
+ * block, rounded up to the same alignment).
+ */
+uint64_t pcow_data_span(uint64_t virtual_size, uint32_t block_bits);
+uint64_t pcow_bitmap_span(uint64_t virtual_size, uint32_t block_bits);
 uint64_t pcow_region_stride(uint64_t virtual_size, uint32_t block_bits);
 uint64_t pcow_region_offset(uint64_t stride, uint32_t region);
-
-/* Journal entry encoding: an in-flight copy of block into region. */
-uint64_t pcow_journal_pack(uint32_t region, uint64_t block);
-bool pcow_journal_unpack(uint64_t e, uint32_t *region, uint64_t *block);
 
 static inline uint32_t pcow_le32(const uint8_t *p)
 {

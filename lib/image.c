@@ -211,6 +211,8 @@ int pcow_create(const char *path, const struct pcow_create_opts *opts)
 	}
 	ret = pcow_io_truncate(fd, pcow_region_offset(stride, 1));
 	if (ret == 0 && pcow_file_has_data(fd, PCOW_DATA_OFFSET, stride) != 0) {
+		/* Ownership is read from holes: a file system that reports none
+		 * would make every block of every layer look written. */
 		ret = pcow_err(-ENOTSUP, "%s: the file system does not report holes (SEEK_HOLE); pcow needs ext4, xfs, btrfs or tmpfs",
 			       path);
 		goto fail;
@@ -342,15 +344,14 @@ int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 	img->block_size = 1ull << img->m.block_bits;
 	img->nblocks = (img->m.virtual_size + img->block_size - 1) / img->block_size;
 	img->stride = pcow_region_stride(img->m.virtual_size, img->m.block_bits);
+	img->span = pcow_data_span(img->m.virtual_size, img->m.block_bits);
+	img->bitmap_span = pcow_bitmap_span(img->m.virtual_size, img->m.block_bits);
 	if ((uint64_t)st.st_size < pcow_image_required_size(img, &img->m)) {
 		ret = pcow_err(-EINVAL, "%s: image file is truncated (%lld bytes, needs %llu)",
 			       path, (long long)st.st_size,
 			       (unsigned long long)pcow_image_required_size(img, &img->m));
 		goto fail;
 	}
-	ret = pcow_journal_recover(img);
-	if (ret < 0)
-		goto fail;
 	if (chain_len)
 		memcpy(ids, chain_ids, sizeof(uint64_t) * 2 * (size_t)chain_len);
 	ids[2 * chain_len] = st.st_dev;
@@ -483,11 +484,11 @@ int pcow_close(pcow_image **pimg)
 	if (img->fd >= 0 && !img->rdonly && fdatasync(img->fd) < 0)
 		ret = pcow_err_sys(-errno, "%s: flush failed", img->path);
 	pcow_backing_close(&img->backing, &img->raw_fd, &img->backing_path);
+	pcow_bitmaps_release(img);
 	if (img->fd >= 0)
 		close(img->fd);
 	pcow_meta_free(&img->m);
 	pthread_mutex_destroy(&img->lock);
-	free(img->stale);
 	free(img->path);
 	free(img->dir);
 	free(img);

@@ -27,6 +27,8 @@ struct pcow_image {
 	uint64_t block_size;
 	uint64_t nblocks;
 	uint64_t stride;        /* bytes between two regions */
+	uint64_t span;          /* data part of a region; its bitmap follows */
+	uint64_t bitmap_span;
 
 	/* Backing file: a pcow image, or a raw file read through raw_fd. */
 	pcow_image *backing;
@@ -35,9 +37,8 @@ struct pcow_image {
 	char *backing_path;     /* resolved name of the backing file */
 	int depth_in_chain;
 
-	/* Blocks whose copy-up was interrupted (read-only open only). */
-	uint64_t *stale;        /* packed journal entries */
-	uint32_t stale_count;
+	/* Each region's copy bitmap, mapped read-only on first use. */
+	const uint64_t **bitmaps;
 
 	struct pcow_map *map;
 };

@@ -37,7 +37,6 @@ static int write_in_block(pcow_image *img, const uint8_t *p, uint64_t n,
 	uint32_t active = img->m.active;
 	uint64_t block = offset / img->block_size;
 	uint64_t dst = region_start(img, active) + offset;
-	bool whole = n == img->block_size;
 	int ret;
 
 	ret = pcow_layer_owns(img, active, block);
@@ -50,18 +49,16 @@ static int write_in_block(pcow_image *img, const uint8_t *p, uint64_t n,
 	if (ret == 0)
 		/* Nothing below: a torn write shows new data and zeros only. */
 		return pcow_io_pwrite(img->fd, p, n, dst);
-	if (!whole) {
+	if (n == img->block_size) {
+		/* A whole-block overwrite needs no copy; it becomes the
+		 * layer's only once it is complete and durable. */
+		ret = pcow_io_pwrite(img->fd, p, n, dst);
+		if (ret == 0)
+			ret = pcow_claim_block(img, active, block);
+	} else {
 		ret = pcow_copy_up(img, active, block);
 		if (ret == 0)
 			ret = pcow_io_pwrite(img->fd, p, n, dst);
-	} else {
-		/* A whole-block overwrite needs no copy, but a crash must not
-		 * leave half of it in front of the older data. */
-		ret = pcow_copy_up_begin(img, active, block);
-		if (ret == 0)
-			ret = pcow_io_pwrite(img->fd, p, n, dst);
-		if (ret == 0)
-			ret = pcow_copy_up_end(img);
 	}
 	if (ret == 0 && img->map)
 		ret = pcow_map_block_owned(img->map, block);
@@ -96,30 +93,23 @@ static int discard_block(pcow_image *img, uint64_t block)
 {
 	uint32_t active = img->m.active;
 	uint64_t start = region_start(img, active) + block * img->block_size;
-	static const uint8_t zero_page[4096];
-	int owned, below, ret;
+	int below, ret, bit;
 
-	owned = pcow_layer_owns(img, active, block);
-	if (owned < 0)
-		return owned;
 	below = pcow_below_has_data(img, active, block * img->block_size,
 				    img->block_size);
 	if (below < 0)
 		return below;
-	if (owned) {
-		ret = pcow_io_punch(img->fd, start, img->block_size);
-		if (ret < 0)
-			return ret;
-	}
-	/* One stored zero page makes the block ours, reading all zeros, so
-	 * that older data does not show through. */
-	if (below) {
-		ret = pcow_io_pwrite(img->fd, zero_page, sizeof(zero_page), start);
-		if (ret == 0 && img->map)
-			ret = pcow_map_block_owned(img->map, block);
+	ret = pcow_io_punch(img->fd, start, img->block_size);
+	if (ret < 0 || !below)
 		return ret;
-	}
-	return 0;
+	/* The copy bit on an empty block makes it ours and all zeros, so
+	 * that older data does not show through. */
+	bit = pcow_bit_test(img, active, block);
+	if (bit == 0)
+		ret = pcow_claim_block(img, active, block);
+	if (ret == 0 && img->map)
+		ret = pcow_map_block_owned(img->map, block);
+	return bit < 0 ? bit : ret;
 }
 
 int pcow_discard(pcow_image *img, uint64_t offset, uint64_t len)

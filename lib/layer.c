@@ -25,34 +25,136 @@ int pcow_file_has_data(int fd, uint64_t offset, uint64_t len)
 	return (uint64_t)d < offset + len;
 }
 
-static bool is_stale(const pcow_image *img, uint32_t region, uint64_t block)
+static const uint64_t *bitmap_of(pcow_image *img, uint32_t layer)
 {
-	uint64_t e = pcow_journal_pack(region, block);
-	uint32_t i;
+	uint32_t r = img->m.layers[layer].region;
+	void *p;
 
-	for (i = 0; i < img->stale_count; i++)
-		if (img->stale[i] == e)
-			return true;
-	return false;
+	if (!img->bitmaps) {
+		img->bitmaps = calloc(PCOW_MAX_REGIONS, sizeof(*img->bitmaps));
+		if (!img->bitmaps)
+			return NULL;
+	}
+	if (!img->bitmaps[r]) {
+		/* Mapped, not read: a lookup touches one page of it. */
+		p = mmap(NULL, img->bitmap_span, PROT_READ, MAP_SHARED, img->fd,
+			 (off_t)(pcow_region_offset(img->stride, r) + img->span));
+		if (p == MAP_FAILED)
+			return NULL;
+		img->bitmaps[r] = p;
+	}
+	return img->bitmaps[r];
+}
+
+void pcow_bitmaps_release(pcow_image *img)
+{
+	uint32_t r;
+
+	if (!img->bitmaps)
+		return;
+	for (r = 0; r < PCOW_MAX_REGIONS; r++)
+		if (img->bitmaps[r])
+			munmap((void *)img->bitmaps[r], img->bitmap_span);
+	free(img->bitmaps);
+	img->bitmaps = NULL;
+}
+
+int pcow_bit_test(pcow_image *img, uint32_t layer, uint64_t block)
+{
+	const uint64_t *bm = bitmap_of(img, layer);
+	const uint8_t *w;
+
+	if (!bm)
+		return pcow_err(-ENOMEM, "%s: cannot map a copy bitmap", img->path);
+	w = (const uint8_t *)&bm[block / 64];
+	return (int)((pcow_le64(w) >> (block % 64)) & 1);
+}
+
+int pcow_bit_set(pcow_image *img, uint32_t layer, uint64_t block)
+{
+	const uint64_t *bm = bitmap_of(img, layer);
+	uint64_t word = block / 64;
+	uint8_t buf[8];
+
+	if (!bm)
+		return pcow_err(-ENOMEM, "%s: cannot map a copy bitmap", img->path);
+	/* Callers hold the image lock, so read-modify-write is safe. */
+	pcow_put_le64(buf, pcow_le64((const uint8_t *)&bm[word]) | 1ull << (block % 64));
+	return pcow_io_pwrite(img->fd, buf, 8,
+			      region_start(img, layer) + img->span + word * 8);
+}
+
+static int layer_has_data(pcow_image *img, uint32_t layer, uint64_t block)
+{
+	return pcow_file_has_data(img->fd,
+				  region_start(img, layer) + block * img->block_size,
+				  img->block_size);
+}
+
+int pcow_backing_has_data(pcow_image *img, uint64_t offset, uint64_t len)
+{
+	if (img->backing) {
+		pcow_image *b = img->backing;
+
+		if (offset >= b->m.virtual_size)
+			return 0;
+		if (len > b->m.virtual_size - offset)
+			len = b->m.virtual_size - offset;
+		return pcow_view_has_data(b, b->m.active, offset, len);
+	}
+	if (img->raw_fd >= 0 && offset < img->raw_size)
+		return pcow_file_has_data(img->raw_fd, offset, len);
+	return 0;
+}
+
+int pcow_block_owner(pcow_image *img, uint32_t layer, uint64_t block,
+		     uint32_t *owner)
+{
+	uint32_t l, lowest = PCOW_NO_PARENT;
+	uint64_t bs = img->block_size, len = bs;
+	int ret;
+
+	/* The topmost copy bit wins: a bit is only set on complete data. */
+	for (l = layer; l != PCOW_NO_PARENT; l = img->m.layers[l].parent) {
+		ret = pcow_bit_test(img, l, block);
+		if (ret) {
+			*owner = l;
+			return ret;
+		}
+	}
+	/* Without bits, data was written where nothing lay below: the lowest
+	 * layer with data wrote it; data above it is zero fill. */
+	for (l = layer; l != PCOW_NO_PARENT; l = img->m.layers[l].parent) {
+		ret = layer_has_data(img, l, block);
+		if (ret < 0)
+			return ret;
+		if (ret)
+			lowest = l;
+	}
+	if (lowest == PCOW_NO_PARENT)
+		return 0;
+	if (block * bs + len > img->m.virtual_size)
+		len = img->m.virtual_size - block * bs;
+	ret = pcow_backing_has_data(img, block * bs, len);
+	if (ret)
+		return ret < 0 ? ret : 0;
+	*owner = lowest;
+	return 1;
 }
 
 int pcow_layer_owns(pcow_image *img, uint32_t layer, uint64_t block)
 {
-	uint64_t start = region_start(img, layer) + block * img->block_size;
-	int ret;
+	uint32_t owner;
+	int ret = pcow_block_owner(img, layer, block, &owner);
 
-	ret = pcow_file_has_data(img->fd, start, img->block_size);
-	if (ret > 0 && img->stale_count &&
-	    is_stale(img, img->m.layers[layer].region, block))
-		return 0;
-	return ret;
+	return ret <= 0 ? ret : owner == layer;
 }
 
 int pcow_resolve(pcow_image *img, uint32_t layer, uint64_t offset,
 		 struct pcow_source *src)
 {
 	uint64_t block = offset / img->block_size;
-	uint32_t l;
+	uint32_t owner = PCOW_NO_PARENT, l;
 	int depth = 0, ret;
 
 	src->depth = -1;
@@ -62,11 +164,13 @@ int pcow_resolve(pcow_image *img, uint32_t layer, uint64_t offset,
 	src->layer = PCOW_NO_PARENT;
 	if (offset >= img->m.virtual_size)
 		return 0;
-	for (l = layer; l != PCOW_NO_PARENT; l = img->m.layers[l].parent, depth++) {
-		ret = pcow_layer_owns(img, l, block);
+	if (layer != PCOW_NO_PARENT) {
+		ret = pcow_block_owner(img, layer, block, &owner);
 		if (ret < 0)
 			return ret;
-		if (ret) {
+	}
+	for (l = layer; l != PCOW_NO_PARENT; l = img->m.layers[l].parent, depth++) {
+		if (l == owner) {
 			src->depth = depth;
 			src->image = img;
 			src->fd = img->fd;
@@ -102,8 +206,7 @@ int pcow_chain_read(pcow_image *img, uint32_t layer, void *buf, uint64_t len,
 	uint8_t *p = buf;
 
 	while (len) {
-		uint64_t in_block = offset % img->block_size;
-		uint64_t n = img->block_size - in_block;
+		uint64_t n = img->block_size - offset % img->block_size;
 		struct pcow_source src;
 		int ret;
 
@@ -135,91 +238,54 @@ int pcow_chain_read(pcow_image *img, uint32_t layer, void *buf, uint64_t len,
 	return 0;
 }
 
-int pcow_below_has_data(pcow_image *img, uint32_t layer, uint64_t offset,
-			uint64_t len)
-{
-	uint32_t l = layer == PCOW_NO_PARENT ? PCOW_NO_PARENT
-					     : img->m.layers[layer].parent;
-	int ret;
-
-	for (; l != PCOW_NO_PARENT; l = img->m.layers[l].parent) {
-		ret = pcow_layer_owns_range(img, l, offset, len);
-		if (ret)
-			return ret;
-	}
-	if (img->backing) {
-		pcow_image *b = img->backing;
-
-		if (offset >= b->m.virtual_size)
-			return 0;
-		if (len > b->m.virtual_size - offset)
-			len = b->m.virtual_size - offset;
-		/* The backing's active layer itself counts as "below". */
-		ret = pcow_layer_owns_range(b, b->m.active, offset, len);
-		if (ret)
-			return ret;
-		return pcow_below_has_data(b, b->m.active, offset, len);
-	}
-	if (img->raw_fd >= 0 && offset < img->raw_size)
-		return pcow_file_has_data(img->raw_fd, offset, len);
-	return 0;
-}
-
-int pcow_layer_owns_range(pcow_image *img, uint32_t layer, uint64_t offset,
-			  uint64_t len)
+int pcow_view_has_data(pcow_image *img, uint32_t layer, uint64_t offset,
+		       uint64_t len)
 {
 	uint64_t b, first = offset / img->block_size;
 	uint64_t last = (offset + len - 1) / img->block_size;
+	uint32_t owner;
 	int ret;
 
-	for (b = first; b <= last; b++) {
-		ret = pcow_layer_owns(img, layer, b);
-		if (ret)
-			return ret;
-	}
-	return 0;
+	if (len == 0)
+		return 0;
+	if (layer != PCOW_NO_PARENT)
+		for (b = first; b <= last; b++) {
+			ret = pcow_block_owner(img, layer, b, &owner);
+			if (ret)
+				return ret;
+		}
+	return pcow_backing_has_data(img, offset, len);
 }
 
-static int journal_set(pcow_image *img, uint64_t entry)
+int pcow_below_has_data(pcow_image *img, uint32_t layer, uint64_t offset,
+			uint64_t len)
 {
-	uint8_t e[8];
-	int ret;
-
-	pcow_put_le64(e, entry);
-	ret = pcow_io_pwrite(img->fd, e, 8, PCOW_JOURNAL_OFFSET);
-	if (ret == 0)
-		ret = pcow_io_sync(img->fd);
-	return ret;
-}
-
-int pcow_copy_up_begin(pcow_image *img, uint32_t dst_layer, uint64_t block)
-{
-	return journal_set(img, pcow_journal_pack(img->m.layers[dst_layer].region,
-						  block));
-}
-
-int pcow_copy_up_end(pcow_image *img)
-{
-	uint8_t zero[8] = {0};
-	int ret = pcow_io_sync(img->fd);
-
-	if (ret == 0)
-		ret = pcow_io_pwrite(img->fd, zero, 8, PCOW_JOURNAL_OFFSET);
-	/*
-	 * Through the page cache, later stores into the block become durable
-	 * only with a later fdatasync, which persists this clear first; a crash
-	 * before it may undo the copy, but no acknowledged store.  On a MAP_SYNC
-	 * (DAX) mapping the guest makes stores durable by itself, so the clear
-	 * must be durable before any of them.
-	 */
-	if (ret == 0 && img->map && pcow_map_is_sync(img->map))
-		ret = pcow_io_sync(img->fd);
-	return ret;
+	return pcow_view_has_data(img, layer == PCOW_NO_PARENT
+					       ? PCOW_NO_PARENT
+					       : img->m.layers[layer].parent,
+				  offset, len);
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
 	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+int pcow_claim_block(pcow_image *img, uint32_t layer, uint64_t block)
+{
+	int ret = pcow_io_sync(img->fd);
+
+	if (ret == 0)
+		ret = pcow_bit_set(img, layer, block);
+	/*
+	 * Through the page cache, later stores into the block become durable
+	 * only with a later fdatasync, which persists the bit first.  On a
+	 * MAP_SYNC (DAX) mapping the guest makes stores durable by itself, so
+	 * the bit must be durable before any of them.
+	 */
+	if (ret == 0 && img->map && pcow_map_is_sync(img->map))
+		ret = pcow_io_sync(img->fd);
+	return ret;
 }
 
 int pcow_copy_up(pcow_image *img, uint32_t dst_layer, uint64_t block)
@@ -229,8 +295,7 @@ int pcow_copy_up(pcow_image *img, uint32_t dst_layer, uint64_t block)
 	uint64_t chunk = img->block_size < COPY_CHUNK ? img->block_size : COPY_CHUNK;
 	uint64_t dst = region_start(img, dst_layer);
 	uint8_t *buf;
-	bool wrote = false;
-	int ret;
+	int ret = 0;
 
 	if (end > img->m.virtual_size)
 		end = img->m.virtual_size;
@@ -239,112 +304,49 @@ int pcow_copy_up(pcow_image *img, uint32_t dst_layer, uint64_t block)
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (buf == MAP_FAILED)
 		return pcow_err(-ENOMEM, "out of memory");
-	ret = pcow_copy_up_begin(img, dst_layer, block);
 	for (done = start; ret == 0 && done < end; done += chunk) {
 		uint64_t n = end - done < chunk ? end - done : chunk;
 
 		ret = pcow_chain_read(img, img->m.layers[dst_layer].parent, buf, n,
 				      done);
-		/* Zero pieces stay holes: inside an owned block they read as 0. */
-		if (ret == 0 && !all_zero(buf, n)) {
+		/* Zero pieces become holes (an owned block's holes read as
+		 * zeros); stale zero fill or a cut-short copy may be there. */
+		if (ret == 0 && all_zero(buf, n))
+			ret = pcow_io_punch(img->fd, dst + done, n);
+		else if (ret == 0)
 			ret = pcow_io_pwrite(img->fd, buf, n, dst + done);
-			wrote = true;
-		}
-	}
-	/* An all-zero block still needs one stored page to be owned; a hole
-	 * would let older data show through. */
-	if (ret == 0 && !wrote) {
-		memset(buf, 0, 4096);
-		ret = pcow_io_pwrite(img->fd, buf, 4096, dst + start);
 	}
 	munmap(buf, chunk);
 	if (ret == 0)
-		ret = pcow_copy_up_end(img);
-	else
-		/* Leave no half-copied block behind; the entry stays for open. */
-		pcow_io_punch(img->fd, dst + start, img->block_size);
-	return ret;
-}
-
-int pcow_journal_recover(pcow_image *img)
-{
-	uint8_t *buf;
-	uint32_t i;
-	int ret = 0;
-	bool dirty = false;
-
-	buf = malloc(PCOW_JOURNAL_ENTRIES * 8);
-	if (!buf)
-		return pcow_err(-ENOMEM, "out of memory");
-	ret = pcow_io_pread(img->fd, buf, PCOW_JOURNAL_ENTRIES * 8,
-			    PCOW_JOURNAL_OFFSET);
-	for (i = 0; ret == 0 && i < PCOW_JOURNAL_ENTRIES; i++) {
-		uint64_t e = pcow_le64(buf + i * 8), block;
-		uint32_t region;
-
-		if (!e)
-			continue;
-		if (!pcow_journal_unpack(e, &region, &block) ||
-		    region >= PCOW_MAX_REGIONS || block >= img->nblocks)
-			continue; /* garbage: ignored, reported by check */
-		if (img->rdonly) {
-			uint64_t *n = realloc(img->stale, (img->stale_count + 1) *
-							  sizeof(*n));
-			if (!n) {
-				ret = pcow_err(-ENOMEM, "out of memory");
-				break;
-			}
-			img->stale = n;
-			img->stale[img->stale_count++] = e;
-			continue;
-		}
-		ret = pcow_io_punch(img->fd,
-				    pcow_region_offset(img->stride, region) +
-					    block * img->block_size,
-				    img->block_size);
-		dirty = true;
-	}
-	if (ret == 0 && dirty) {
-		ret = pcow_io_sync(img->fd);
-		if (ret == 0) {
-			memset(buf, 0, PCOW_JOURNAL_ENTRIES * 8);
-			ret = pcow_io_pwrite(img->fd, buf, PCOW_JOURNAL_ENTRIES * 8,
-					     PCOW_JOURNAL_OFFSET);
-		}
-		if (ret == 0)
-			ret = pcow_io_sync(img->fd);
-	}
-	free(buf);
+		ret = pcow_claim_block(img, dst_layer, block);
 	return ret;
 }
 
 int pcow_layer_count_blocks(pcow_image *img, uint32_t layer, uint64_t *count)
 {
-	uint64_t start = region_start(img, layer);
-	uint64_t end = start + img->m.virtual_size;
-	uint64_t pos = start, n = 0;
+	uint64_t start = region_start(img, layer), n = 0, b, w;
+	const uint64_t *bm = bitmap_of(img, layer);
+	int ret;
 
-	/* Walk extents, so the cost follows the data's layout, not its size. */
-	while (pos < end) {
-		off_t d = lseek(img->fd, (off_t)pos, SEEK_DATA), h;
-		uint64_t b0, b1;
+	if (!bm)
+		return pcow_err(-ENOMEM, "%s: cannot map a copy bitmap", img->path);
+	/* Visit only blocks with data or a copy bit (a discarded block is
+	 * owned with no data), 64 at a time, so the cost follows the data. */
+	for (w = 0; w * 64 < img->nblocks; w++) {
+		uint64_t first = w * 64, bits = pcow_le64((const uint8_t *)&bm[w]);
 
-		if (d < 0) {
-			if (errno == ENXIO)
-				break;
-			return pcow_err_sys(-errno, "cannot query allocation");
+		ret = pcow_file_has_data(img->fd, start + first * img->block_size,
+					 64 * img->block_size);
+		if (ret < 0)
+			return ret;
+		if (!ret && !bits)
+			continue;
+		for (b = first; b < first + 64 && b < img->nblocks; b++) {
+			ret = pcow_layer_owns(img, layer, b);
+			if (ret < 0)
+				return ret;
+			n += (uint64_t)ret;
 		}
-		if ((uint64_t)d >= end)
-			break;
-		h = lseek(img->fd, d, SEEK_HOLE);
-		if (h < 0)
-			return pcow_err_sys(-errno, "cannot query allocation");
-		if ((uint64_t)h > end)
-			h = (off_t)end;
-		b0 = ((uint64_t)d - start) / img->block_size;
-		b1 = ((uint64_t)h - start + img->block_size - 1) / img->block_size;
-		n += b1 - b0;
-		pos = start + b1 * img->block_size;
 	}
 	*count = n;
 	return 0;

@@ -1,11 +1,14 @@
 /*
  * layer.h -- which layer holds a block, reading through the layer stack,
- * and copying a block up into the active layer.
+ * and copying a block up into a layer.
  *
- * A layer owns a block when its region holds any file data inside the
- * block (the host file system tells, through SEEK_DATA).  Holes inside an
- * owned block read as zeros; a block the layer does not own is inherited
- * from the parent layer, then from the backing file.
+ * Ownership (docs/format.md, 4.1): looking down a chain of layers from some
+ * layer, the block belongs to the topmost layer whose copy bit is set; if
+ * no layer has the bit, to the lowest layer whose region holds data in the
+ * block, unless the backing file has data there.  Data without the bit on
+ * top of an owned block is never trusted: the host file system may have
+ * allocated it as zeros next to a page that was written (large folios), or
+ * a copy may have been cut short by a crash.
  */
 #ifndef PCOW_LAYER_H
 #define PCOW_LAYER_H
@@ -18,12 +21,21 @@
 /* 1 when the file has data in [offset, offset+len), 0 when only holes. */
 int pcow_file_has_data(int fd, uint64_t offset, uint64_t len);
 
-/* 1 when layer owns block, 0 when not, negative errno on error. */
-int pcow_layer_owns(pcow_image *img, uint32_t layer, uint64_t block);
+/* The copy bit of block in layer: 1 set, 0 clear, negative on error. */
+int pcow_bit_test(pcow_image *img, uint32_t layer, uint64_t block);
 
-/* 1 when layer owns any block touching [offset, offset+len). */
-int pcow_layer_owns_range(pcow_image *img, uint32_t layer, uint64_t offset,
-			  uint64_t len);
+/* Sets the copy bit (one aligned 8-byte write, not yet persisted). */
+int pcow_bit_set(pcow_image *img, uint32_t layer, uint64_t block);
+
+/*
+ * Finds which layer of img, looking down from layer, owns block: 1 with
+ * *owner set, 0 when none does (the backing file or zeros show through).
+ */
+int pcow_block_owner(pcow_image *img, uint32_t layer, uint64_t block,
+		     uint32_t *owner);
+
+/* 1 when layer itself owns block, 0 when not, negative errno on error. */
+int pcow_layer_owns(pcow_image *img, uint32_t layer, uint64_t block);
 
 /* Where the content of a byte of the image comes from. */
 struct pcow_source {
@@ -36,8 +48,7 @@ struct pcow_source {
 
 /*
  * Finds which file holds the byte at offset as seen from layer (or from the
- * backing file, when layer is PCOW_NO_PARENT).  Ownership is decided per
- * block of each image on the way down.
+ * backing file, when layer is PCOW_NO_PARENT).
  */
 int pcow_resolve(pcow_image *img, uint32_t layer, uint64_t offset,
 		 struct pcow_source *src);
@@ -46,24 +57,31 @@ int pcow_resolve(pcow_image *img, uint32_t layer, uint64_t offset,
 int pcow_chain_read(pcow_image *img, uint32_t layer, void *buf, uint64_t len,
 		    uint64_t offset);
 
+/* 1 when anything seen from layer (inclusive) has data in the range. */
+int pcow_view_has_data(pcow_image *img, uint32_t layer, uint64_t offset,
+		       uint64_t len);
+
 /* 1 when anything below layer (exclusive) has data in the range. */
 int pcow_below_has_data(pcow_image *img, uint32_t layer, uint64_t offset,
 			uint64_t len);
 
+/* The backing file (pcow or raw) has data in the range. */
+int pcow_backing_has_data(pcow_image *img, uint64_t offset, uint64_t len);
+
 /*
- * Copies block from the layers below dst_layer into dst_layer, crash-safely
- * (journal entry, copy, persist, clear).  With copy_data false, only the
- * journal protects a write the caller makes itself (a full-block overwrite);
- * the caller then calls pcow_copy_up_end().
+ * Copies block, as seen from below dst_layer, into dst_layer and makes it
+ * dst_layer's: data first, persisted, then the copy bit.  A crash before
+ * the bit is durable leaves the block inherited as it was.
  */
 int pcow_copy_up(pcow_image *img, uint32_t dst_layer, uint64_t block);
-int pcow_copy_up_begin(pcow_image *img, uint32_t dst_layer, uint64_t block);
-int pcow_copy_up_end(pcow_image *img);
 
-/* Rolls back interrupted copy-ups (read-write open) or records them. */
-int pcow_journal_recover(pcow_image *img);
+/* Marks block owned after its new data was written: persist, then bit. */
+int pcow_claim_block(pcow_image *img, uint32_t layer, uint64_t block);
 
-/* Counts the blocks a layer owns (walks the region's data extents). */
+/* Counts the blocks a layer owns that hold data. */
 int pcow_layer_count_blocks(pcow_image *img, uint32_t layer, uint64_t *count);
+
+/* Unmaps the bitmaps (at close). */
+void pcow_bitmaps_release(pcow_image *img);
 
 #endif

@@ -69,7 +69,16 @@ static uint64_t chain_step(pcow_image *img)
 	return step;
 }
 
-/* First offset >= from where anything below the active layer has data. */
+/* The smaller of best and found, where found is never taken below from. */
+static uint64_t earliest(uint64_t best, uint64_t found, uint64_t from)
+{
+	if (found < from)
+		found = from;
+	return found < best ? found : best;
+}
+
+/* First offset >= from where anything below the active layer has data
+ * (to the granularity of each image's blocks). */
 static int next_lower_data(pcow_image *img, uint32_t from_layer, uint64_t from,
 			   uint64_t *next)
 {
@@ -83,8 +92,10 @@ static int next_lower_data(pcow_image *img, uint32_t from_layer, uint64_t from,
 		d = lseek(img->fd, (off_t)(start + from), SEEK_DATA);
 		if (d < 0 && errno != ENXIO)
 			return pcow_err_sys(-errno, "cannot query allocation");
-		if (d >= 0 && (uint64_t)d - start < best)
-			best = (uint64_t)d - start;
+		/* Data anywhere in a block makes the whole block this image's. */
+		if (d >= 0)
+			best = earliest(best, ((uint64_t)d - start) / img->block_size *
+						      img->block_size, from);
 	}
 	if (img->backing) {
 		uint64_t nb;
@@ -102,60 +113,85 @@ static int next_lower_data(pcow_image *img, uint32_t from_layer, uint64_t from,
 		d = lseek(img->raw_fd, (off_t)from, SEEK_DATA);
 		if (d < 0 && errno != ENXIO)
 			return pcow_err_sys(-errno, "cannot query allocation");
-		if (d >= 0 && (uint64_t)d < best)
-			best = (uint64_t)d;
+		if (d >= 0)
+			best = earliest(best, (uint64_t)d / img->block_size * img->block_size,
+					from);
 	}
 	*next = best;
 	return 0;
 }
 
+/* Extends the current read-only run, or maps it and starts another. */
+struct ro_run {
+	uint64_t off, len, file;
+	int fd;
+};
+
+static int ro_add(struct pcow_map *map, struct ro_run *r, uint64_t off,
+		  uint64_t len, int fd, uint64_t file)
+{
+	int ret = 0;
+
+	if (r->len && fd == r->fd && off == r->off + r->len &&
+	    file == r->file + r->len) {
+		r->len += len;
+		return 0;
+	}
+	if (r->len)
+		ret = map_at(map, r->off, r->len, PROT_READ, r->fd, r->file);
+	*r = (struct ro_run){.off = off, .len = len, .fd = fd, .file = file};
+	return ret;
+}
+
 /*
- * Maps read-only every run the active layer inherits.  Only offsets where a
- * lower layer has data are visited, so the cost follows the inherited data.
+ * Maps read-only every block the active layer inherits, piece by piece from
+ * the file that holds each piece (the backing chain may use smaller
+ * blocks); pieces nothing holds are the active region's own holes, mapped
+ * read-only too, so that any store into the block faults and copies it up
+ * whole.  Only offsets where something below has data are visited.
  */
 static int map_inherited(struct pcow_map *map)
 {
 	pcow_image *img = map->img;
 	uint64_t step = chain_step(img), vsize = img->m.virtual_size;
-	uint64_t pos = 0, run_off = 0, run_len = 0, run_file = 0;
-	int run_fd = -1, ret;
-	uint32_t parent = img->m.layers[img->m.active].parent;
+	uint64_t bs = img->block_size, pos = 0, active_start;
+	uint32_t active = img->m.active, parent = img->m.layers[active].parent;
+	struct ro_run run = {0};
+	int ret;
 
+	active_start = region_start(img, active);
 	for (;;) {
-		struct pcow_source src;
-		uint64_t next;
+		uint64_t next, block, piece, end;
 
 		ret = next_lower_data(img, parent, pos, &next);
 		if (ret < 0)
 			return ret;
 		if (next >= vsize)
 			break;
-		pos = next / step * step;
-		ret = pcow_resolve(img, img->m.active, pos, &src);
+		block = next / bs;
+		pos = (block + 1) * bs;
+		ret = pcow_layer_owns(img, active, block);
 		if (ret < 0)
 			return ret;
-		if (src.depth > 0) {
-			uint64_t n = step < vsize - pos ? step : vsize - pos;
+		if (ret || !(ret = pcow_below_has_data(img, active, block * bs, bs)))
+			continue;
+		if (ret < 0)
+			return ret;
+		end = pos < vsize ? pos : vsize;
+		for (piece = block * bs; piece < end; piece += step) {
+			uint64_t n = step < end - piece ? step : end - piece;
+			struct pcow_source src;
 
-			if (run_len && src.fd == run_fd && pos == run_off + run_len &&
-			    src.file_offset == run_file + run_len) {
-				run_len += n;
-			} else {
-				if (run_len &&
-				    (ret = map_at(map, run_off, run_len, PROT_READ, run_fd,
-						  run_file)) < 0)
-					return ret;
-				run_off = pos;
-				run_len = n;
-				run_fd = src.fd;
-				run_file = src.file_offset;
-			}
+			ret = pcow_resolve(img, parent, piece, &src);
+			if (ret == 0 && src.depth >= 0)
+				ret = ro_add(map, &run, piece, n, src.fd, src.file_offset);
+			else if (ret == 0)
+				ret = ro_add(map, &run, piece, n, img->fd, active_start + piece);
+			if (ret < 0)
+				return ret;
 		}
-		pos += step;
 	}
-	if (run_len)
-		return map_at(map, run_off, run_len, PROT_READ, run_fd, run_file);
-	return 0;
+	return run.len ? map_at(map, run.off, run.len, PROT_READ, run.fd, run.file) : 0;
 }
 
 static uint64_t count_vmas(const struct pcow_map *map);

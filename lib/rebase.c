@@ -1,10 +1,10 @@
 /*
  * rebase.c -- changing the backing file.
  *
- * Safe rebase first copies into the image every block whose content differs
- * between the old and the new backing file (only into root layers, the ones
- * that inherit from the backing file), then commits the new name.  A crash
- * in between leaves extra copies of old data, which read the same.
+ * Safe rebase first makes every layer's view independent of the change
+ * (keep_views), then commits the new name; unsafe rebase keeps only the
+ * image's own blocks its own.  A crash in between leaves
+ * extra copies and bits that read the same under the old backing file.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -33,42 +33,60 @@ static int candidate_read(pcow_image *b, int raw_fd, uint64_t raw_size,
 	return 0;
 }
 
-static int copy_differing(pcow_image *img, pcow_image *nb, int nraw,
-			  uint64_t nraw_size)
+/*
+ * Keeps every layer's view when the backing file changes: blocks a layer
+ * owns only because nothing lay below get their copy bit (the new backing
+ * file may have data there), and blocks root layers inherit from the old
+ * backing file are copied in where the new one differs.
+ */
+static int keep_views(pcow_image *img, pcow_image *nb, int nraw,
+		      uint64_t nraw_size, bool copy)
 {
 	uint64_t bs = img->block_size, b;
 	uint8_t *old = malloc(bs), *new = malloc(bs);
-	uint32_t l;
-	int ret = 0;
+	uint32_t l, owner;
+	int ret = 0, has, pass;
 
 	if (!old || !new) {
 		ret = pcow_err(-ENOMEM, "out of memory");
 		goto out;
 	}
-	for (l = 0; l < img->m.layer_count && ret == 0; l++) {
-		if (img->m.layers[l].parent != PCOW_NO_PARENT)
-			continue;
-		for (b = 0; b < img->nblocks && ret == 0; b++) {
-			uint64_t off = b * bs, n = bs;
+	/* Data must be durable before a bit that claims it. */
+	ret = pcow_io_sync(img->fd);
+	/* First every ownership that rests on "nothing below" becomes a bit;
+	 * only then may root layers gain bits (which would change the rest). */
+	for (pass = 0; pass < (copy ? 2 : 1); pass++)
+		for (l = 0; l < img->m.layer_count && ret == 0; l++) {
+			bool root = img->m.layers[l].parent == PCOW_NO_PARENT;
 
-			if (n > img->m.virtual_size - off)
-				n = img->m.virtual_size - off;
-			ret = pcow_layer_owns(img, l, b);
-			if (ret != 0) {
-				ret = ret > 0 ? 0 : ret;
+			if (pass == 1 && !root)
 				continue;
+			for (b = 0; b < img->nblocks && ret == 0; b++) {
+				uint64_t off = b * bs, n = bs;
+
+				if (n > img->m.virtual_size - off)
+					n = img->m.virtual_size - off;
+				has = pcow_block_owner(img, l, b, &owner);
+				if (has < 0) {
+					ret = has;
+				} else if (pass == 0 && has && owner == l) {
+					has = pcow_bit_test(img, l, b);
+					ret = has == 0 ? pcow_bit_set(img, l, b) : has < 0 ? has : 0;
+				} else if (pass == 1 && !has) {
+					ret = pcow_chain_read(img, PCOW_NO_PARENT, old, n, off);
+					if (ret == 0)
+						ret = candidate_read(nb, nraw, nraw_size, new, n, off);
+					if (ret == 0 && memcmp(old, new, n))
+						ret = pcow_copy_up(img, l, b);
+				}
 			}
-			ret = pcow_chain_read(img, PCOW_NO_PARENT, old, n, off);
-			if (ret == 0)
-				ret = candidate_read(nb, nraw, nraw_size, new, n, off);
-			if (ret == 0 && memcmp(old, new, n))
-				ret = pcow_copy_up(img, l, b);
 		}
-	}
+	if (ret >= 0)
+		ret = pcow_io_sync(img->fd);
 out:
 	free(old);
 	free(new);
-	return ret;
+	return ret < 0 ? ret : 0;
 }
 
 int pcow_rebase(pcow_image *img, const char *backing_file,
@@ -104,10 +122,14 @@ int pcow_rebase(pcow_image *img, const char *backing_file,
 			if (ret < 0)
 				goto out;
 		}
-		ret = copy_differing(img, nb, nraw, nraw_size);
-		if (ret < 0)
-			goto out;
+		ret = keep_views(img, nb, nraw, nraw_size, true);
+	} else {
+		/* Unsafe: nothing is copied, but the image's own data stays its
+		 * own whatever the new backing file holds. */
+		ret = keep_views(img, NULL, -1, 0, false);
 	}
+	if (ret < 0)
+		goto out;
 	ret = pcow_meta_copy(&next, &img->m);
 	if (ret < 0)
 		goto out;

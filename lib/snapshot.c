@@ -67,6 +67,9 @@ static int take_region(pcow_image *img, const struct pcow_meta *m,
 		return pcow_err(-ENOSPC, "%s: too many layers", img->path);
 	ret = pcow_io_punch(img->fd, pcow_region_offset(img->stride, r),
 			    img->stride);
+	if (ret == -EFBIG)
+		return pcow_err(ret, "%s: no room for another layer (the file system's largest file is reached); delete a snapshot first",
+				img->path);
 	if (ret == 0)
 		ret = pcow_io_sync(img->fd);
 	*region = r;
@@ -246,32 +249,35 @@ out:
 /* Copies into child every block it still inherits from layer. */
 static int push_down_blocks(pcow_image *img, uint32_t layer, uint32_t child)
 {
-	uint64_t b;
+	uint64_t b, group = 64 * img->block_size;
+	uint32_t owner;
 	int ret;
 
 	for (b = 0; b < img->nblocks; b++) {
-		uint64_t start = region_start(img, layer) + b * img->block_size;
-		off_t d = lseek(img->fd, (off_t)start, SEEK_DATA);
+		if (b % 64 == 0) {
+			/* Skip 64 blocks at a time where layer has neither data
+			 * nor copy bits (bit-only blocks are discarded ones). */
+			const uint8_t *w;
+			uint64_t word;
 
-		if (d < 0)
-			return errno == ENXIO ? 0 : pcow_err_sys(-errno, "cannot query allocation");
-		/* Skip straight to the next block holding data. */
-		if ((uint64_t)d >= start + img->block_size) {
-			uint64_t nb = ((uint64_t)d - region_start(img, layer)) /
-				      img->block_size;
-			if (nb >= img->nblocks)
-				return 0;
-			b = nb - 1;
-			continue;
+			ret = pcow_bit_test(img, layer, b); /* maps the bitmap */
+			if (ret < 0)
+				return ret;
+			w = (const uint8_t *)&img->bitmaps[img->m.layers[layer].region][b / 64];
+			word = pcow_le64(w);
+			ret = pcow_file_has_data(img->fd, region_start(img, layer) +
+								  b * img->block_size, group);
+			if (ret < 0)
+				return ret;
+			if (!ret && !word) {
+				b += 63;
+				continue;
+			}
 		}
-		ret = pcow_layer_owns(img, layer, b);
-		if (ret == 1)
-			ret = pcow_layer_owns(img, child, b);
-		else if (ret == 0)
-			continue;
+		ret = pcow_block_owner(img, child, b, &owner);
 		if (ret < 0)
 			return ret;
-		if (ret == 0) {
+		if (ret && owner == layer) {
 			ret = pcow_copy_up(img, child, b);
 			if (ret < 0)
 				return ret;

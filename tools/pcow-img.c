@@ -57,8 +57,9 @@ static void usage(FILE *f)
 }
 
 /* Parses "-o key=value,key=value" (block_size, backing_file, backing_fmt). */
-static int parse_create_options(const char *opts, struct pcow_create_opts *o,
-				char **backing, char **backing_fmt)
+static int parse_create_options(const char *file, const char *opts,
+				struct pcow_create_opts *o, char **backing,
+				char **backing_fmt)
 {
 	char *copy = strdup(opts), *save = NULL, *tok;
 	int ret = 0;
@@ -69,14 +70,14 @@ static int parse_create_options(const char *opts, struct pcow_create_opts *o,
 		uint64_t v;
 
 		if (!eq) {
-			die_msg("invalid option '%s' (expected key=value)", tok);
+			die_msg("%s: invalid option '%s' (expected key=value)", file, tok);
 			ret = -1;
 			break;
 		}
 		*eq++ = '\0';
 		if (!strcmp(tok, "block_size") || !strcmp(tok, "cluster_size")) {
 			if (!parse_size(eq, &v) || v > UINT32_MAX) {
-				die_msg("invalid block size '%s'", eq);
+				die_msg("%s: invalid block size '%s'", file, eq);
 				ret = -1;
 			} else {
 				o->block_size = (uint32_t)v;
@@ -86,7 +87,7 @@ static int parse_create_options(const char *opts, struct pcow_create_opts *o,
 		} else if (!strcmp(tok, "backing_fmt")) {
 			*backing_fmt = strdup(eq);
 		} else {
-			die_msg("invalid option '%s' for format 'pcow'", tok);
+			die_msg("%s: invalid option '%s' for format 'pcow'", file, tok);
 			ret = -1;
 		}
 	}
@@ -121,7 +122,7 @@ static int cmd_create(int argc, char **argv)
 		die_msg("%s: unsupported format '%s' (only pcow)", file, fmt);
 		goto out;
 	}
-	if (options && parse_create_options(options, &o, &backing, &bfmt) < 0)
+	if (options && parse_create_options(file, options, &o, &backing, &bfmt) < 0)
 		goto out;
 	if (optind + 1 < argc && !parse_size(argv[optind + 1], &o.size)) {
 		die_msg("%s: invalid image size '%s'", file, argv[optind + 1]);
@@ -465,7 +466,10 @@ static int cmd_rebase(int argc, char **argv)
 		if (!parse_format(bfmt, &fmt))
 			FAIL(file, "%s: unknown backing file format '%s'", file, bfmt);
 	}
-	if (pcow_open(&img, file, (flags & PCOW_REBASE_UNSAFE) ? PCOW_OPEN_NO_BACKING : 0) < 0)
+	/* -u works without the old backing file, but uses it when it is there
+	 * to tell the image's own blocks from what showed through. */
+	if (pcow_open(&img, file, 0) < 0 &&
+	    (!(flags & PCOW_REBASE_UNSAFE) || pcow_open(&img, file, PCOW_OPEN_NO_BACKING) < 0))
 		return lib_fail(file);
 	if (pcow_rebase(img, backing, fmt, flags) < 0) {
 		lib_fail(file);
@@ -480,7 +484,7 @@ static int cmd_rebase(int argc, char **argv)
 static int cmd_check(int argc, char **argv)
 {
 	const char *output = "human", *file;
-	unsigned fix = 0;
+	unsigned fix = 0, share = 0;
 	struct pcow_check_result r;
 	pcow_image *img;
 	int c, ret;
@@ -497,7 +501,8 @@ static int cmd_check(int argc, char **argv)
 				FAIL(NULL, "unknown option value for -r (expecting 'leaks' or 'all'): %s", optarg);
 			break;
 		case 'O': output = optarg; break;
-		case 'f': case 'q': case 'U': break;
+		case 'U': share = PCOW_OPEN_FORCE_SHARE; break;
+		case 'f': case 'q': break;
 		default: usage(stderr); return 1;
 		}
 	}
@@ -506,13 +511,16 @@ static int cmd_check(int argc, char **argv)
 	if (optind != argc - 1)
 		FAIL(NULL, "expecting one image file name");
 	file = argv[optind];
-	if (pcow_open(&img, file, fix ? 0 : PCOW_OPEN_RDONLY) < 0) {
-		int err = errno;
-
+	if (fix && share)
+		FAIL(file, "%s: -U cannot be used with -r", file);
+	ret = pcow_open(&img, file, fix ? 0 : PCOW_OPEN_RDONLY | share);
+	if (ret < 0) {
 		lib_fail(file);
-		(void)err;
-		/* An image whose metadata is damaged is reported as corrupt. */
-		return access(file, R_OK) == 0 && file_is_pcow(file) ? 2 : 1;
+		/* Damaged metadata is corruption (2); an unknown feature is
+		 * unsupported (63); anything else kept check from running (1). */
+		if (ret == -ENOTSUP)
+			return 63;
+		return ret == -EINVAL && file_is_pcow(file) ? 2 : 1;
 	}
 	ret = pcow_check(img, fix, &r);
 	if (ret < 0) {
@@ -614,6 +622,7 @@ static int cmd_convert(int argc, char **argv)
 	pcow_image *dst = NULL;
 	int dfd = -1, c, rc = 1;
 	bool progress = false, created = false;
+	unsigned share = 0;
 	uint64_t pos, chunk;
 	uint8_t *buf = NULL;
 	char *ob = NULL, *obf = NULL;
@@ -624,7 +633,8 @@ static int cmd_convert(int argc, char **argv)
 		case 'O': ofmt = optarg; break;
 		case 'o': options = optarg; break;
 		case 'p': progress = true; break;
-		case 'q': case 'U': break;
+		case 'U': share = PCOW_OPEN_FORCE_SHARE; break;
+		case 'q': break;
 		default: usage(stderr); return 1;
 		}
 	}
@@ -640,7 +650,7 @@ static int cmd_convert(int argc, char **argv)
 		ifmt = file_is_pcow(in) ? "pcow" : "raw";
 	if (strcmp(ifmt, "raw") && strcmp(ifmt, "pcow"))
 		FAIL(in, "%s: unsupported input format '%s' (raw or pcow)", in, ifmt);
-	if (options && parse_create_options(options, &o, &ob, &obf) < 0)
+	if (options && parse_create_options(out, options, &o, &ob, &obf) < 0)
 		return 1;
 	if (ob || obf) {
 		free(ob);
@@ -650,7 +660,7 @@ static int cmd_convert(int argc, char **argv)
 	if (!strcmp(ifmt, "pcow")) {
 		struct pcow_info info;
 
-		if (pcow_open(&src.img, in, PCOW_OPEN_RDONLY) < 0)
+		if (pcow_open(&src.img, in, PCOW_OPEN_RDONLY | share) < 0)
 			return lib_fail(in);
 		pcow_get_info(src.img, &info);
 		src.size = info.virtual_size;

@@ -84,13 +84,18 @@ const char *format_name(enum pcow_format fmt)
 
 bool file_is_pcow(const char *path)
 {
+	static const off_t slots[] = {0, 256 * 1024};
 	char magic[8];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	bool yes;
+	bool yes = false;
+	size_t i;
 
 	if (fd < 0)
 		return false;
-	yes = pread(fd, magic, 8, 0) == 8 && !memcmp(magic, "PCOW\r\n\x1a\n", 8);
+	/* Either metadata slot may be the one in force (docs/format.md 3.1). */
+	for (i = 0; i < 2 && !yes; i++)
+		yes = pread(fd, magic, 8, slots[i]) == 8 &&
+		      !memcmp(magic, "PCOW\r\n\x1a\n", 8);
 	close(fd);
 	return yes;
 }

@@ -37,9 +37,11 @@ for bs in $BLOCK_SIZES; do
         ok "$PCOW_IMG" create -o block_size=$bs "$img" 64M
         n=0
         step() { # EXPECTED-NEW-BLOCKS DESCRIPTION CMD
+            local before
+            before=$(allocated_blocks "$img")
             pio $mode "$img" "$3"
             n=$((n + $1))
-            check_eq "$(allocated_blocks "$img")" $n "bs $bs $mode: blocks after $2"
+            check_eq $(($(allocated_blocks "$img") - before)) "$1" "bs $bs ${mode:-file}: new blocks after $2"
         }
         step 1 "a 1-byte write" "write -P 0x61 $((3 * bs + 7)) 1"
         step 1 "a whole-block write" "write -P 0x62 $((5 * bs)) $bs"

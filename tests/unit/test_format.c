@@ -144,18 +144,15 @@ int main(void)
 			pcow_meta_free(&out);
 	}
 
-	/* journal entries */
-	{
-		uint32_t r;
-		uint64_t b;
-
-		CHECK(!pcow_journal_unpack(0, &r, &b));
-		CHECK(pcow_journal_unpack(pcow_journal_pack(17, 123456789), &r, &b));
-		CHECK(r == 17 && b == 123456789);
-	}
-	CHECK(pcow_region_stride(1, 12) == PCOW_REGION_ALIGN);
-	CHECK(pcow_region_stride(3ull << 30, 30) == 3ull << 30);
-	CHECK(pcow_region_stride((1ull << 30) + 512, 30) == 2ull << 30);
+	/* [R-002] regions: data span then copy bitmap, both aligned */
+	CHECK(pcow_data_span(1, 12) == PCOW_REGION_ALIGN);
+	CHECK(pcow_bitmap_span(1, 12) == PCOW_REGION_ALIGN);
+	CHECK(pcow_region_stride(1, 12) == 2 * PCOW_REGION_ALIGN);
+	CHECK(pcow_data_span(3ull << 30, 30) == 3ull << 30);
+	CHECK(pcow_bitmap_span(3ull << 30, 30) == 1ull << 30);
+	CHECK(pcow_data_span((1ull << 30) + 512, 30) == 2ull << 30);
+	/* 1 TiB of 4 KiB blocks: 2^28 bits = 32 MiB of bitmap */
+	CHECK(pcow_bitmap_span(1ull << 40, 12) == 32ull << 20);
 	printf("format: ok\n");
 	return 0;
 }

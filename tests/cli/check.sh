@@ -1,0 +1,156 @@
+#!/bin/bash
+# pcow-img check: clean images pass, leaks are found (exit 3) and repaired
+# with -r leaks, damaged metadata is reported as corruption (exit 2).
+source "$(dirname "$0")/lib.sh"
+
+SLOT1=262144
+RESERVED=524288
+
+check_json() { # IMG [check options]
+    local img=$1
+    shift
+    "$PCOW_IMG" check --output=json "$@" "$img"
+}
+
+# Clean images, in many states, check clean and are not modified by it.
+ok "$PCOW_IMG" create -o block_size=4K c1.pcow $((15 * MiB + 512))
+pio c1.pcow "write -P 1 0 64K" "write -P 2 $((15 * MiB)) 512"
+pio --mmap c1.pcow "write -P 3 $((15 * MiB + 511)) 1" "write -P 3 $((8 * MiB)) 1"
+ok "$PCOW_IMG" create -o block_size=2M c2.pcow $((5 * MiB))
+pio c2.pcow "write -P 1 $((5 * MiB - 1)) 1" "discard 0 2M"
+ok "$PCOW_IMG" snapshot -c s1 c2.pcow
+pio c2.pcow "write -P 4 0 512"
+ok "$PCOW_IMG" create -b c2.pcow -F pcow c3.pcow
+pio c3.pcow "write -P 5 1M 1" "discard 4M 1M"
+for img in c1.pcow c2.pcow c3.pcow; do
+    remember "$img"
+    ok "$PCOW_IMG" check "$img"
+    check_out "^No errors were found on the image.$" "check of $img"
+    ok "$PCOW_IMG" check -r leaks "$img"
+    ok "$PCOW_IMG" check -r all "$img"
+    assert_unchanged "$img"
+done
+
+# JSON keys of a clean image.
+ok "$PCOW_IMG" check --output=json c1.pcow
+check_eq "$(json 'sorted(d)' <"$T/.out")" \
+    '["check-errors", "corruptions", "filename", "format", "leaked-bytes", "leaks"]' "check JSON keys"
+check_eq "$(json '[d["filename"], d["format"], d["leaks"], d["corruptions"], d["check-errors"]]' <"$T/.out")" \
+    '["c1.pcow", "pcow", 0, 0, 0]' "check JSON of a clean image"
+
+# A leak in a region no layer uses: offset 2 MiB + 2 * stride, where the
+# stride is the virtual size rounded up to 2 MiB.
+for bs in $BLOCK_SIZES; do
+    img=leak-$bs.pcow
+    ok "$PCOW_IMG" create -o block_size=$bs "$img" $((15 * MiB))
+    pio "$img" "write -P 0x21 0 $bs" "write -P 0x22 $((14 * MiB)) 4K"
+    stride=$((16 * MiB))
+    dd if=/dev/urandom of="$img" bs=4096 count=3 seek=$(((2 * MiB + 2 * stride) / 4096)) \
+        conv=notrunc status=none
+    run "$PCOW_IMG" check "$img"
+    check_eq "$RC" 3 "bs $bs: exit code of check with a leak"
+    check_out "leaked clusters were found" "bs $bs: check with a leak"
+    run check_json "$img"
+    check_eq "$RC" 3 "bs $bs: exit code of check --output=json with a leak"
+    check_eq "$(json '[d["leaks"] > 0, d["leaked-bytes"], d["corruptions"]]' <"$T/.out")" \
+        "[true, 12288, 0]" "bs $bs: check JSON with a leak"
+    # Data past the virtual size inside region 0 (the last 1 MiB of the
+    # stride), unless the block size makes that space part of the last block.
+    if ((bs < MiB)); then
+        dd if=/dev/urandom of="$img" bs=4096 count=1 seek=$(((2 * MiB + 15 * MiB + 512 * KiB) / 4096)) \
+            conv=notrunc status=none
+        run check_json "$img"
+        check_eq "$(json 'd["leaked-bytes"]' <"$T/.out")" 16384 "bs $bs: leaked bytes with data past the virtual size"
+    fi
+    # Data between the journal and the first region.
+    dd if=/dev/urandom of="$img" bs=4096 count=1 seek=$((MiB / 4096)) conv=notrunc status=none
+    run "$PCOW_IMG" check "$img"
+    check_eq "$RC" 3 "bs $bs: exit code of check with leaks in three places"
+
+    run check_json "$img" -r leaks
+    check_eq "$RC" 0 "bs $bs: exit code of check -r leaks"
+    check_eq "$(json '[d["leaks"], d["leaks-fixed"] > 0, d["corruptions"], d["corruptions-fixed"]]' <"$T/.out")" \
+        "[0, true, 0, 0]" "bs $bs: check -r leaks JSON"
+    ok "$PCOW_IMG" check "$img"
+    check_out "^No errors were found on the image.$" "bs $bs: check after the repair"
+    verify "$img" "0x21 0 $bs" "0x22 $((14 * MiB)) 4K" "0 $((14 * MiB + 4 * KiB)) $((MiB - 4 * KiB))"
+    check_eq "$(allocated_blocks "$img")" 2 "bs $bs: blocks after the repair"
+    rm -f "$img"
+done
+
+# The human report of a repair, and -r all.
+ok "$PCOW_IMG" create r.pcow 4M
+dd if=/dev/urandom of=r.pcow bs=4096 count=1 seek=$((MiB / 4096)) conv=notrunc status=none
+ok "$PCOW_IMG" check -r all r.pcow
+check_out "repaired" "check -r all report"
+ok "$PCOW_IMG" check r.pcow
+
+# An interrupted copy-up: data in the active region of a block inherited
+# from a snapshot, without the block's copy bit.  It is not the layer's:
+# the inherited data still shows, and a later write copies the block up.
+ok "$PCOW_IMG" create -o block_size=64K jr.pcow 4M
+pio jr.pcow "write -P 0x31 0 64K"
+ok "$PCOW_IMG" snapshot -c s1 jr.pcow
+# region 1 = active layer, after region 0; a region is 4M of data + 2M bitmap
+printf '\x77%.0s' $(seq 4096) | dd of=jr.pcow bs=4096 seek=$(((2 * MiB + 6 * MiB + 4096) / 4096)) conv=notrunc status=none
+verify jr.pcow "0x31 0 64K"
+ok "$PCOW_IMG" check jr.pcow
+pio jr.pcow "write -P 0x32 4K 4K"
+verify jr.pcow "0x31 0 4K" "0x32 4K 4K" "0x31 8K 56K"
+ok "$PCOW_IMG" check jr.pcow
+
+# Bytes in the reserved area between the metadata slots and the first
+# region are never read, and check reports them (docs/format.md 2).
+ok "$PCOW_IMG" create jg.pcow 4M
+pio jg.pcow "write -P 0x33 0 4K"
+poke jg.pcow $((RESERVED + 8)) 0300000000881380
+verify jg.pcow "0x33 0 4K"
+run "$PCOW_IMG" check jg.pcow
+if ((RC == 0)); then
+    fail "check of an image with data in the reserved area exited with 0"
+else
+    pass
+fi
+
+# A layer nothing refers to: cut the active layer from its parent and drop
+# the snapshot that named the parent.  check -r leaks removes the layer and
+# frees its region.
+ok "$PCOW_IMG" create -o block_size=64K or.pcow 4M
+pio or.pcow "write -P 0x41 0 128K"
+ok "$PCOW_IMG" snapshot -c s1 or.pcow   # committed to slot 1
+pio or.pcow "write -P 0x42 64K 64K"
+"$PY" - or.pcow $SLOT1 <<'EOF'
+import struct, sys
+path, base = sys.argv[1], int(sys.argv[2])
+with open(path, "r+b") as f:
+    f.seek(base)
+    b = bytearray(f.read(4096))
+    layer_off, = struct.unpack_from("<I", b, 84)
+    struct.pack_into("<I", b, 88, 0)                        # no snapshots
+    struct.pack_into("<I", b, layer_off + 16 + 4, 0xffffffff)  # layer 1: no parent
+    f.seek(base)
+    f.write(b)
+EOF
+fix_header_crc or.pcow $SLOT1
+ok "$PCOW_IMG" info or.pcow
+before=$(disk_usage or.pcow)
+run check_json or.pcow
+check_eq "$RC" 3 "exit code of check with an orphan layer"
+ok "$PCOW_IMG" check -r leaks or.pcow
+ok "$PCOW_IMG" check or.pcow
+check_eq "$(info_get or.pcow 'd["format-specific"]["data"]["layers"]')" 1 "layers after removing an orphan"
+check_ge $((before - $(disk_usage or.pcow))) $((128 * KiB)) "bytes freed with the orphan layer"
+verify or.pcow "0 0 64K" "0x42 64K 64K"
+
+# Damaged metadata is corruption: exit 2 and one line.
+ok "$PCOW_IMG" create bad.pcow 4M
+poke bad.pcow 100 ff
+remember bad.pcow
+expect_fail --rc 2 --grep "checksum" "$PCOW_IMG" check bad.pcow
+expect_fail --rc 2 --grep "checksum" "$PCOW_IMG" check -r all bad.pcow
+assert_unchanged bad.pcow
+expect_fail "$PCOW_IMG" check nothere.pcow
+expect_fail --nofile "$PCOW_IMG" check -r everything c1.pcow
+expect_fail --nofile "$PCOW_IMG" check --output=xml c1.pcow
+
+finish

@@ -1,0 +1,92 @@
+#!/bin/bash
+# pcow-img convert: raw <-> pcow round trips, zero blocks left unallocated,
+# block sizes of the output, flattening of backing chains and snapshots.
+source "$(dirname "$0")/lib.sh"
+
+SIZE=$((8 * MiB + 4 * KiB))   # a multiple of 512, not of any block size
+
+# Random data in [0, 100K), explicit (non-sparse) zeros in [100K, 1M), a
+# small 0x55 piece at 3M+10, and random data in the last 4 KiB.
+mkraw in.raw $SIZE "0 100K r" "100K 924K 0" "$((3 * MiB + 10)) 20 0x55" "8M 4K r"
+check_ge "$(disk_usage in.raw)" $MiB "the input holds real zero blocks"
+
+# Blocks holding data, per block size.
+declare -A want=([4096]=27 [65536]=4 [2097152]=3)
+for bs in $BLOCK_SIZES; do
+    rm -f out.pcow back.raw
+    ok "$PCOW_IMG" convert -O pcow -o block_size=$bs in.raw out.pcow
+    check_eq "$(info_get out.pcow 'd["block-size"]')" "$bs" "bs $bs: block size of the output"
+    check_eq "$(info_get out.pcow 'd["virtual-size"]')" $SIZE "bs $bs: size of the output"
+    check_eq "$(allocated_blocks out.pcow)" "${want[$bs]}" "bs $bs: zero blocks are not allocated"
+    ok "$PCOW_IMG" check out.pcow
+    ok "$PCOW_IMG" convert -O raw out.pcow back.raw
+    check_same in.raw back.raw "bs $bs: raw -> pcow -> raw round trip"
+    check_le "$(disk_usage back.raw)" $((2 * MiB + 64 * KiB)) "bs $bs: zeros stay holes in the raw output"
+    # pcow -> pcow with another block size.
+    rm -f out2.pcow back2.raw
+    ok "$PCOW_IMG" convert -f pcow -O pcow -o block_size=4K out.pcow out2.pcow
+    check_eq "$(allocated_blocks out2.pcow)" 27 "bs $bs: pcow -> pcow (4 KiB) blocks"
+    ok "$PCOW_IMG" convert -O raw out2.pcow back2.raw
+    check_same in.raw back2.raw "bs $bs: pcow -> pcow -> raw round trip"
+done
+rm -f out.pcow out2.pcow back.raw back2.raw
+
+# The default output format is raw; -f raw is accepted; -p shows progress.
+ok "$PCOW_IMG" convert -f raw -O pcow in.raw p.pcow
+ok "$PCOW_IMG" convert -p p.pcow p.raw
+check_out "100.00/100%" "progress output"
+check_same in.raw p.raw "convert with the default output format"
+
+# An input whose size is not a multiple of 512 becomes a pcow image rounded
+# up, with zeros in the tail.
+mkraw odd.raw 1000 "0 1000 r"
+ok "$PCOW_IMG" convert -O pcow odd.raw odd.pcow
+check_eq "$(info_get odd.pcow 'd["virtual-size"]')" 1024 "size of an odd-sized input"
+ok "$PCOW_IMG" convert -O raw odd.pcow odd-back.raw
+check_eq "$(stat -c %s odd-back.raw)" 1024 "size of the raw output"
+check_same odd.raw <(head -c 1000 odd-back.raw) "first 1000 bytes"
+raw_verify odd-back.raw "0 1000 24"
+
+# A backing chain and snapshots are flattened into one image of what the
+# guest sees, with no backing file.
+mkraw cb.raw $((4 * MiB)) "0 1M r"
+ok "$PCOW_IMG" create -o block_size=4K -b cb.raw -F raw cm.pcow
+pio cm.pcow "write -P 0x61 512K 4K" "write -P 0x62 2M 64K"
+ok "$PCOW_IMG" snapshot -c s1 cm.pcow
+pio cm.pcow "write -P 0x63 2M 4K" "discard 0 64K"
+ok "$PCOW_IMG" create -b cm.pcow -F pcow ct.pcow
+pio ct.pcow "write -P 0x64 3M 1"
+remember cb.raw cm.pcow ct.pcow
+ok "$PCOW_IMG" convert -O raw ct.pcow ct.raw
+ok "$PCOW_IMG" convert -O pcow ct.pcow flat.pcow
+check_eq "$(info_get flat.pcow '"backing-filename" in d or "snapshots" in d')" false "flattened image"
+verify flat.pcow "0 0 64K" "0x61 512K 4K" "0x63 2M 4K" "0x62 $((2 * MiB + 4 * KiB)) 60K" "0x64 3M 1"
+ok "$PCOW_IMG" convert -O raw flat.pcow flat.raw
+check_same ct.raw flat.raw "flattened content"
+raw_verify ct.raw "0 0 64K" "0x61 512K 4K" "0x64 3M 1"
+check_same <(tail -c +$((64 * KiB + 1)) cb.raw | head -c $((448 * KiB))) \
+    <(tail -c +$((64 * KiB + 1)) ct.raw | head -c $((448 * KiB))) "backing data in the flattened image"
+assert_unchanged cb.raw cm.pcow ct.pcow
+
+# Errors: one line, nothing left behind, existing files untouched.
+ok "$PCOW_IMG" create exists.pcow 1M
+remember exists.pcow in.raw
+expect_fail --file exists.pcow "$PCOW_IMG" convert -O pcow in.raw exists.pcow
+assert_unchanged exists.pcow in.raw
+expect_fail --file nothere.raw "$PCOW_IMG" convert -O pcow nothere.raw o.pcow
+check_true "a failed convert left o.pcow behind" test ! -e o.pcow
+expect_fail --file o.img --grep "qcow2" "$PCOW_IMG" convert -O qcow2 in.raw o.img
+check_true "a failed convert left o.img behind" test ! -e o.img
+expect_fail --file in.raw "$PCOW_IMG" convert -f pcow -O raw in.raw o.raw
+check_true "a failed convert left o.raw behind" test ! -e o.raw
+expect_fail --file in.raw "$PCOW_IMG" convert -f vmdk -O raw in.raw o.raw
+expect_fail --file o.pcow "$PCOW_IMG" convert -O pcow -o block_size=3000 in.raw o.pcow
+check_true "a failed convert left o.pcow behind" test ! -e o.pcow
+expect_fail --file o.pcow "$PCOW_IMG" convert -O pcow -o backing_file=in.raw in.raw o.pcow
+expect_fail --file nodir/o.raw "$PCOW_IMG" convert -O raw p.pcow nodir/o.raw
+expect_fail --nofile "$PCOW_IMG" convert in.raw
+mkraw empty.raw 0
+expect_fail --file empty.pcow "$PCOW_IMG" convert -O pcow empty.raw empty.pcow
+check_true "a failed convert left empty.pcow behind" test ! -e empty.pcow
+
+finish
