@@ -101,7 +101,6 @@ int pcow_meta_validate(const struct pcow_meta *m)
 		return pcow_err(-EINVAL, "too many snapshots (%u)", m->snapshot_count);
 	for (i = 0; i < m->layer_count; i++) {
 		const struct pcow_layer *l = &m->layers[i];
-		uint32_t steps = 0, p;
 
 		if (l->region >= PCOW_MAX_REGIONS)
 			return pcow_err(-EINVAL, "layer %u: region %u out of range",
@@ -112,8 +111,13 @@ int pcow_meta_validate(const struct pcow_meta *m)
 		if (l->parent != PCOW_NO_PARENT && l->parent >= m->layer_count)
 			return pcow_err(-EINVAL, "layer %u: parent %u out of range",
 					i, l->parent);
-		/* Walking up must end: a loop would make reads spin forever. */
-		for (p = l->parent; p != PCOW_NO_PARENT; p = m->layers[p].parent)
+	}
+	/* Only once every parent is in range may the chains be walked; a loop
+	 * would make reads spin forever. */
+	for (i = 0; i < m->layer_count; i++) {
+		uint32_t steps = 0, p;
+
+		for (p = m->layers[i].parent; p != PCOW_NO_PARENT; p = m->layers[p].parent)
 			if (++steps > m->layer_count)
 				return pcow_err(-EINVAL, "layer %u: parent loop", i);
 	}

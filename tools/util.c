@@ -29,9 +29,11 @@ bool parse_size(const char *s, uint64_t *out)
 	if (!*p)
 		return false;
 	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (UINT64_MAX - 9) / 10)
+		uint64_t digit = (uint64_t)(*p - '0');
+
+		if (v > (UINT64_MAX - digit) / 10)
 			return false;
-		v = v * 10 + (uint64_t)(*p - '0');
+		v = v * 10 + digit;
 	}
 	if (p == s)
 		return false;

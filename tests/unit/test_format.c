@@ -62,6 +62,12 @@ static void unknown_incompat(struct pcow_meta *m) { m->incompat = 1ull << 40; }
 static void no_fmt(struct pcow_meta *m) { m->backing_format = PCOW_FORMAT_NONE; }
 static void bad_region(struct pcow_meta *m) { m->layers[2].region = PCOW_MAX_REGIONS; }
 static void unknown_compat(struct pcow_meta *m) { m->compat = 1ull << 5; }
+/* found by fuzzing: a chain walked before a later parent was range-checked */
+static void late_bad_parent(struct pcow_meta *m)
+{
+	m->layers[0].parent = 2;
+	m->layers[2].parent = 0x7fffffff;
+}
 
 int main(void)
 {
@@ -109,6 +115,7 @@ int main(void)
 	CHECK(decode_modified(dup_name) == -EINVAL);
 	CHECK(decode_modified(no_fmt) == -EINVAL);
 	CHECK(decode_modified(bad_region) == -EINVAL);
+	CHECK(decode_modified(late_bad_parent) == -EINVAL);
 	/* unknown incompatible bits refuse; unknown compatible bits do not */
 	CHECK(decode_modified(unknown_incompat) == -ENOTSUP);
 	CHECK(decode_modified(unknown_compat) == 0);
