@@ -168,6 +168,18 @@ int pcow_block_status(pcow_image *img, uint64_t offset, uint64_t len,
 	end = offset + len;
 	pos = (offset / img->block_size + 1) * img->block_size;
 	/* Extend the run while blocks come from the same place, contiguously. */
+	if (first.depth < 0) {
+		/* A run of nothing ends where some layer next holds data. */
+		uint64_t nd;
+
+		ret = pcow_next_data(img, img->m.active, pos, &nd);
+		if (ret < 0)
+			goto out;
+		if (nd > pos)
+			pos = nd / img->block_size * img->block_size > pos
+				      ? nd / img->block_size * img->block_size
+				      : pos;
+	}
 	while (pos < end) {
 		ret = pcow_resolve(img, img->m.active, pos, &next);
 		if (ret < 0)

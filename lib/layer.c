@@ -266,6 +266,58 @@ int pcow_below_has_data(pcow_image *img, uint32_t layer, uint64_t offset,
 				  offset, len);
 }
 
+/* The smaller of best and found, where found is never taken below from. */
+static uint64_t earliest(uint64_t best, uint64_t found, uint64_t from)
+{
+	if (found < from)
+		found = from;
+	return found < best ? found : best;
+}
+
+/* First offset >= from where the view from from_layer may hold anything
+ * (to the granularity of each image's blocks).  Copy bits need no search:
+ * a bit is only ever set where something below has data. */
+int pcow_next_data(pcow_image *img, uint32_t from_layer, uint64_t from,
+		   uint64_t *next)
+{
+	uint64_t best = UINT64_MAX;
+	uint32_t l;
+	off_t d;
+
+	for (l = from_layer; l != PCOW_NO_PARENT; l = img->m.layers[l].parent) {
+		uint64_t start = region_start(img, l);
+
+		d = lseek(img->fd, (off_t)(start + from), SEEK_DATA);
+		if (d < 0 && errno != ENXIO)
+			return pcow_err_sys(-errno, "cannot query allocation");
+		/* Data anywhere in a block makes the whole block this image's. */
+		if (d >= 0)
+			best = earliest(best, ((uint64_t)d - start) / img->block_size *
+						      img->block_size, from);
+	}
+	if (img->backing) {
+		uint64_t nb;
+		int ret;
+
+		if (from < img->backing->m.virtual_size) {
+			ret = pcow_next_data(img->backing, img->backing->m.active, from, &nb);
+			if (ret < 0)
+				return ret;
+			if (nb < best)
+				best = nb;
+		}
+	} else if (img->raw_fd >= 0 && from < img->raw_size) {
+		d = lseek(img->raw_fd, (off_t)from, SEEK_DATA);
+		if (d < 0 && errno != ENXIO)
+			return pcow_err_sys(-errno, "cannot query allocation");
+		if (d >= 0)
+			best = earliest(best, (uint64_t)d / img->block_size * img->block_size,
+					from);
+	}
+	*next = best;
+	return 0;
+}
+
 static bool all_zero(const uint8_t *p, size_t n)
 {
 	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
@@ -322,32 +374,90 @@ int pcow_copy_up(pcow_image *img, uint32_t dst_layer, uint64_t block)
 	return ret;
 }
 
-int pcow_layer_count_blocks(pcow_image *img, uint32_t layer, uint64_t *count)
+/* Calls fn for each run [first, end) of blocks whose bytes in
+ * [base, base + span) hold data, scaled by bytes_per_block. */
+static int for_data_runs(pcow_image *img, uint64_t base, uint64_t span,
+			 uint64_t bytes_per_block,
+			 int (*fn)(pcow_image *img, uint32_t layer, uint64_t first,
+				   uint64_t end, uint64_t *n),
+			 uint32_t layer, uint64_t *n)
 {
-	uint64_t start = region_start(img, layer), n = 0, b, w;
-	const uint64_t *bm = bitmap_of(img, layer);
+	uint64_t pos = base, end = base + span;
 	int ret;
 
-	if (!bm)
-		return pcow_err(-ENOMEM, "%s: cannot map a copy bitmap", img->path);
-	/* Visit only blocks with data or a copy bit (a discarded block is
-	 * owned with no data), 64 at a time, so the cost follows the data. */
-	for (w = 0; w * 64 < img->nblocks; w++) {
-		uint64_t first = w * 64, bits = pcow_le64((const uint8_t *)&bm[w]);
+	while (pos < end) {
+		off_t d = lseek(img->fd, (off_t)pos, SEEK_DATA), h;
 
-		ret = pcow_file_has_data(img->fd, start + first * img->block_size,
-					 64 * img->block_size);
+		if (d < 0) {
+			if (errno == ENXIO)
+				break;
+			return pcow_err_sys(-errno, "cannot query allocation");
+		}
+		if ((uint64_t)d >= end)
+			break;
+		h = lseek(img->fd, d, SEEK_HOLE);
+		if (h < 0)
+			return pcow_err_sys(-errno, "cannot query allocation");
+		if ((uint64_t)h > end)
+			h = (off_t)end;
+		ret = fn(img, layer, ((uint64_t)d - base) / bytes_per_block,
+			 ((uint64_t)h - base + bytes_per_block - 1) / bytes_per_block, n);
 		if (ret < 0)
 			return ret;
-		if (!ret && !bits)
-			continue;
-		for (b = first; b < first + 64 && b < img->nblocks; b++) {
-			ret = pcow_layer_owns(img, layer, b);
-			if (ret < 0)
-				return ret;
-			n += (uint64_t)ret;
-		}
+		pos = base + ((uint64_t)h - base + bytes_per_block - 1) / bytes_per_block *
+				     bytes_per_block;
 	}
-	*count = n;
 	return 0;
+}
+
+static int count_owned(pcow_image *img, uint32_t layer, uint64_t first,
+		       uint64_t end, uint64_t *n)
+{
+	uint64_t b;
+	int ret;
+
+	for (b = first; b < end && b < img->nblocks; b++) {
+		ret = pcow_layer_owns(img, layer, b);
+		if (ret < 0)
+			return ret;
+		*n += (uint64_t)ret;
+	}
+	return 0;
+}
+
+/* Blocks with a copy bit but no data: discarded or all-zero copies. */
+static int count_bit_only(pcow_image *img, uint32_t layer, uint64_t first,
+			  uint64_t end, uint64_t *n)
+{
+	uint64_t b;
+	int ret;
+
+	for (b = first * 64; b < end * 64 && b < img->nblocks; b++) {
+		ret = pcow_bit_test(img, layer, b);
+		if (ret > 0)
+			ret = layer_has_data(img, layer, b);
+		else if (ret == 0)
+			continue;
+		if (ret < 0)
+			return ret;
+		if (ret == 0)
+			*n += 1;
+	}
+	return 0;
+}
+
+int pcow_layer_count_blocks(pcow_image *img, uint32_t layer, uint64_t *count)
+{
+	uint64_t start = region_start(img, layer), n = 0;
+	int ret;
+
+	/* Only allocated parts of the data span and of the bitmap are
+	 * visited, so the cost follows the data, not the virtual size. */
+	ret = for_data_runs(img, start, img->m.virtual_size, img->block_size,
+			    count_owned, layer, &n);
+	if (ret == 0)
+		ret = for_data_runs(img, start + img->span, img->bitmap_span, 8,
+				    count_bit_only, layer, &n);
+	*count = n;
+	return ret;
 }

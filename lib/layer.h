@@ -65,6 +65,11 @@ int pcow_view_has_data(pcow_image *img, uint32_t layer, uint64_t offset,
 int pcow_below_has_data(pcow_image *img, uint32_t layer, uint64_t offset,
 			uint64_t len);
 
+/* First offset >= from where anything seen from from_layer has data, or
+ * UINT64_MAX. */
+int pcow_next_data(pcow_image *img, uint32_t from_layer, uint64_t from,
+		   uint64_t *next);
+
 /* The backing file (pcow or raw) has data in the range. */
 int pcow_backing_has_data(pcow_image *img, uint64_t offset, uint64_t len);
 

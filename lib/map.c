@@ -88,57 +88,6 @@ static uint64_t chain_step(pcow_image *img)
 	return step;
 }
 
-/* The smaller of best and found, where found is never taken below from. */
-static uint64_t earliest(uint64_t best, uint64_t found, uint64_t from)
-{
-	if (found < from)
-		found = from;
-	return found < best ? found : best;
-}
-
-/* First offset >= from where anything below the active layer has data
- * (to the granularity of each image's blocks). */
-static int next_lower_data(pcow_image *img, uint32_t from_layer, uint64_t from,
-			   uint64_t *next)
-{
-	uint64_t best = UINT64_MAX;
-	uint32_t l;
-	off_t d;
-
-	for (l = from_layer; l != PCOW_NO_PARENT; l = img->m.layers[l].parent) {
-		uint64_t start = region_start(img, l);
-
-		d = lseek(img->fd, (off_t)(start + from), SEEK_DATA);
-		if (d < 0 && errno != ENXIO)
-			return pcow_err_sys(-errno, "cannot query allocation");
-		/* Data anywhere in a block makes the whole block this image's. */
-		if (d >= 0)
-			best = earliest(best, ((uint64_t)d - start) / img->block_size *
-						      img->block_size, from);
-	}
-	if (img->backing) {
-		uint64_t nb;
-		int ret;
-
-		if (from < img->backing->m.virtual_size) {
-			ret = next_lower_data(img->backing, img->backing->m.active, from,
-					      &nb);
-			if (ret < 0)
-				return ret;
-			if (nb < best)
-				best = nb;
-		}
-	} else if (img->raw_fd >= 0 && from < img->raw_size) {
-		d = lseek(img->raw_fd, (off_t)from, SEEK_DATA);
-		if (d < 0 && errno != ENXIO)
-			return pcow_err_sys(-errno, "cannot query allocation");
-		if (d >= 0)
-			best = earliest(best, (uint64_t)d / img->block_size * img->block_size,
-					from);
-	}
-	*next = best;
-	return 0;
-}
 
 /* Extends the current read-only run, or maps it and starts another. */
 struct ro_run {
@@ -182,7 +131,7 @@ static int map_inherited(struct pcow_map *map)
 	for (;;) {
 		uint64_t next, block, piece, end;
 
-		ret = next_lower_data(img, parent, pos, &next);
+		ret = pcow_next_data(img, parent, pos, &next);
 		if (ret < 0)
 			return ret;
 		if (next >= vsize)
