@@ -44,24 +44,6 @@ static uint8_t *reserve(uint64_t len)
 	return aligned;
 }
 
-/*
- * No read-ahead around faults: page-cache file systems then fault in single
- * pages instead of large folios, whose writeback would allocate untouched
- * neighbours too (thin provisioning at up to 2 MiB instead of 4 KiB on
- * ext4).  Guest memory is accessed at random anyway.  DAX mappings have no
- * page cache and keep their huge pages (and a DAX file system allocates at
- * 2 MiB when it maps one).  Every piece gets the same advice,
- * so that neighbouring pieces still merge into one VMA.
- */
-static void no_readahead(struct pcow_map *map, uint64_t off, uint64_t len)
-{
-	if (!map->extra_flags) {
-		madvise(map->base + off, len, MADV_RANDOM);
-		/* A hypervisor's MADV_HUGEPAGE would bring 2 MiB folios back. */
-		madvise(map->base + off, len, MADV_NOHUGEPAGE);
-	}
-}
-
 static int map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
 		  int fd, uint64_t file_off)
 {
@@ -73,7 +55,6 @@ static int map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
 	p = mmap(map->base + off, len, prot, flags, fd, (off_t)file_off);
 	if (p == MAP_FAILED)
 		return pcow_err_sys(-errno, "%s: mmap failed", map->img->path);
-	no_readahead(map, off, len);
 	return 0;
 }
 
@@ -221,8 +202,6 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	else
 		ret = map_at(map, 0, map->len, prot, img->fd,
 			     region_start(img, img->m.active));
-	if (p != MAP_FAILED)
-		no_readahead(map, 0, map->len);
 	if (p != MAP_FAILED || ret == 0)
 		ret = map_inherited(map);
 	if (ret == 0)
