@@ -97,8 +97,10 @@ static int leak(pcow_image *img, struct pcow_check_result *res, bool fix,
 	note(res, "%s: %llu bytes leaked", what, (unsigned long long)bytes);
 	if (!fix)
 		return 0;
-	if (pcow_io_punch(img->fd, start, len) < 0)
+	if (pcow_io_punch(img->fd, start, len) < 0) {
+		res->check_errors++;
 		return -1;
+	}
 	res->leaks_fixed++;
 	return 0;
 }
@@ -165,11 +167,9 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 		ret = data_bytes(img->fd, from, end, &bytes);
 		if (ret < 0)
 			goto out;
-		if (bytes && leak(img, res, fix_leaks, from, end - from, bytes,
-				  used ? "data past the virtual size" : "unused region") < 0) {
-			res->check_errors++;
-			ret = 0;
-		}
+		if (bytes)
+			leak(img, res, fix_leaks, from, end - from, bytes,
+			     used ? "data past the virtual size" : "unused region");
 	}
 	/* The reserved area between the metadata and the regions is never read. */
 	ret = data_bytes(img->fd, PCOW_RESERVED_OFFSET, PCOW_DATA_OFFSET, &bytes);

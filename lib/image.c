@@ -91,6 +91,12 @@ int pcow_image_commit(pcow_image *img, struct pcow_meta *next)
 		if (ret < 0)
 			return ret;
 	}
+	/* Everything the new metadata relies on -- the file's new size, data
+	 * and copy bits written before (some persisted lazily) -- must be
+	 * durable before the metadata can be. */
+	ret = pcow_io_sync(img->fd);
+	if (ret < 0)
+		return ret;
 	buf = malloc(PCOW_META_SLOT_SIZE);
 	if (!buf)
 		return pcow_err(-ENOMEM, "out of memory");
