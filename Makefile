@@ -9,7 +9,7 @@ export PATH := /usr/bin:$(PATH)
 BUILD_PACKAGES = build-essential meson ninja-build pkg-config zlib1g-dev libjson-c-dev
 TEST_PACKAGES = valgrind e2fsprogs util-linux
 
-.PHONY: all deps build asan check check-unit demo bench install uninstall clean qemu
+.PHONY: all deps build asan check demo bench install uninstall clean qemu guest vm-check crash-long
 
 all: build
 
@@ -28,13 +28,28 @@ $(ASAN_BUILD)/build.ninja:
 asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 
-check: build asan
+# Every test: release build (all suites, the VM tests included), then the
+# unit tests again under ASan+UBSan (on tmpfs, where flushes are cheap).
+check: build asan qemu guest
 	@scripts/need-packages.sh $(TEST_PACKAGES)
-	meson test -C $(BUILD) --print-errorlogs
-	meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+	meson test -C $(BUILD) --print-errorlogs --num-processes 2
+	PCOW_TEST_DIR=/dev/shm meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
 
-demo: build
+# The patched QEMU (qemu/README.md) and the test guest (tests/vm/README.md).
+qemu: build
+	qemu/build.sh $(abspath $(BUILD))/meson-uninstalled
+
+guest:
+	tests/vm/mkguest.sh $(abspath $(BUILD))/guest
+
+vm-check: build qemu guest
+	tests/vm/e2e.sh
+
+demo: build qemu guest
 	scripts/demo.sh
+
+crash-long: build
+	PCOW_CRASH_LONG=1 $(BUILD)/tests/test_powerfail
 
 bench: build
 	bench/run.sh
@@ -47,3 +62,17 @@ uninstall:
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# Long runs of the fuzz targets and of the kill loop (short versions are
+# part of `make check`).  FUZZ_SECONDS is the time for all targets together.
+FUZZ_SECONDS ?= 600
+KILL_ITERATIONS ?= 500
+
+.PHONY: fuzz kill-long
+
+fuzz: build
+	@status=0; tests/fuzz/replay.sh || status=1; \
+	tests/fuzz/run.sh $(FUZZ_SECONDS) || status=1; exit $$status
+
+kill-long: build
+	tests/kill/kill_loop.sh $(KILL_ITERATIONS)

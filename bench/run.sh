@@ -4,7 +4,7 @@
 # tmpfs (/dev/shm), and prints their Markdown tables.  `make bench` runs it.
 #
 # Extra arguments go to both runs (e.g. `bench/run.sh -r 3 -t steady,first`);
-# see `build/bench/map_bench -h`.  Takes about three to four minutes on a
+# see `build/bench/map_bench -h`.  Takes three to four minutes on a
 # 2-CPU machine.
 set -eu
 

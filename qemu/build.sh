@@ -20,7 +20,6 @@
 set -euo pipefail
 
 QEMU_PKG_VERSION='1:10.0.13+ds-0+deb13u1'
-QEMU_UPSTREAM_VERSION='10.0.13'
 MESON_PKG_VERSION='1.7.0-1~bpo12+1'
 # The Debian release QEMU comes from, and where a recent meson comes from.
 QEMU_SUITE='trixie'
@@ -68,8 +67,8 @@ compute_key() {
 }
 
 # True when a libpcow file in the library directories pkg-config names is
-# newer than the binary (a static libpcow needs a relink even when nothing
-# else changed).
+# newer than the last build (a static libpcow needs a relink even when
+# nothing else changed).
 libpcow_newer() {
 	local flags d f
 	flags=$(PKG_CONFIG_PATH="$pc_path" pkg-config --libs-only-L pcow \
@@ -78,7 +77,7 @@ libpcow_newer() {
 		d=${d#-L}
 		for f in "$d"/libpcow.*; do
 			[ -e "$f" ] || continue
-			[ "$f" -nt "$out_dir/qemu-system-x86_64" ] && return 0
+			[ "$f" -nt "$stamp" ] && return 0
 		done
 	done
 	return 1
@@ -152,7 +151,6 @@ apt_opts=(
 	-o "Dir::State::Lists=$apt_dir/lists"
 	-o "Dir::Cache=$apt_dir/cache"
 	-o "APT::Sandbox::User=root"
-	-o "Debug::NoLocking=1"
 )
 
 private_apt() {
@@ -257,7 +255,7 @@ extract_source() {
 # stays incremental.  Falls back to a fresh source tree when reverting
 # fails.
 apply_patches() {
-	local applied="$src_dir/.pcow-patches" p i list
+	local applied="$src_dir/.pcow-patches" p list
 	if [ ! -d "$applied" ]; then
 		extract_source
 	fi
@@ -315,23 +313,27 @@ build_qemu() {
 		extra_cflags="-I$root/include"
 	fi
 
+	local conf_args=(
+		--python="$PYTHON"
+		--target-list=x86_64-softmmu
+		--without-default-features
+		--enable-kvm --enable-tcg --enable-tools
+		--enable-pixman --enable-slirp --enable-fdt=system
+		--disable-docs --disable-install-blobs
+		--enable-pcow
+	)
+	[ -z "$extra_cflags" ] || conf_args+=(--extra-cflags="$extra_cflags")
+
+	# Configure again only when the configuration changes.
 	local conf_key
-	conf_key=$(printf '%s\n' "$pc_path" "$extra_cflags" \
-		"$(sha256sum "$here/build.sh")" | sha256sum | cut -d' ' -f1)
+	conf_key=$(printf '%s\n' "$PKG_CONFIG_PATH" "${conf_args[@]}" |
+		sha256sum | cut -d' ' -f1)
 	if [ ! -f "$obj_dir/build.ninja" ] ||
 	   [ "$(cat "$obj_dir/.pcow-configured" 2>/dev/null)" != "$conf_key" ]; then
 		log "configuring"
 		rm -rf "$obj_dir"
 		mkdir -p "$obj_dir"
-		(cd "$obj_dir" &&
-		 ../configure --python="$PYTHON" \
-			--target-list=x86_64-softmmu \
-			--without-default-features \
-			--enable-kvm --enable-tcg --enable-tools \
-			--enable-pixman --enable-slirp --enable-fdt=system \
-			--disable-docs --disable-install-blobs \
-			--enable-pcow \
-			${extra_cflags:+--extra-cflags="$extra_cflags"})
+		(cd "$obj_dir" && ../configure "${conf_args[@]}")
 		# Let the venv find the private meson without PYTHONPATH too, so
 		# that a plain "ninja" in the build tree can reconfigure.
 		local site

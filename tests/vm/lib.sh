@@ -135,11 +135,11 @@ vm_boot() { # QEMU GUEST_DIR SCRIPT [QEMU_ARGS...]
     log_clean=$VM_WORKDIR/console.txt
     tr -d '\r' <"$VM_LOG" >"$log_clean"
     status=$(awk '/^=== PCOW-GUEST-END rc=[0-9]+ ===$/ { s = $0 } END { print s }' "$log_clean")
-    if [[ -n $status ]] && grep -q '^=== PCOW-GUEST-BEGIN ===$' "$log_clean"; then
+    if [[ -n $status ]] && grep -q '=== PCOW-GUEST-BEGIN ===$' "$log_clean"; then
         VM_RC=${status#=== PCOW-GUEST-END rc=}
         VM_RC=${VM_RC% ===}
         VM_OUTPUT=$(awk '
-            /^=== PCOW-GUEST-BEGIN ===$/ { buf = ""; on = 1; next }
+            /=== PCOW-GUEST-BEGIN ===$/ { buf = ""; on = 1; next }
             /^=== PCOW-GUEST-END rc=[0-9]+ ===$/ { out = buf; on = 0; next }
             on { buf = buf $0 "\n" }
             END { printf "%s", out }' "$log_clean")

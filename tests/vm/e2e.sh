@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# End-to-end tests: a Linux guest under the patched QEMU on pcow images.
+#   e2e.sh [SCENARIO...]      (default: all)
+# Needs build/qemu/qemu-system-x86_64 (make qemu) and the guest
+# (tests/vm/mkguest.sh); exits 77 with the reason when either is missing.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+# shellcheck source=tests/vm/lib.sh
+source "$here/lib.sh"
+
+QEMU=${PCOW_QEMU:-$top/build/qemu/qemu-system-x86_64}
+GUEST=${PCOW_GUEST:-$top/build/guest}
+IMG=${PCOW_IMG:-$top/build/tools/pcow-img}
+IO=${PCOW_IO:-$top/build/tools/pcow-io}
+
+if [[ ! -x $QEMU ]]; then
+	echo "SKIP: no patched QEMU at $QEMU (make qemu)"
+	exit 77
+fi
+if [[ ! -s $GUEST/vmlinuz ]]; then
+	echo "SKIP: no test guest in $GUEST (tests/vm/mkguest.sh)"
+	exit 77
+fi
+
+T=$(mktemp -d "${TMPDIR:-/var/tmp}/pcow-e2e.XXXXXX")
+trap 'vm_cleanup; rm -rf "$T"' EXIT
+passed=0 failed=0
+
+ok() { echo "  ok: $*"; passed=$((passed + 1)); }
+bad() { echo "  FAIL: $*"; failed=$((failed + 1)); }
+check() { # DESCRIPTION COMMAND...
+	local what=$1
+	shift
+	if "$@" >"$T/out" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/      /' "$T/out"; fi
+}
+
+pcow_dev() { # IMAGE [ID] -> -object/-device arguments for an NVDIMM
+	local id=${2:-pm}
+	echo "-object memory-backend-file,id=$id,mem-path=$1,format=pcow,share=on -device nvdimm,id=nv$id,memdev=$id"
+}
+
+# boot NAME IMAGE GUEST_SCRIPT [extra QEMU args]: fails the scenario step on
+# a guest error, with the console tail.
+boot() {
+	local name=$1 img=$2 script=$3
+	shift 3
+	# shellcheck disable=SC2046
+	if vm_boot "$QEMU" "$GUEST" "$script" $(pcow_dev "$img") "$@" >"$T/guest.out" 2>"$T/guest.err"; then
+		ok "$name (guest rc 0, ${VM_SECONDS}s)"
+		return 0
+	fi
+	bad "$name (guest rc ${VM_RC:-none})"
+	sed 's/^/      /' "$T/guest.out" "$T/guest.err" | tail -25
+	return 1
+}
+
+script() { # NAME: body from stdin
+	cat >"$T/$1.sh"
+	echo "$T/$1.sh"
+}
+
+allocated() { "$IMG" info --output=json "$1" | sed -n 's/^ *"allocated-blocks": \([0-9]*\).*/\1/p' | head -1; }
+
+# 1. Thin provisioning: a 1 GiB image; the guest writes at three places.
+# QEMU maps guest memory with transparent huge pages, and the host's page
+# cache then allocates a whole 2 MiB folio for a store (docs/design.md); with
+# 2 MiB blocks, exactly the blocks written are allocated.
+scenario_thin() {
+	echo "thin provisioning"
+	local img=$T/thin.pcow
+	"$IMG" create -q -o block_size=2M "$img" 1G >/dev/null
+	boot "guest writes three patterns" "$img" "$(script thin <<'EOF'
+pm_wait_dev /dev/pmem0
+pm_fill /dev/pmem0 0 4096 alpha
+pm_fill /dev/pmem0 536870912 4096 bravo
+pm_fill /dev/pmem0 1073737728 4096 charlie
+pm_check_fill /dev/pmem0 536870912 4096 bravo
+EOF
+)" || return
+	check "only the three blocks written are allocated" test "$(allocated "$img")" -eq 3
+	check "image file stays small (under 8 MiB for 1 GiB)" test "$(du -k "$img" | cut -f1)" -lt 8192
+	for spec in "0 alpha" "536870912 bravo" "1073737728 charlie"; do
+		set -- $spec
+		yes "$2" | tr -d '\n' | head -c 4096 >"$T/want"
+		"$IMG" convert -O raw "$img" "$T/thin.raw" >/dev/null
+		check "host reads '$2' at $1" cmp -n 4096 -i "$1:0" "$T/thin.raw" "$T/want"
+	done
+	check "image checks clean" "$IMG" check "$img"
+}
+
+# 2. Snapshots across boots: write A, snapshot, write B, apply, boot: A.
+scenario_snapshot() {
+	echo "snapshots across boots"
+	local img=$T/snap.pcow
+	"$IMG" create -q "$img" 256M >/dev/null
+	boot "boot 1 writes A" "$img" "$(script snapA <<'EOF'
+pm_wait_dev /dev/pmem0
+pm_fill /dev/pmem0 1048576 8192 AAAA
+EOF
+)" || return
+	check "snapshot created" "$IMG" snapshot -c before "$img"
+	boot "boot 2 sees A, writes B" "$img" "$(script snapB <<'EOF'
+pm_wait_dev /dev/pmem0
+pm_check_fill /dev/pmem0 1048576 8192 AAAA
+pm_fill /dev/pmem0 1048576 8192 BBBB
+EOF
+)" || return
+	check "snapshot 'after' created" "$IMG" snapshot -c after "$img"
+	check "snapshot 'before' applied" "$IMG" snapshot -a before "$img"
+	boot "boot 3 reads A again" "$img" "$(script snapC <<'EOF'
+pm_wait_dev /dev/pmem0
+pm_check_fill /dev/pmem0 1048576 8192 AAAA
+EOF
+)"
+	check "snapshot 'after' still there" "$IMG" snapshot -a after "$img"
+	boot "boot 4 reads B from the later snapshot" "$img" "$(script snapD <<'EOF'
+pm_wait_dev /dev/pmem0
+pm_check_fill /dev/pmem0 1048576 8192 BBBB
+EOF
+)"
+}
+
+# 3. A base image and an overlay: the guest sees the base, writes the overlay.
+scenario_overlay() {
+	echo "base image and overlay"
+	local base=$T/base.pcow ovl=$T/ovl.pcow sum
+	"$IMG" create -q -o block_size=2M "$base" 256M >/dev/null
+	"$IO" -c "write -P 0x42 2M 64K" "$base" >/dev/null
+	"$IMG" create -q -o block_size=2M -b base.pcow -F pcow "$ovl" >/dev/null
+	sum=$(sha256sum <"$base")
+	boot "guest reads the base, writes next to and over it" "$ovl" "$(script ovl <<'EOF'
+pm_wait_dev /dev/pmem0
+want=$(head -c 4096 /dev/zero | tr '\0' 'B')
+got=$(pm_read /dev/pmem0 2097152 4096 | tr '\102' 'B')
+[ "$got" = "$want" ] || pm_fail "base data not visible"
+pm_fill /dev/pmem0 2101248 4096 overlay
+pm_fill /dev/pmem0 8388608 4096 fresh
+pm_check_fill /dev/pmem0 2101248 4096 overlay
+EOF
+)" || return
+	check "base file unchanged" test "$(sha256sum <"$base")" = "$sum"
+	check "overlay holds the copied block and the new one" test "$(allocated "$ovl")" -eq 2
+	check "rest of the base block kept (copy-up)" "$IO" -r -c "read -P 0x42 2M 4K" -c "read -P 0x42 2056K 56K" "$ovl"
+	check "overlay checks clean" "$IMG" check "$ovl"
+}
+
+# 4. DAX inside the guest: ext4 -o dax on the NVDIMM, and on virtio-pmem.
+scenario_dax() {
+	echo "DAX file system in the guest"
+	local img=$T/dax.pcow vimg=$T/vdax.pcow
+	"$IMG" create -q "$img" 256M >/dev/null
+	boot "mkfs, mount -o dax, write + fsync" "$img" "$(script dax1 <<'EOF'
+pm_wait_dev /dev/pmem0
+pm_fsdax /dev/pmem0 || pm_fail "fsdax"
+pm_mkfs /dev/pmem0 || pm_fail "mkfs"
+pm_mount /dev/pmem0 /mnt || pm_fail "mount -o dax"
+pm_write_file /mnt/hello "persistent through pcow"
+pm_umount /mnt
+EOF
+)" || return
+	boot "reboot: the file is intact, fsck clean" "$img" "$(script dax2 <<'EOF'
+pm_wait_dev /dev/pmem0
+pm_fsck /dev/pmem0 || pm_fail "fsck"
+pm_mount /dev/pmem0 /mnt || pm_fail "mount"
+[ "$(cat /mnt/hello)" = "persistent through pcow" ] || pm_fail "file content"
+echo "file intact"
+EOF
+)"
+	check "image checks clean" "$IMG" check "$img"
+	"$IMG" create -q "$vimg" 256M >/dev/null
+	local vp="-object memory-backend-file,id=vp,mem-path=$vimg,format=pcow,share=on -device virtio-pmem-pci,memdev=vp,id=vpd"
+	# shellcheck disable=SC2086
+	if vm_boot "$QEMU" "$GUEST" "$(script vdax1 <<'EOF'
+dev=$(pm_find virtio) || pm_fail "no virtio-pmem device"
+pm_mkfs "$dev" || pm_fail "mkfs"
+pm_mount "$dev" /mnt || pm_fail "mount -o dax"
+pm_write_file /mnt/v "via virtio-pmem"
+pm_flush /mnt/v
+pm_umount /mnt
+EOF
+)" $vp >"$T/guest.out" 2>&1; then ok "virtio-pmem: mkfs, dax mount, write, flush"; else bad "virtio-pmem write"; tail -20 "$T/guest.out"; fi
+	# shellcheck disable=SC2086
+	if vm_boot "$QEMU" "$GUEST" "$(script vdax2 <<'EOF'
+dev=$(pm_find virtio) || pm_fail "no virtio-pmem device"
+pm_mount "$dev" /mnt || pm_fail "mount"
+[ "$(cat /mnt/v)" = "via virtio-pmem" ] || pm_fail "file content"
+EOF
+)" $vp >"$T/guest.out" 2>&1; then ok "virtio-pmem: file intact after reboot"; else bad "virtio-pmem reboot"; tail -20 "$T/guest.out"; fi
+}
+
+# 5. Errors: a second VM on the same image, a missing backing file.
+scenario_errors() {
+	echo "errors"
+	local img=$T/busy.pcow ovl=$T/orphan.pcow
+	"$IMG" create -q "$img" 64M >/dev/null
+	# shellcheck disable=SC2046
+	"$QEMU" -accel tcg -machine pc,nvdimm=on -m 256M,slots=2,maxmem=1G -nographic -nic none \
+		-L /usr/share/seabios -L /usr/share/qemu -L /usr/lib/ipxe/qemu \
+		$(pcow_dev "$img") -S -monitor none -serial none </dev/null >"$T/first.log" 2>&1 &
+	local first=$!
+	sleep 2
+	# shellcheck disable=SC2046
+	timeout 30 "$QEMU" -accel tcg -machine pc,nvdimm=on -m 256M,slots=2,maxmem=1G -nographic -nic none \
+		$(pcow_dev "$img") -S -monitor none -serial none </dev/null >"$T/second.log" 2>&1
+	local rc=$?
+	kill "$first" 2>/dev/null
+	wait "$first" 2>/dev/null
+	check "a second QEMU on the image is refused" test "$rc" -ne 0 -a "$rc" -ne 124
+	check "...saying the image is in use" grep -q "in use" "$T/second.log"
+	check "...in one line" test "$(grep -c . "$T/second.log")" -eq 1
+	"$IMG" create -q "$T/gone.raw.src" 64M >/dev/null
+	"$IMG" create -q -b gone.pcow -F pcow "$ovl" 64M -u >/dev/null 2>&1 || {
+		"$IMG" create -q "$ovl" 64M >/dev/null
+		"$IMG" rebase -u -b gone.pcow -F pcow "$ovl" >/dev/null
+	}
+	local sum
+	sum=$(sha256sum <"$ovl")
+	# shellcheck disable=SC2046
+	timeout 30 "$QEMU" -accel tcg -machine pc,nvdimm=on -m 256M,slots=2,maxmem=1G -nographic -nic none \
+		$(pcow_dev "$ovl") -S -monitor none -serial none </dev/null >"$T/missing.log" 2>&1
+	rc=$?
+	check "a missing backing file stops QEMU" test "$rc" -ne 0 -a "$rc" -ne 124
+	check "...naming the file" grep -q "gone.pcow" "$T/missing.log"
+	check "...and leaves the image untouched" test "$(sha256sum <"$ovl")" = "$sum"
+}
+
+all=(thin snapshot overlay dax errors)
+for s in "${@:-${all[@]}}"; do
+	"scenario_$s"
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
