@@ -25,18 +25,18 @@
  * "1/blk" = one 8-byte store (at the block start) per block; blocks are
  * visited in sequential or shuffled order (pages within a block in order).
  *
- * Image sizes: A and B use -n (default 1 GiB); C and D use -c and -w
- * (default 256 MiB each, see main()); A also runs at every other size used,
- * so each ratio compares passes over images of the same size.
+ * Image sizes: A and B use -n, C uses -c, D uses -w (256 MiB each by
+ * default, see main()); A also runs at every other size used, so each ratio
+ * compares passes over images of the same size.
  *
  * Every (block size, order) group runs all cases back to back; the whole
  * matrix is repeated (-r, default 3) and medians are printed.  Before each
- * timed first pass the filesystem is synced (syncfs) and anonymous memory of
- * about the pass's size is touched and freed (see warm()), neither timed.
+ * timed first pass the filesystem is synced (syncfs) and a warm memory
+ * ballast is released (see ballast_hold()); neither is timed.
  *
  * Columns: wall_s / cpu_s = wall-clock and thread CPU seconds of the pass;
  * ratio / cpu_r = those divided by A-first with the same block size, order,
- * pattern and image size; us/fault = wall microseconds per user-space fault;
+ * pattern and image size; cpu_us/f = CPU microseconds per user-space fault;
  * midVMAs / VMAs = /proc/self/maps entries intersecting the image range
  * after half of the blocks / after the pass; faults = SIGSEGVs handled in
  * user space; kfaults = kernel page faults (minor + major) in the pass.
@@ -120,6 +120,23 @@ static void fail_in_handler(const char *what, int err)
 	siglongjmp(g.env, 1);
 }
 
+/*
+ * -a: give every file mapping MADV_RANDOM and MADV_NOHUGEPAGE, so that a
+ * fault brings in one page instead of a read-ahead window of (large) folios.
+ * Without it the kernel's defaults apply.
+ */
+static int advise;
+
+static int advise_range(void *p, size_t len)
+{
+	if (!advise)
+		return 0;
+	if (madvise(p, len, MADV_RANDOM) != 0 ||
+	    madvise(p, len, MADV_NOHUGEPAGE) != 0)
+		return -1;
+	return 0;
+}
+
 /* Copy len bytes from the (read-only mapped) source into the file. */
 static int pwrite_all(int fd, const char *src, size_t len, off_t off)
 {
@@ -160,6 +177,8 @@ static void on_segv(int sig, siginfo_t *si, void *uctx)
 		if (mmap(start, g.bs, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_FIXED, g.fd, g.next_off) == MAP_FAILED)
 			fail_in_handler("mmap", errno);
+		if (advise_range(start, g.bs) != 0)
+			fail_in_handler("madvise", errno);
 		g.next_off += (off_t)g.bs;
 		break;
 	case FM_COW_BLOCK:
@@ -172,6 +191,8 @@ static void on_segv(int sig, siginfo_t *si, void *uctx)
 		if (mmap(start, len, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_FIXED, g.fd, off) == MAP_FAILED)
 			fail_in_handler("mmap", errno);
+		if (advise_range(start, len) != 0)
+			fail_in_handler("madvise", errno);
 		break;
 	default:
 		break;
@@ -229,32 +250,66 @@ static void settle(int fd)
 }
 
 /*
- * Touch and free anonymous memory somewhat larger than the pass will
- * allocate.  On a VM whose balloon reports free pages to the host, memory
- * that has been free for a while must be faulted in again by the host; the
- * pages freed here are reused by the pass at once, so every case starts
- * from the same, warm state.
+ * Warm memory ballast.  On a VM whose balloon reports free pages to the host,
+ * memory that has been free for a couple of seconds must be faulted in again
+ * by the host; without care, whichever case first needed more memory than
+ * the case before it freed ran up to ten times slower.  So between cases the
+ * benchmark holds touched anonymous memory somewhat larger than any pass
+ * allocates, releases a bit more than the pass needs just before it (the
+ * pass then reuses those pages), and takes it back right after the case
+ * (reusing what the case freed).  Huge pages, so that the 2 MiB blocks
+ * that large folios come from are warm too.  None of this is timed.
  */
-static void warm(size_t len)
-{
-	size_t wl = len + len / 4, off;
-	char *w = mmap(NULL, wl, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+#define BALLAST_CHUNK (64UL << 20)
+#define BALLAST_MAX 1024
 
-	if (w == MAP_FAILED)
-		return;
-	/* Huge pages: warm the 2 MiB blocks that large folios come from. */
-	madvise(w, wl, MADV_HUGEPAGE);
-	for (off = 0; off < wl; off += PAGE)
-		w[off] = 1;
-	munmap(w, wl);
+static char *ballast[BALLAST_MAX];
+static size_t ballast_chunks;
+
+/* Make the ballast hold n chunks again (n = 0: as many as before). */
+static void ballast_hold(size_t n)
+{
+	size_t i, off;
+
+	if (n > BALLAST_MAX)
+		n = BALLAST_MAX;
+	if (n)
+		ballast_chunks = n;
+	for (i = 0; i < ballast_chunks; i++) {
+		char *p;
+
+		if (ballast[i])
+			continue;
+		p = mmap(NULL, BALLAST_CHUNK, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED)
+			return;
+		madvise(p, BALLAST_CHUNK, MADV_HUGEPAGE);
+		for (off = 0; off < BALLAST_CHUNK; off += PAGE)
+			p[off] = 1;
+		ballast[i] = p;
+	}
 }
 
-/* Before every timed first pass. */
+/* Free enough of the ballast for a pass that allocates about len bytes. */
+static void ballast_release(size_t len)
+{
+	size_t i, n = (len + len / 4) / BALLAST_CHUNK + 1;
+
+	for (i = 0; i < ballast_chunks && n > 0; i++) {
+		if (!ballast[i])
+			continue;
+		munmap(ballast[i], BALLAST_CHUNK);
+		ballast[i] = NULL;
+		n--;
+	}
+}
+
+/* Just before every timed first pass. */
 static void prepare(int fd, size_t len)
 {
 	settle(fd);
-	warm(len);
+	ballast_release(len);
 }
 
 /* Reserve an ALIGN-aligned PROT_NONE range of len bytes. */
@@ -457,6 +512,8 @@ static void run_sparse(const struct job *j, size_t hdr, struct result *first,
 	if (mmap(base, j->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
 		 fd, (off_t)hdr) == MAP_FAILED)
 		die("mmap sparse");
+	if (advise_range(base, j->len) != 0)
+		die("madvise");
 	memset(first, 0, sizeof(*first));
 	prepare(fd, j->len);
 	timed_pass(j, base, FM_NONE, first);
@@ -471,6 +528,7 @@ static void run_sparse(const struct job *j, size_t hdr, struct result *first,
 	}
 	munmap(base, j->len);
 	close(fd);
+	ballast_hold(0);
 }
 
 /* C: compact allocation at the end of the file, one mmap per block. */
@@ -499,6 +557,7 @@ static void run_alloc(const struct job *j, struct result *r)
 	}
 	munmap(base, j->len);
 	close(fd);
+	ballast_hold(0);
 }
 
 /* D: copy-on-write from the lower file into the congruent upper region. */
@@ -514,6 +573,8 @@ static void run_cow(const struct job *j, enum fmode mode, struct result *r)
 	if (mmap(base, j->len, PROT_READ, MAP_SHARED | MAP_FIXED, j->lower_fd,
 		 0) == MAP_FAILED)
 		die("mmap lower");
+	if (advise_range(base, j->len) != 0)
+		die("madvise");
 	g.fd = fd;
 	g.upper_off = (off_t)HEADER;
 	memset(r, 0, sizeof(*r));
@@ -532,6 +593,7 @@ static void run_cow(const struct job *j, enum fmode mode, struct result *r)
 	}
 	munmap(base, j->len);
 	close(fd);
+	ballast_hold(0);
 }
 
 static int make_lower(const char *dir, size_t len)
@@ -664,7 +726,7 @@ static void print_table(void)
 	printf("%-9s %5s %-5s %-5s %5s %8s %5s %8s %5s %8s %7s %6s %7s %7s"
 	       "  %s\n",
 	       "case", "bs", "order", "patt", "image", "wall_s", "ratio",
-	       "cpu_s", "cpu_r", "us/fault", "midVMAs", "VMAs", "faults",
+	       "cpu_s", "cpu_r", "cpu_us/f", "midVMAs", "VMAs", "faults",
 	       "kfaults", "note");
 	for (i = 0; i < nrows; i++) {
 		const struct row *w = &rows[i];
@@ -709,7 +771,7 @@ static void print_table(void)
 			}
 			if (faults)
 				snprintf(upf, sizeof(upf), "%.2f",
-					 s * 1e6 / (double)faults);
+					 c * 1e6 / (double)faults);
 		}
 		if (midv < 0)
 			snprintf(mid, sizeof(mid), "-");
@@ -752,16 +814,17 @@ static size_t parse_size(const char *s)
 static void usage(const char *argv0)
 {
 	fprintf(stderr,
-		"usage: %s [-d DIR] [-n SIZE] [-c SIZE] [-w SIZE] [-r REPS]\n"
+		"usage: %s [-a] [-d DIR] [-n SIZE] [-c SIZE] [-w SIZE] [-r REPS]\n"
 		"          [-b BS[,BS...]] [-o seq|shuf|both] [-k CASES]\n"
 		"  -d DIR   directory for the image files (default /tmp)\n"
-		"  -n SIZE  image size for A and B (default 1G)\n"
+		"  -n SIZE  image size for A and B (default 256M)\n"
 		"  -c SIZE  image size for C (default 256M)\n"
 		"  -w SIZE  image size for D (default 256M)\n"
 		"  -r REPS  repetitions, median reported (default 3)\n"
 		"  -b LIST  block sizes (default 4K,16K,64K,256K,2M)\n"
 		"  -o ORDER block orders (default both)\n"
-		"  -k CASES subset of ABCD (default ABCD)\n"
+		"  -k CASES subset of BCD to run besides A (default BCD)\n"
+		"  -a       MADV_RANDOM + MADV_NOHUGEPAGE on every file mapping\n"
 		"A runs at every image size used by another case, so every\n"
 		"ratio compares equal sizes.\n",
 		argv0);
@@ -799,17 +862,18 @@ int main(int argc, char **argv)
 {
 	const char *dir = "/tmp";
 	/*
-	 * C and D take a user-space fault per block (D-page: per page), so
-	 * they run on a smaller image by default to keep the whole matrix at
-	 * about three minutes; A also runs at that size for their ratios.
+	 * 256 MiB by default: on the 2-core VM this was written for, the whole
+	 * matrix (3 repetitions, ~270 passes plus keeping memory warm between
+	 * them) at 1 GiB took over five minutes.  Each size can be raised with
+	 * -n/-c/-w; the map-count limit needs -c/-w 1G to show (see run.sh).
 	 */
-	size_t len_ab = 1UL << 30, len_c = 256UL << 20, len_d = 256UL << 20;
+	size_t len_ab = 256UL << 20, len_c = 256UL << 20, len_d = 256UL << 20;
 	size_t bss[MAX_BS] = { 4UL << 10, 16UL << 10, 64UL << 10, 256UL << 10,
 			       2UL << 20 };
 	int nbs = 5, reps = 3, do_seq = 1, do_shuf = 1;
-	int do_a = 1, do_b = 1, do_c = 1, do_d = 1;
+	int do_b = 1, do_c = 1, do_d = 1;
 	int opt, rep, bi, oi, pi, lower_fd = -1;
-	size_t sizes[3];
+	size_t sizes[3], maxlen;
 	int nsizes = 0, si;
 	char maxmap[64], kname[160];
 	struct utsname un;
@@ -817,8 +881,9 @@ int main(int argc, char **argv)
 	uint32_t *ord;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((opt = getopt(argc, argv, "d:n:c:w:r:b:o:k:h")) != -1) {
+	while ((opt = getopt(argc, argv, "ad:n:c:w:r:b:o:k:h")) != -1) {
 		switch (opt) {
+		case 'a': advise = 1; break;
 		case 'd': dir = optarg; break;
 		case 'n': len_ab = parse_size(optarg); break;
 		case 'c': len_c = parse_size(optarg); break;
@@ -845,7 +910,6 @@ int main(int argc, char **argv)
 				usage(argv[0]);
 			break;
 		case 'k':
-			do_a = !!strchr(optarg, 'A');
 			do_b = !!strchr(optarg, 'B');
 			do_c = !!strchr(optarg, 'C');
 			do_d = !!strchr(optarg, 'D');
@@ -862,7 +926,6 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	(void)do_a; /* A always runs: it is the baseline of every ratio */
 
 	read_sysctl("/proc/sys/vm/max_map_count", maxmap, sizeof(maxmap));
 	uname(&un);
@@ -870,7 +933,9 @@ int main(int argc, char **argv)
 	printf("# layout_bench: dir=%s (%s), %s, vm.max_map_count=%s\n", dir,
 	       fs_name(dir), kname, maxmap);
 	printf("# image: A/B %zu MiB, C %zu MiB, D %zu MiB; repetitions %d "
-	       "(median)\n", len_ab >> 20, len_c >> 20, len_d >> 20, reps);
+	       "(median); file mappings: %s\n", len_ab >> 20, len_c >> 20,
+	       len_d >> 20, reps,
+	       advise ? "MADV_RANDOM + MADV_NOHUGEPAGE" : "kernel defaults");
 	fflush(stdout);
 
 	sizes[nsizes++] = len_ab;
@@ -879,15 +944,12 @@ int main(int argc, char **argv)
 	if (do_d && len_d != len_ab && len_d != len_c)
 		sizes[nsizes++] = len_d;
 
-	{
-		size_t maxlen = len_ab > len_c ? len_ab : len_c;
-
-		if (len_d > maxlen)
-			maxlen = len_d;
-		ord = malloc(maxlen / PAGE * sizeof(*ord));
-		if (!ord)
-			die("malloc");
-	}
+	maxlen = len_ab > len_c ? len_ab : len_c;
+	if (len_d > maxlen)
+		maxlen = len_d;
+	ord = malloc(maxlen / PAGE * sizeof(*ord));
+	if (!ord)
+		die("malloc");
 	if (do_d) {
 		double t = now();
 
@@ -896,6 +958,8 @@ int main(int argc, char **argv)
 		       "%.2f s\n", len_d >> 20, now() - t);
 		fflush(stdout);
 	}
+
+	ballast_hold((maxlen + maxlen / 4) / BALLAST_CHUNK + 1);
 
 	t_start = now();
 	for (rep = 0; rep < reps; rep++) {
@@ -964,10 +1028,24 @@ int main(int argc, char **argv)
 			reps, now() - t_start);
 	}
 	reset_handler();
+	ballast_release(SIZE_MAX / 2);
 	if (lower_fd >= 0)
 		close(lower_fd);
 	print_table();
-	printf("# total %.1f s\n", now() - t_start);
+	{
+		struct rusage ru;
+
+		getrusage(RUSAGE_SELF, &ru);
+		printf("# total %.1f s wall; process CPU %.1f s (user %.1f, "
+		       "system %.1f) including setup\n", now() - t_start,
+		       (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+			       (double)(ru.ru_utime.tv_usec +
+					ru.ru_stime.tv_usec) * 1e-6,
+		       (double)ru.ru_utime.tv_sec +
+			       (double)ru.ru_utime.tv_usec * 1e-6,
+		       (double)ru.ru_stime.tv_sec +
+			       (double)ru.ru_stime.tv_usec * 1e-6);
+	}
 	free(ord);
 	free(rows);
 	return 0;
