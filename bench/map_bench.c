@@ -16,23 +16,37 @@
  *  2. first    one 8-byte store per 4 KiB page of the whole image, blocks in
  *              sequential or shuffled order (pages in order inside a block),
  *              on a new, empty pcow image vs a new sparse raw file
- *              (ftruncate) mapped MAP_SHARED, with the same block order.
+ *              (ftruncate) mapped MAP_SHARED, with the same block order;
+ *              block sizes 4 KiB to 2 MiB.
  *  3. cow      one 8-byte store per block of an image whose every block is
  *              inherited from a fully written raw backing file (each store
- *              should copy one whole block up) vs the same stores to the same
- *              image once it owns every block (flushed, unmapped and mapped
- *              again, so each store is a first touch of a clean, cached
- *              page).  Also the VMAs of the range halfway and after, and a
- *              check that no block lost the backing file's data.
- *  4. snap     pcow_open, pcow_close, pcow_snapshot_create and pcow_map_new
- *              times against the amount of data written to the image.
- *  5. durable  a 64 B store followed by pcow_map_flush() vs a 64 B store to
+ *              copies one whole block up) vs memcpy of the same blocks, in
+ *              the same order, from a mapping of the backing file into a
+ *              new sparse raw file mapped MAP_SHARED (and, for reference,
+ *              between two buffers in memory).  The time the library spends
+ *              in fdatasync is measured separately (see fdatasync() below).
+ *              Also the VMAs of the range and a check that no block lost
+ *              the backing file's data.
+ *  4. open     pcow_open + pcow_map_new of an image whose active layer owns
+ *              N blocks of 4 KiB (N up to 1,000,000), and again after a
+ *              snapshot, when the active layer inherits them all, vs
+ *              open + mmap of the same file as a raw file.
+ *  5. snap     pcow_snapshot_create on an image with 1 GiB of allocated
+ *              blocks vs one with 16 GiB (64 KiB blocks, 4 KiB of data
+ *              written in each: the same number of allocated blocks, a
+ *              sixteenth of the bytes), and an empty image.
+ *  6. vmas     VMAs of the mapped range after N stores to distinct blocks
+ *              in random order: allocate-on-write (no backing file) and
+ *              copy-on-write over a fully written raw backing file.
+ *  7. durable  a 64 B store followed by pcow_map_flush() vs a 64 B store to
  *              a raw MAP_SHARED mapping followed by fdatasync().
  *
  * 1 and 2 are CPU-bound and timed by the thread's CPU time, so that time
- * other processes hold the CPU is not counted (-W: wall clock); 3, 4 and 5
- * wait for the disk and are timed by the wall clock.  The output is a set
- * of Markdown tables.
+ * other processes hold the CPU is not counted (-W: wall clock); the others
+ * wait for the disk and are timed by the wall clock (3 also reports thread
+ * CPU time).  The output is a set of Markdown tables; -o PREFIX also writes
+ * the data of the plots (bench/plot.sh) to PREFIX-first.dat, PREFIX-open.dat
+ * and PREFIX-vmas.dat.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +60,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,20 +78,34 @@ enum {
 	T_STEADY = 1 << 0,
 	T_FIRST = 1 << 1,
 	T_COW = 1 << 2,
-	T_SNAP = 1 << 3,
-	T_DURABLE = 1 << 4,
-	T_ALL = (1 << 5) - 1,
+	T_OPEN = 1 << 3,
+	T_SNAP = 1 << 4,
+	T_VMAS = 1 << 5,
+	T_DURABLE = 1 << 6,
+	T_ALL = (1 << 7) - 1,
 };
+
+static const char *const test_names[] = {
+	"steady", "first", "cow", "open", "snap", "vmas", "durable",
+};
+#define N_TESTS (sizeof(test_names) / sizeof(test_names[0]))
 
 static struct {
 	const char *dir;
-	uint64_t size;          /* steady-state image, snapshot test image */
+	const char *out;        /* prefix of the plot data files, or NULL */
+	uint64_t size;          /* steady-state image */
 	uint64_t first_size;    /* first-write image */
 	uint64_t cow_size;      /* largest copy-on-write image */
 	uint64_t cow_blocks;    /* at most this many blocks copied per pass */
+	uint64_t open_max;      /* most allocated blocks in the open test */
+	uint64_t snap_small;    /* allocated span of the smaller snapshot image */
+	uint64_t snap_large;    /* ... and of the larger one */
+	uint64_t vma_blocks;    /* blocks of the VMA test image */
+	uint64_t vma_budget;    /* PCOW_VMA_BUDGET for it; 0 = the library's */
 	uint64_t ops;           /* steady-state operations per pass */
 	uint64_t durable_size;  /* image of the durable-write test */
 	uint64_t durable_ops;   /* durable writes per pass */
+	double open_cap;        /* seconds after which inherited maps stop repeating */
 	unsigned repeats;
 	unsigned tests;
 	bool verbose;
@@ -87,9 +116,14 @@ static struct {
 	.first_size = 256 * MiB,
 	.cow_size = 256 * MiB,
 	.cow_blocks = 4096,
+	.open_max = 1000000,
+	.snap_small = 1 * GiB,
+	.snap_large = 16 * GiB,
+	.vma_blocks = 65536,
 	.ops = 16 * MiB,
 	.durable_size = 64 * MiB,
 	.durable_ops = 2000,
+	.open_cap = 20,
 	.repeats = 5,
 	.tests = T_ALL,
 };
@@ -127,19 +161,45 @@ static double now(void)
 	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+/* The CPU time this thread has used (in the kernel too). */
+static double thread_cpu(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 /*
- * The CPU time of this thread: what the CPU-bound measurements (1, 2) use,
- * so that time other processes take the CPU away is not counted (-W: wall
+ * The clock of the CPU-bound measurements (1, 2): the thread's CPU time, so
+ * that time other processes take the CPU away is not counted (-W: wall
  * clock everywhere).
  */
 static double cpu_now(void)
 {
-	struct timespec t;
+	return opt.wall ? now() : thread_cpu();
+}
 
-	if (opt.wall)
-		return now();
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+/*
+ * Time spent in fdatasync.  This definition takes the place of the C
+ * library's for the whole process, libpcow's calls included (the
+ * executable's symbol comes first in the dynamic linker's search), so a
+ * copy-up or a snapshot can be split into its flushes and the rest.  It
+ * makes the same system call as the C library does.
+ */
+static struct {
+	double time;
+	uint64_t calls;
+} flushes;
+
+int fdatasync(int fd)
+{
+	double t = now();
+	long ret = syscall(SYS_fdatasync, fd);
+
+	flushes.time += now() - t;
+	flushes.calls++;
+	return (int)ret;
 }
 
 static long minflt(void)
@@ -247,6 +307,25 @@ static const char *size_str(uint64_t v, char *buf, size_t len)
 
 #define SZ(v) size_str((v), (char[32]){0}, 32)
 
+/* A count with thousands separators: 1,000,000. */
+static const char *count_str(uint64_t v, char *buf, size_t len)
+{
+	char tmp[32];
+	size_t n, i, o = 0;
+
+	snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
+	n = strlen(tmp);
+	for (i = 0; i < n && o + 2 < len; i++) {
+		if (i && (n - i) % 3 == 0)
+			buf[o++] = ',';
+		buf[o++] = tmp[i];
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+#define CNT(v) count_str((v), (char[40]){0}, 40)
+
 static uint64_t parse_size(const char *s)
 {
 	char *end;
@@ -288,9 +367,71 @@ static const char *fs_name(const char *dir)
 	}
 }
 
+/* The 1-minute load average, for the notes under each table. */
+static double loadavg(void)
+{
+	double l = -1;
+	FILE *f = fopen("/proc/loadavg", "r");
+
+	if (f) {
+		if (fscanf(f, "%lf", &l) != 1)
+			l = -1;
+		fclose(f);
+	}
+	return l;
+}
+
 static void path_of(char *buf, size_t len, const char *name)
 {
 	snprintf(buf, len, "%s/%s", opt.dir, name);
+}
+
+/* A plot data file PREFIX-name.dat, or NULL without -o. */
+static FILE *data_file(const char *name)
+{
+	char path[4096];
+	FILE *f;
+
+	if (!opt.out)
+		return NULL;
+	snprintf(path, sizeof(path), "%s-%s.dat", opt.out, name);
+	f = fopen(path, "w");
+	SYS_OK(f, "create plot data file");
+	fprintf(f, "# fs: %s\n", fs_name(opt.dir));
+	return f;
+}
+
+/* Bytes a file occupies (allocated blocks). */
+static uint64_t file_allocated(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
+/*
+ * Counts the mappings (VMAs) that overlap [base, base + len) in
+ * /proc/self/maps.
+ */
+static uint64_t vmas_in(const void *base, uint64_t len)
+{
+	uintptr_t lo = (uintptr_t)base, hi = lo + len;
+	char line[512];
+	uint64_t n = 0;
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	SYS_OK(f, "open /proc/self/maps");
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long a, b;
+
+		if (sscanf(line, "%lx-%lx", &a, &b) == 2 && a < hi && b > lo)
+			n++;
+		/* A line longer than the buffer: skip the rest of it. */
+		while (!strchr(line, '\n') && fgets(line, sizeof(line), f))
+			;
+	}
+	fclose(f);
+	return n;
 }
 
 /* A new pcow image, opened read-write and mapped. */
@@ -321,22 +462,27 @@ static void pimg_create(struct pimg *p, const char *name, uint64_t size,
 	p->base = pcow_map_addr(p->map);
 }
 
+/* Empties a file, so that closing it writes back nothing. */
+static void empty_file(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	if (fd >= 0) {
+		if (ftruncate(fd, 0) < 0)
+			die("ftruncate", errno);
+		close(fd);
+	}
+}
+
 /*
  * Unmaps, empties the file (so that closing does not write back data the
  * benchmark does not need), closes and removes it.
  */
 static void pimg_destroy(struct pimg *p)
 {
-	int fd;
-
 	if (p->map)
 		PCOW_OK(pcow_map_delete(&p->map));
-	fd = open(p->path, O_RDWR | O_CLOEXEC);
-	if (fd >= 0) {
-		if (ftruncate(fd, 0) < 0)
-			die("ftruncate", errno);
-		close(fd);
-	}
+	empty_file(p->path);
 	pcow_close(&p->img);
 	unlink(p->path);
 }
@@ -377,6 +523,36 @@ static void rimg_destroy(struct rimg *r)
 		die("ftruncate", errno);
 	close(r->fd);
 	unlink(r->path);
+}
+
+/* The backing file's content: every 8-byte word holds its offset | 1. */
+static uint64_t backing_word(uint64_t off)
+{
+	return off | 1;
+}
+
+/* Creates a raw file of size bytes, every word written (not zero). */
+static void write_backing(const char *path, uint64_t size)
+{
+	uint64_t off;
+	uint8_t *buf;
+	int fd;
+
+	unlink(path);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	SYS_OK(fd >= 0, "create backing file");
+	buf = malloc(MiB);
+	SYS_OK(buf, "malloc");
+	for (off = 0; off < size; off += MiB) {
+		uint64_t n = size - off < MiB ? size - off : MiB, i;
+
+		for (i = 0; i < n; i += 8)
+			*(uint64_t *)(buf + i) = backing_word(off + i);
+		SYS_OK(pwrite(fd, buf, n, (off_t)off) == (ssize_t)n, "write backing file");
+	}
+	SYS_OK(fdatasync(fd) == 0, "fdatasync");
+	close(fd);
+	free(buf);
 }
 
 /* ---- access kernels ----------------------------------------------------- */
@@ -554,6 +730,8 @@ static void bench_steady(void)
 	unsigned rep, c;
 	int k;
 
+	double load = loadavg();
+
 	pimg_create(&p, "steady.pcow", opt.size, 0, NULL);
 	rimg_create(&r, "steady.raw", opt.size);
 	/* Allocate every page of both, then write them back once. */
@@ -599,8 +777,8 @@ static void bench_steady(void)
 	printf("### 1. Steady-state loads and stores\n\n");
 	printf("%s image, fully allocated, %" PRIu64 " operations per pass (in %d chunks, pcow and raw alternating),\n"
 	       "pcow VMAs: %" PRIu64 ". Throughput in millions of 64 B operations per second of thread CPU time%s;\n"
-	       "ratio = pcow / raw throughput (median of the per-repeat ratios).\n\n",
-	       SZ(opt.size), opt.ops, CHUNKS, st.vmas, opt.wall ? " (-W: wall clock)" : "");
+	       "ratio = pcow / raw throughput (median of the per-repeat ratios). Load average at the start: %.1f.\n\n",
+	       SZ(opt.size), opt.ops, CHUNKS, st.vmas, opt.wall ? " (-W: wall clock)" : "", load);
 	printf("| access | pcow Mops/s | raw mmap Mops/s | ratio | per-repeat ratios | goal | met | page faults per pass (pcow / raw) |\n");
 	printf("|---|---:|---:|---:|---|---:|:---:|---:|\n");
 	for (k = 0; k < K_COUNT; k++) {
@@ -651,72 +829,101 @@ static double first_raw(uint64_t size, uint32_t bs, const uint32_t *order,
 	return t;
 }
 
+#define FIRST_SIZES 10  /* 4 KiB, 8 KiB, ... 2 MiB */
+
+struct first_row {
+	uint32_t bs;
+	double pcow, raw, ratio, lo, hi;  /* seconds per pass; ratio of times */
+	uint64_t vmas;
+};
+
 static void bench_first(void)
 {
-	static const uint32_t sizes[] = {4096, 16384, 65536, 2u << 20};
 	uint64_t size = opt.first_size, pages = size / PAGE;
+	struct first_row rows[2][FIRST_SIZES];
 	unsigned b, o, rep;
+	double load = loadavg();
+	FILE *dat;
 
 	printf("### 2. First write to unallocated blocks\n\n");
 	printf("%s image, one 8-byte store per 4 KiB page (%" PRIu64 " pages), new image / new sparse file each pass\n"
-	       "(one untimed raw pass before each row).\n"
-	       "Thread CPU time of the whole pass%s; ratio = pcow time / raw time (median of the per-repeat ratios;\n"
-	       "lower is better).\n\n",
-	       SZ(size), pages, opt.wall ? " (-W: wall clock)" : "");
-	printf("| block size | order | pcow ms | raw mmap ms | pcow µs/page | raw µs/page | ratio | per-repeat ratios | goal | met | pcow VMAs after |\n");
+	       "(one untimed raw pass before each row); blocks in sequential or shuffled order, pages in order\n"
+	       "inside a block. Thread CPU time of the whole pass%s; ratio = pcow time / raw time (median of\n"
+	       "the per-repeat ratios; lower is better). Load average at the start: %.1f.\n\n",
+	       SZ(size), pages, opt.wall ? " (-W: wall clock)" : "", load);
+	printf("| block size | order | pcow µs/block | raw mmap µs/block | pcow µs/page | raw µs/page | ratio | per-repeat ratios | goal | met | pcow VMAs after |\n");
 	printf("|---:|---|---:|---:|---:|---:|---:|---|---:|:---:|---:|\n");
-	for (b = 0; b < sizeof(sizes) / sizeof(sizes[0]); b++)
+	for (b = 0; b < FIRST_SIZES; b++)
 		for (o = 0; o < 2; o++) {
-			uint64_t nblocks = (size + sizes[b] - 1) / sizes[b], vmas = 0;
+			uint32_t bs = 4096u << b;
+			uint64_t nblocks = (size + bs - 1) / bs, vmas = 0;
 			uint32_t *order = block_order(nblocks, o == 1);
-			double tp[MAX_REPEATS], tr[MAX_REPEATS], mp, mr, ratio, lo, hi;
+			double tp[MAX_REPEATS], tr[MAX_REPEATS];
+			struct first_row *row = &rows[o][b];
 
 			/* Untimed: the first pass after a change of pattern is often
 			 * slower for whichever side runs it. */
-			first_raw(size, sizes[b], order, nblocks);
+			first_raw(size, bs, order, nblocks);
 			for (rep = 0; rep < opt.repeats; rep++) {
 				if (rep % 2 == 0) {
-					tp[rep] = first_pcow(size, sizes[b], order, nblocks, &vmas);
-					tr[rep] = first_raw(size, sizes[b], order, nblocks);
+					tp[rep] = first_pcow(size, bs, order, nblocks, &vmas);
+					tr[rep] = first_raw(size, bs, order, nblocks);
 				} else {
-					tr[rep] = first_raw(size, sizes[b], order, nblocks);
-					tp[rep] = first_pcow(size, sizes[b], order, nblocks, &vmas);
+					tr[rep] = first_raw(size, bs, order, nblocks);
+					tp[rep] = first_pcow(size, bs, order, nblocks, &vmas);
 				}
 			}
 			free(order);
-			mp = median(tp, opt.repeats);
-			mr = median(tr, opt.repeats);
-			ratio = median_ratio(tp, tr, opt.repeats);
-			range_ratio(tp, tr, opt.repeats, &lo, &hi);
+			row->bs = bs;
+			row->pcow = median(tp, opt.repeats);
+			row->raw = median(tr, opt.repeats);
+			row->ratio = median_ratio(tp, tr, opt.repeats);
+			row->vmas = vmas;
+			range_ratio(tp, tr, opt.repeats, &row->lo, &row->hi);
 			if (opt.verbose) {
-				fprintf(stderr, "first %u %s pcow/raw ms:", sizes[b], o ? "shuf" : "seq");
+				fprintf(stderr, "first %u %s pcow/raw ms:", bs, o ? "shuf" : "seq");
 				for (rep = 0; rep < opt.repeats; rep++)
 					fprintf(stderr, " %.1f/%.1f", tp[rep] * 1e3, tr[rep] * 1e3);
 				fprintf(stderr, "\n");
 			}
-			printf("| %s%s | %s | %.1f | %.1f | %.2f | %.2f | %.3f | %.3f – %.3f | ≤ 1.5 | %s | %" PRIu64 " |\n",
-			       SZ(sizes[b]), sizes[b] == PCOW_BLOCK_SIZE_DEFAULT ? " (default)" : "",
-			       o ? "shuffled" : "sequential", mp * 1e3, mr * 1e3,
-			       mp * 1e6 / (double)pages, mr * 1e6 / (double)pages,
-			       ratio, lo, hi, met(ratio <= 1.5), vmas);
+			printf("| %s%s | %s | %.2f | %.2f | %.2f | %.2f | %.3f | %.3f – %.3f | ≤ 1.5 | %s | %" PRIu64 " |\n",
+			       SZ(bs), bs == PCOW_BLOCK_SIZE_DEFAULT ? " (default)" : "",
+			       o ? "shuffled" : "sequential",
+			       row->pcow * 1e6 / (double)nblocks, row->raw * 1e6 / (double)nblocks,
+			       row->pcow * 1e6 / (double)pages, row->raw * 1e6 / (double)pages,
+			       row->ratio, row->lo, row->hi, met(row->ratio <= 1.5), vmas);
 			fflush(stdout);
 		}
 	printf("\n");
+	dat = data_file("first");
+	if (dat) {
+		fprintf(dat, "# first write, %s image; index 0 sequential, index 1 shuffled\n"
+			     "# block_bytes pcow_us_per_block raw_us_per_block pcow_us_per_page raw_us_per_page ratio ratio_lo ratio_hi\n",
+			SZ(size));
+		for (o = 0; o < 2; o++) {
+			for (b = 0; b < FIRST_SIZES; b++) {
+				struct first_row *row = &rows[o][b];
+				double nblocks = (double)((size + row->bs - 1) / row->bs);
+
+				fprintf(dat, "%u %.4f %.4f %.4f %.4f %.4f %.4f %.4f\n", row->bs,
+					row->pcow * 1e6 / nblocks, row->raw * 1e6 / nblocks,
+					row->pcow * 1e6 / (double)pages, row->raw * 1e6 / (double)pages,
+					row->ratio, row->lo, row->hi);
+			}
+			fprintf(dat, "\n\n");
+		}
+		fclose(dat);
+	}
 }
 
 /* ---- 3. copy-on-write --------------------------------------------------- */
 
 struct cow_result {
-	double cow, owned, map_new;
+	double wall, cpu, flush;        /* seconds for the pass */
+	uint64_t flushes;               /* fdatasync calls in the pass */
 	uint64_t vmas_before, vmas_mid, vmas_after, faults, copied;
-	uint64_t wrong;         /* blocks whose inherited content was lost */
+	uint64_t wrong;                 /* blocks whose inherited content was lost */
 };
-
-/* The backing file's content: every 8-byte word holds its offset | 1. */
-static uint64_t backing_word(uint64_t off)
-{
-	return off | 1;
-}
 
 /*
  * Checks, after the pass, that every block still holds the backing file's
@@ -745,22 +952,28 @@ static void cow_pass(uint64_t size, uint32_t bs, const uint32_t *order,
 {
 	struct pimg p;
 	struct pcow_map_stats st;
-	uint64_t i, half = nblocks / 2;
-	double t, t_mid;
+	uint64_t i, half = nblocks / 2, calls;
+	double t, c, f, t_mid;
 
 	pimg_create(&p, "cow.pcow", size, bs, "cow-backing.raw");
-	res->vmas_before = pimg_vmas(&p, &st);
+	res->vmas_before = vmas_in(p.base, size);
 	/* Copy-up: the first store to each inherited block. */
+	f = flushes.time;
+	calls = flushes.calls;
+	c = thread_cpu();
 	t = now();
 	for (i = 0; i < nblocks; i++) {
 		if (i == half) {
 			t_mid = now();
-			res->vmas_mid = pimg_vmas(&p, &st);
+			res->vmas_mid = vmas_in(p.base, size);
 			t += now() - t_mid;
 		}
 		*(volatile uint64_t *)(p.base + (uint64_t)order[i] * bs) = i | 1;
 	}
-	res->cow = now() - t;
+	res->wall = now() - t;
+	res->cpu = thread_cpu() - c;
+	res->flush = flushes.time - f;
+	res->flushes = flushes.calls - calls;
 	res->vmas_after = pimg_vmas(&p, &st);
 	res->faults = st.faults;
 	res->copied = st.blocks_copied;
@@ -768,18 +981,52 @@ static void cow_pass(uint64_t size, uint32_t bs, const uint32_t *order,
 	if (opt.verbose && (st.blocks_copied != nblocks || res->wrong))
 		fprintf(stderr, "cow %u: %" PRIu64 " stores, %" PRIu64 " blocks copied, %" PRIu64 " allocated, %" PRIu64 " blocks lost their data\n",
 			bs, nblocks, st.blocks_copied, st.blocks_allocated, res->wrong);
-	/* Baseline: the same stores once every block is owned. */
-	PCOW_OK(pcow_map_flush(p.map));
-	PCOW_OK(pcow_map_delete(&p.map));
-	t = now();
-	PCOW_OK(pcow_map_new(&p.map, p.img, 0));
-	res->map_new = now() - t;
-	p.base = pcow_map_addr(p.map);
-	t = now();
-	for (i = 0; i < nblocks; i++)
-		*(volatile uint64_t *)(p.base + (uint64_t)order[i] * bs) = i | 2;
-	res->owned = now() - t;
 	pimg_destroy(&p);
+}
+
+/*
+ * The baseline: memcpy of the same blocks, in the same order, from a
+ * mapping of the backing file (already in memory and mapped, as the
+ * library's reads of it are) into a new sparse raw file mapped MAP_SHARED
+ * in the same directory.
+ */
+static void cow_memcpy_file(const uint8_t *src, uint64_t size, uint32_t bs,
+			    const uint32_t *order, uint64_t nblocks,
+			    double *wall, double *cpu)
+{
+	struct rimg r;
+	uint64_t i;
+	double t, c;
+
+	rimg_create(&r, "cow-copy.raw", size);
+	c = thread_cpu();
+	t = now();
+	for (i = 0; i < nblocks; i++) {
+		uint64_t off = (uint64_t)order[i] * bs;
+
+		memcpy(r.base + off, src + off, bs);
+	}
+	*wall = now() - t;
+	*cpu = thread_cpu() - c;
+	sink = r.base[(uint64_t)order[0] * bs];
+	rimg_destroy(&r);
+}
+
+/* memcpy of the same blocks between two buffers in memory (all pages mapped). */
+static double cow_memcpy_ram(uint8_t *dst, const uint8_t *src, uint32_t bs,
+			     const uint32_t *order, uint64_t nblocks)
+{
+	uint64_t i;
+	double t = now();
+
+	for (i = 0; i < nblocks; i++) {
+		uint64_t off = (uint64_t)order[i] * bs;
+
+		memcpy(dst + off, src + off, bs);
+	}
+	t = now() - t;
+	sink = dst[(uint64_t)order[0] * bs];
+	return t;
 }
 
 static void bench_cow(void)
@@ -788,7 +1035,14 @@ static void bench_cow(void)
 	uint64_t backing_size = 0, off;
 	unsigned b, o, rep;
 	char backing[4096];
-	uint8_t *buf;
+	uint8_t *src, *ram_src, *ram_dst;
+	double load = loadavg();
+	struct {
+		uint32_t bs;
+		bool shuffled;
+		double pcow, copy, ratio, lo, hi;
+	} cpu[6];
+	unsigned nrow = 0;
 	int fd;
 
 	for (b = 0; b < sizeof(sizes) / sizeof(sizes[0]); b++) {
@@ -799,39 +1053,47 @@ static void bench_cow(void)
 		if (n * sizes[b] > backing_size)
 			backing_size = n * sizes[b];
 	}
-	/* The backing file: every byte written, not zero. */
 	path_of(backing, sizeof(backing), "cow-backing.raw");
-	unlink(backing);
-	fd = open(backing, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	SYS_OK(fd >= 0, "create backing file");
-	buf = malloc(MiB);
-	SYS_OK(buf, "malloc");
-	for (off = 0; off < backing_size; off += MiB) {
-		uint64_t n = backing_size - off < MiB ? backing_size - off : MiB, i;
-
-		for (i = 0; i < n; i += 8)
-			*(uint64_t *)(buf + i) = backing_word(off + i);
-		SYS_OK(pwrite(fd, buf, n, (off_t)off) == (ssize_t)n, "write backing file");
-	}
-	SYS_OK(fdatasync(fd) == 0, "fdatasync");
+	write_backing(backing, backing_size);
+	/* The baseline's source: the backing file, mapped and every page
+	 * mapped in (the library reads it from the page cache with pread). */
+	fd = open(backing, O_RDONLY | O_CLOEXEC);
+	SYS_OK(fd >= 0, "open backing file");
+	src = mmap(NULL, backing_size, PROT_READ, MAP_SHARED, fd, 0);
+	SYS_OK(src != MAP_FAILED, "mmap backing file");
 	close(fd);
-	free(buf);
+	for (off = 0; off < backing_size; off += PAGE)
+		sink += src[off];
+	ram_src = mmap(NULL, backing_size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ram_dst = mmap(NULL, backing_size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	SYS_OK(ram_src != MAP_FAILED && ram_dst != MAP_FAILED, "mmap");
+	memcpy(ram_src, src, backing_size);
+	memset(ram_dst, 0, backing_size);
 
 	printf("### 3. Copy-on-write from a raw backing file\n\n");
-	printf("Raw backing file of %s, fully written. One 8-byte store per block; every block is inherited,\n"
-	       "so every store copies one whole block up. Baseline: the same stores after the image owns every block\n"
-	       "(flushed, unmapped and mapped again: each store is a first touch of a clean, cached page).\n"
-	       "ratio = copy-on-write time / owned time. VMAs: mappings making up the range before, halfway and after.\n"
-	       "Blocks copied: the fewest of any repeat; blocks that lost their data: the most of any repeat\n"
-	       "(checked after the pass: a block not stored to must still read as the backing file).\n\n",
-	       SZ(backing_size));
-	printf("| block size | order | stores (one per block) | faults handled | blocks copied | blocks that lost their data | copy-on-write µs/fault | owned µs/store | ratio | VMAs before / halfway / after | pcow_map_new after, ms |\n");
-	printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
+	printf("Raw backing file of %s, fully written and in the page cache. One 8-byte store per block, in\n"
+	       "sequential or shuffled block order; every block is inherited, so every store copies one whole\n"
+	       "block up (pcow: wall-clock time of the pass / blocks). Baseline: memcpy of the same blocks in\n"
+	       "the same order from a mapping of the backing file (every page mapped) into a new sparse raw\n"
+	       "file in the same directory, mapped MAP_SHARED (file → file); for reference, memcpy between two\n"
+	       "buffers in memory (RAM → RAM). \"In fdatasync\": wall-clock time the pass spent in fdatasync\n"
+	       "calls (the library's, counted by the benchmark) per copy-up, and how many calls.\n"
+	       "ratio = pcow / file → file memcpy (median of the per-repeat ratios); goal ≤ 2.\n"
+	       "Blocks copied: the fewest of any repeat; lost data: blocks not holding the backing file's data\n"
+	       "after the pass, the most of any repeat. VMAs: mappings making up the range before, halfway and\n"
+	       "after. Load average at the start: %.1f.\n\n",
+	       SZ(backing_size), load);
+	printf("| block size | order | copy-ups / blocks copied / lost data | pcow µs per copy-up | in fdatasync µs (calls) | pcow without fdatasync µs | memcpy file → file µs | memcpy RAM → RAM µs | ratio | ratio without fdatasync | goal | met | VMAs before / halfway / after |\n");
+	printf("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---|\n");
 	for (b = 0; b < sizeof(sizes) / sizeof(sizes[0]); b++)
 		for (o = 0; o < 2; o++) {
 			uint64_t nblocks = opt.cow_size / sizes[b];
 			uint64_t copied = UINT64_MAX, wrong = 0;
-			double tc[MAX_REPEATS], to[MAX_REPEATS], tm[MAX_REPEATS], mc, mo;
+			double tw[MAX_REPEATS], tc[MAX_REPEATS], tf[MAX_REPEATS];
+			double tn[MAX_REPEATS], mw[MAX_REPEATS], mc[MAX_REPEATS];
+			double mr[MAX_REPEATS], calls = 0, ratio, ratio_nf, lo, hi;
 			struct cow_result res = {0};
 			uint32_t *order;
 
@@ -839,135 +1101,510 @@ static void bench_cow(void)
 				nblocks = opt.cow_blocks;
 			order = block_order(nblocks, o == 1);
 			for (rep = 0; rep < opt.repeats; rep++) {
+				if (rep % 2)
+					cow_memcpy_file(src, nblocks * sizes[b], sizes[b], order,
+							nblocks, &mw[rep], &mc[rep]);
 				cow_pass(nblocks * sizes[b], sizes[b], order, nblocks, &res);
-				tc[rep] = res.cow;
-				to[rep] = res.owned;
-				tm[rep] = res.map_new;
+				if (rep % 2 == 0)
+					cow_memcpy_file(src, nblocks * sizes[b], sizes[b], order,
+							nblocks, &mw[rep], &mc[rep]);
+				mr[rep] = cow_memcpy_ram(ram_dst, ram_src, sizes[b], order, nblocks);
+				tw[rep] = res.wall;
+				tc[rep] = res.cpu;
+				tf[rep] = res.flush;
+				tn[rep] = res.wall - res.flush;
+				calls += (double)res.flushes;
 				if (res.copied < copied)
 					copied = res.copied;
 				if (res.wrong > wrong)
 					wrong = res.wrong;
 			}
 			free(order);
-			mc = median(tc, opt.repeats) / (double)nblocks;
-			mo = median(to, opt.repeats) / (double)nblocks;
-			printf("| %s | %s | %" PRIu64 " | %" PRIu64 " | %" PRIu64 "%s | %" PRIu64 "%s | %.1f | %.2f | %.0f | %" PRIu64 " / %" PRIu64 " / %" PRIu64 " | %.2f |\n",
+			if (opt.verbose) {
+				fprintf(stderr, "cow %u %s pcow(flush)/memcpy ms:", sizes[b], o ? "shuf" : "seq");
+				for (rep = 0; rep < opt.repeats; rep++)
+					fprintf(stderr, " %.2f(%.2f)/%.2f", tw[rep] * 1e3, tf[rep] * 1e3,
+						mw[rep] * 1e3);
+				fprintf(stderr, "\n");
+			}
+			ratio = median_ratio(tw, mw, opt.repeats);
+			ratio_nf = median_ratio(tn, mw, opt.repeats);
+			range_ratio(tw, mw, opt.repeats, &lo, &hi);
+			printf("| %s | %s | %" PRIu64 " / %" PRIu64 "%s / %" PRIu64 "%s | %.1f | %.1f (%.2f) | %.1f | %.2f | %.2f | %.1f | %.1f | ≤ 2 | %s | %" PRIu64 " / %" PRIu64 " / %" PRIu64 " |\n",
 			       SZ(sizes[b]), o ? "shuffled" : "sequential", nblocks,
-			       res.faults, copied, copied < nblocks ? " **(!)**" : "",
-			       wrong, wrong ? " **(!)**" : "", mc * 1e6, mo * 1e6,
-			       mc / mo, res.vmas_before, res.vmas_mid, res.vmas_after,
-			       median(tm, opt.repeats) * 1e3);
+			       copied, copied < nblocks ? " **(!)**" : "",
+			       wrong, wrong ? " **(!)**" : "",
+			       median(tw, opt.repeats) * 1e6 / (double)nblocks,
+			       median(tf, opt.repeats) * 1e6 / (double)nblocks,
+			       calls / opt.repeats / (double)nblocks,
+			       median(tn, opt.repeats) * 1e6 / (double)nblocks,
+			       median(mw, opt.repeats) * 1e6 / (double)nblocks,
+			       median(mr, opt.repeats) * 1e6 / (double)nblocks,
+			       ratio, ratio_nf, met(ratio <= 2), res.vmas_before,
+			       res.vmas_mid, res.vmas_after);
+			cpu[nrow].bs = sizes[b];
+			cpu[nrow].shuffled = o == 1;
+			cpu[nrow].pcow = median(tc, opt.repeats) * 1e6 / (double)nblocks;
+			cpu[nrow].copy = median(mc, opt.repeats) * 1e6 / (double)nblocks;
+			cpu[nrow].ratio = median_ratio(tc, mc, opt.repeats);
+			cpu[nrow].lo = lo;
+			cpu[nrow].hi = hi;
+			nrow++;
 			fflush(stdout);
 		}
 	printf("\n");
+	printf("The same passes by the thread's CPU time (time in the kernel included, time waiting for the\n"
+	       "disk or for a CPU not), and the spread of the wall-clock ratios above:\n\n");
+	printf("| block size | order | pcow CPU µs per copy-up | memcpy file → file CPU µs | ratio (CPU time) | per-repeat ratios (wall clock) |\n");
+	printf("|---:|---|---:|---:|---:|---|\n");
+	for (b = 0; b < nrow; b++)
+		printf("| %s | %s | %.1f | %.2f | %.1f | %.1f – %.1f |\n", SZ(cpu[b].bs),
+		       cpu[b].shuffled ? "shuffled" : "sequential", cpu[b].pcow,
+		       cpu[b].copy, cpu[b].ratio, cpu[b].lo, cpu[b].hi);
+	printf("\n");
+	fflush(stdout);
+	munmap(src, backing_size);
+	munmap(ram_src, backing_size);
+	munmap(ram_dst, backing_size);
 	unlink(backing);
 }
 
-/* ---- 4. snapshot creation and open time --------------------------------- */
+/* ---- 4. open and map time against the allocated blocks ------------------ */
 
-struct snap_result {
-	double open, close, map_owned, snap, map_inherited;
-	uint64_t vmas_inherited;
+#define OPEN_BS 4096u
+#define OPEN_MAX_ROWS 8
+
+struct open_row {
+	uint64_t n, blocks, bytes;      /* asked, counted by pcow_get_info, in the file */
+	double info;                    /* pcow_get_info, once */
+	double open, map, both, raw, ratio, lo, hi;     /* owned */
+	double i_open, i_map, i_both, snap;             /* inherited */
+	unsigned i_reps;
+	uint64_t vmas, i_vmas;
 };
 
-static void snap_one(uint64_t data, struct snap_result *res)
+/*
+ * A new image of opt.open_max blocks of 4 KiB whose active layer owns n of
+ * them, spread evenly (every open_max/n-th block), data written with
+ * pcow_write and flushed.
+ */
+static void open_fill(const char *path, uint64_t n)
 {
-	char path[4096];
-	struct pcow_create_opts o = {.size = opt.size};
-	double to[MAX_REPEATS], tc[MAX_REPEATS], tm[MAX_REPEATS];
-	double ts[MAX_REPEATS], ti[MAX_REPEATS], t;
-	struct pcow_map_stats st;
+	struct pcow_create_opts o = {.size = opt.open_max * OPEN_BS, .block_size = OPEN_BS};
+	uint64_t stride = n ? opt.open_max / n : 1, i;
 	pcow_image *img;
-	pcow_map *map;
-	uint64_t off;
 	uint8_t *buf;
-	unsigned rep;
 
-	path_of(path, sizeof(path), "snap.pcow");
 	unlink(path);
 	PCOW_OK(pcow_create(path, &o));
 	PCOW_OK(pcow_open(&img, path, 0));
 	buf = malloc(MiB);
 	SYS_OK(buf, "malloc");
-	for (off = 0; off < data; off += MiB) {
-		uint64_t i;
+	for (i = 0; i < MiB; i += 8)
+		*(uint64_t *)(buf + i) = i | 1;
+	if (stride == 1) {
+		uint64_t len = n * OPEN_BS, off;
 
-		for (i = 0; i < MiB; i += 8)
-			*(uint64_t *)(buf + i) = (off + i) | 1;
-		PCOW_OK(pcow_write(img, buf, MiB, off));
+		for (off = 0; off < len; off += MiB)
+			PCOW_OK(pcow_write(img, buf, len - off < MiB ? len - off : MiB, off));
+	} else {
+		for (i = 0; i < n; i++)
+			PCOW_OK(pcow_write(img, buf, OPEN_BS, i * stride * OPEN_BS));
 	}
 	free(buf);
+	PCOW_OK(pcow_flush(img));
 	PCOW_OK(pcow_close(&img));
+}
 
-	for (rep = 0; rep < opt.repeats; rep++) {
-		t = now();
-		PCOW_OK(pcow_open(&img, path, 0));
-		to[rep] = now() - t;
-		t = now();
-		PCOW_OK(pcow_map_new(&map, img, 0));
-		tm[rep] = now() - t;
-		PCOW_OK(pcow_map_delete(&map));
-		t = now();
-		PCOW_OK(pcow_close(&img));
-		tc[rep] = now() - t;
-	}
+/* pcow_open + pcow_map_new; returns the two times and the VMAs. */
+static void open_pcow(const char *path, double *t_open, double *t_map,
+		      uint64_t *vmas)
+{
+	pcow_image *img;
+	pcow_map *map;
+	double t = now();
+
 	PCOW_OK(pcow_open(&img, path, 0));
-	for (rep = 0; rep < opt.repeats; rep++) {
-		char name[32];
-
-		snprintf(name, sizeof(name), "s%u", rep);
-		t = now();
-		PCOW_OK(pcow_snapshot_create(img, name));
-		ts[rep] = now() - t;
-	}
-	/* The active layer now inherits all the data. */
-	for (rep = 0; rep < opt.repeats; rep++) {
-		t = now();
-		PCOW_OK(pcow_map_new(&map, img, 0));
-		ti[rep] = now() - t;
-		PCOW_OK(pcow_map_get_stats(map, &st));
-		res->vmas_inherited = st.vmas;
-		PCOW_OK(pcow_map_delete(&map));
-	}
+	*t_open = now() - t;
+	t = now();
+	PCOW_OK(pcow_map_new(&map, img, 0));
+	*t_map = now() - t;
+	*vmas = vmas_in(pcow_map_addr(map), pcow_map_length(map));
+	PCOW_OK(pcow_map_delete(&map));
 	PCOW_OK(pcow_close(&img));
+}
+
+/* The baseline: open + mmap of the same file as a raw file. */
+static double open_raw(const char *path, uint64_t len, uint64_t file_off)
+{
+	double t = now();
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	void *p;
+
+	SYS_OK(fd >= 0, "open");
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)file_off);
+	SYS_OK(p != MAP_FAILED, "mmap");
+	t = now() - t;
+	munmap(p, len);
+	close(fd);
+	return t;
+}
+
+static void open_one(struct open_row *row)
+{
+	double to[MAX_REPEATS], tm[MAX_REPEATS], tb[MAX_REPEATS], tr[MAX_REPEATS];
+	double io[MAX_REPEATS], im[MAX_REPEATS], ib[MAX_REPEATS], t, start;
+	struct pcow_block_status bst;
+	struct pcow_info info;
+	uint64_t file_off = 0, len = opt.open_max * OPEN_BS;
+	pcow_image *img;
+	char path[4096];
+	unsigned rep;
+
+	path_of(path, sizeof(path), "open.pcow");
+	open_fill(path, row->n);
+	row->bytes = file_allocated(path);
+	PCOW_OK(pcow_open(&img, path, 0));
+	t = now();
+	PCOW_OK(pcow_get_info(img, &info));
+	row->info = now() - t;
+	row->blocks = info.allocated_blocks;
+	/* The raw baseline maps the active layer's data, where block 0 lies. */
+	PCOW_OK(pcow_block_status(img, 0, OPEN_BS, &bst));
+	if (bst.file_offset > 0)
+		file_off = (uint64_t)bst.file_offset;
+	PCOW_OK(pcow_close(&img));
+
+	for (rep = 0; rep < opt.repeats; rep++) {
+		if (rep % 2)
+			tr[rep] = open_raw(path, len, file_off);
+		open_pcow(path, &to[rep], &tm[rep], &row->vmas);
+		tb[rep] = to[rep] + tm[rep];
+		if (rep % 2 == 0)
+			tr[rep] = open_raw(path, len, file_off);
+	}
+	row->open = median(to, opt.repeats);
+	row->map = median(tm, opt.repeats);
+	row->both = median(tb, opt.repeats);
+	row->raw = median(tr, opt.repeats);
+	row->ratio = median_ratio(tb, tr, opt.repeats);
+	range_ratio(tb, tr, opt.repeats, &row->lo, &row->hi);
+
+	/* A snapshot: the active layer now inherits every block. */
+	PCOW_OK(pcow_open(&img, path, 0));
+	t = now();
+	PCOW_OK(pcow_snapshot_create(img, "base"));
+	row->snap = now() - t;
+	PCOW_OK(pcow_close(&img));
+	start = now();
+	for (rep = 0; rep < opt.repeats; rep++) {
+		open_pcow(path, &io[rep], &im[rep], &row->i_vmas);
+		ib[rep] = io[rep] + im[rep];
+		/* Slow maps are repeated fewer times (at least 3 or until -C). */
+		if (rep + 1 >= 3 && now() - start > opt.open_cap) {
+			rep++;
+			break;
+		}
+	}
+	row->i_reps = rep;
+	row->i_open = median(io, rep);
+	row->i_map = median(im, rep);
+	row->i_both = median(ib, rep);
+	if (opt.verbose) {
+		fprintf(stderr, "open %" PRIu64 " blocks: pcow open+map / raw ms:", row->n);
+		for (rep = 0; rep < opt.repeats; rep++)
+			fprintf(stderr, " %.3f/%.3f", tb[rep] * 1e3, tr[rep] * 1e3);
+		fprintf(stderr, "; inherited:");
+		for (rep = 0; rep < row->i_reps; rep++)
+			fprintf(stderr, " %.1f", ib[rep] * 1e3);
+		fprintf(stderr, "\n");
+	}
+	empty_file(path);
 	unlink(path);
-	res->open = median(to, opt.repeats);
-	res->close = median(tc, opt.repeats);
-	res->map_owned = median(tm, opt.repeats);
-	res->snap = median(ts, opt.repeats);
-	res->map_inherited = median(ti, opt.repeats);
+}
+
+static void bench_open(void)
+{
+	static const uint64_t counts[] = {0, 1000, 10000, 100000, 1000000};
+	struct open_row rows[OPEN_MAX_ROWS];
+	unsigned i, n = 0;
+	double load = loadavg();
+	FILE *dat;
+
+	for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+		if (counts[i] <= opt.open_max)
+			rows[n++].n = counts[i];
+	if (rows[n - 1].n < opt.open_max)
+		rows[n++].n = opt.open_max;
+	for (i = 0; i < n; i++)
+		open_one(&rows[i]);
+
+	printf("### 4. Opening and mapping against the number of allocated blocks\n\n");
+	printf("Image of %s blocks of 4 KiB (%s); the active layer owns N of them, spread evenly,\n"
+	       "written with pcow_write and flushed; the file is in the page cache. pcow: pcow_open +\n"
+	       "pcow_map_new (wall clock, medians of %u). Baseline: open + mmap (MAP_SHARED) of the same file\n"
+	       "over the same length. ratio = pcow / baseline. Then one snapshot is taken (its time is given)\n"
+	       "and the image is opened and mapped again: the active layer inherits all N blocks, which\n"
+	       "pcow_map_new maps read-only (medians of the number of repeats given; slow maps are repeated\n"
+	       "fewer times). Allocated blocks as counted by pcow_get_info (and the time that took).\n"
+	       "Load average at the start: %.1f.\n\n",
+	       CNT(opt.open_max), SZ(opt.open_max * OPEN_BS), opt.repeats, load);
+	printf("| allocated blocks | bytes allocated in the file | pcow_open ms | pcow_map_new ms | pcow open + map ms | raw open + mmap ms | ratio | goal | met | snapshot ms | inherited: pcow_open ms | inherited: pcow_map_new ms | inherited: open + map ms (repeats) | met | VMAs owned / inherited | pcow_get_info ms |\n");
+	printf("|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|:---:|---|---:|\n");
+	for (i = 0; i < n; i++) {
+		struct open_row *r = &rows[i];
+
+		printf("| %s | %s | %.3f | %.3f | %.3f | %.3f | %.1f | < 100 ms | %s | %.1f | %.3f | %.1f | %.1f (%u) | %s | %" PRIu64 " / %" PRIu64 " | %.1f |\n",
+		       CNT(r->blocks), SZ(r->bytes / MiB * MiB), r->open * 1e3,
+		       r->map * 1e3, r->both * 1e3, r->raw * 1e3, r->ratio,
+		       met(r->both < 0.1), r->snap * 1e3, r->i_open * 1e3,
+		       r->i_map * 1e3, r->i_both * 1e3, r->i_reps,
+		       met(r->i_both < 0.1), r->vmas, r->i_vmas, r->info * 1e3);
+	}
+	printf("\n");
+	fflush(stdout);
+	dat = data_file("open");
+	if (dat) {
+		fprintf(dat, "# open and map, %s blocks of 4 KiB\n"
+			     "# blocks open_ms map_ms open_map_ms raw_ms inh_open_ms inh_map_ms inh_open_map_ms inh_vmas get_info_ms\n",
+			CNT(opt.open_max));
+		for (i = 0; i < n; i++)
+			fprintf(dat, "%" PRIu64 " %.4f %.4f %.4f %.4f %.4f %.4f %.4f %" PRIu64 " %.4f\n",
+				rows[i].blocks, rows[i].open * 1e3, rows[i].map * 1e3,
+				rows[i].both * 1e3, rows[i].raw * 1e3, rows[i].i_open * 1e3,
+				rows[i].i_map * 1e3, rows[i].i_both * 1e3, rows[i].i_vmas,
+				rows[i].info * 1e3);
+		fclose(dat);
+	}
+}
+
+/* ---- 5. snapshot creation against the allocated data -------------------- */
+
+enum { SNAP_EMPTY, SNAP_SMALL, SNAP_LARGE, SNAP_KINDS };
+
+/*
+ * A new image of span bytes with 64 KiB blocks; unless empty, 4 KiB of data
+ * written (pcow_write) at the start of every block, then flushed.
+ */
+static pcow_image *snap_image(const char *path, uint64_t span, bool empty)
+{
+	struct pcow_create_opts o = {.size = span};
+	uint64_t bs = PCOW_BLOCK_SIZE_DEFAULT, off, i;
+	pcow_image *img;
+	uint8_t buf[PAGE];
+
+	for (i = 0; i < PAGE; i += 8)
+		*(uint64_t *)(buf + i) = i | 1;
+	unlink(path);
+	PCOW_OK(pcow_create(path, &o));
+	PCOW_OK(pcow_open(&img, path, 0));
+	if (!empty)
+		for (off = 0; off < span; off += bs)
+			PCOW_OK(pcow_write(img, buf, PAGE, off));
+	PCOW_OK(pcow_flush(img));
+	return img;
 }
 
 static void bench_snap(void)
 {
-	uint64_t data[3] = {0, opt.size / 16 / MiB * MiB, opt.size / 2 / MiB * MiB};
-	struct snap_result res[3];
-	unsigned i;
+	static const char *const kind_name[SNAP_KINDS] = {"empty", "small", "large"};
+	uint64_t span[SNAP_KINDS] = {opt.snap_large, opt.snap_small, opt.snap_large};
+	double ts[SNAP_KINDS][MAX_REPEATS], tf[SNAP_KINDS][MAX_REPEATS];
+	double t2[SNAP_KINDS][MAX_REPEATS], calls[SNAP_KINDS] = {0};
+	uint64_t blocks[SNAP_KINDS] = {0}, bytes[SNAP_KINDS] = {0};
+	double load = loadavg(), lo, hi;
+	unsigned rep, j, k;
+	char path[4096];
 
-	for (i = 0; i < 3; i++)
-		snap_one(data[i], &res[i]);
-	printf("### 4. Snapshot creation and open time against the data in the image\n\n");
-	printf("%s image, %s blocks; data written with pcow_write and flushed. Medians of %u in ms;\n"
-	       "snapshot: %u successive pcow_snapshot_create calls; pcow_map_new after the snapshots maps the\n"
-	       "inherited data read-only. pcow_close and pcow_snapshot_create end with fdatasync, which on a disk\n"
-	       "is most of their time. In parentheses: the time relative to the empty image.\n\n",
-	       SZ(opt.size), SZ(PCOW_BLOCK_SIZE_DEFAULT), opt.repeats, opt.repeats);
-	printf("| data written | pcow_open | pcow_close | pcow_snapshot_create | pcow_map_new (data owned) | pcow_map_new (data inherited) | VMAs (inherited) |\n");
-	printf("|---:|---:|---:|---:|---:|---:|---:|\n");
-	for (i = 0; i < 3; i++)
-		printf("| %s | %.3f (%.2f) | %.3f (%.2f) | %.3f (%.2f) | %.3f (%.2f) | %.3f (%.2f) | %" PRIu64 " |\n",
-		       SZ(data[i]), res[i].open * 1e3, res[i].open / res[0].open,
-		       res[i].close * 1e3, res[i].close / res[0].close,
-		       res[i].snap * 1e3, res[i].snap / res[0].snap,
-		       res[i].map_owned * 1e3, res[i].map_owned / res[0].map_owned,
-		       res[i].map_inherited * 1e3,
-		       res[i].map_inherited / res[0].map_inherited,
-		       res[i].vmas_inherited);
+	for (rep = 0; rep < opt.repeats; rep++)
+		for (j = 0; j < SNAP_KINDS; j++) {
+			/* The order of the three images rotates from repeat to repeat. */
+			pcow_image *img;
+			double t, f;
+			uint64_t c;
+
+			k = (j + rep) % SNAP_KINDS;
+			snprintf(path, sizeof(path), "%s/snap-%s.pcow", opt.dir, kind_name[k]);
+			img = snap_image(path, span[k], k == SNAP_EMPTY);
+			if (rep == 0) {
+				struct pcow_info info;
+
+				PCOW_OK(pcow_get_info(img, &info));
+				blocks[k] = info.allocated_blocks;
+				bytes[k] = file_allocated(path);
+			}
+			f = flushes.time;
+			c = flushes.calls;
+			t = now();
+			PCOW_OK(pcow_snapshot_create(img, "first"));
+			ts[k][rep] = now() - t;
+			tf[k][rep] = flushes.time - f;
+			calls[k] += (double)(flushes.calls - c);
+			t = now();
+			PCOW_OK(pcow_snapshot_create(img, "second"));
+			t2[k][rep] = now() - t;
+			empty_file(path);
+			pcow_close(&img);
+			unlink(path);
+		}
+
+	printf("### 5. Snapshot creation against the allocated data\n\n");
+	printf("Images with 64 KiB blocks (the default). \"%s\" and \"%s\": every block of a %s and of a\n"
+	       "%s image allocated, with 4 KiB of data written at its start (pcow_write), then flushed:\n"
+	       "the block counts of fully written images of those sizes, a sixteenth of the bytes. \"empty\":\n"
+	       "a %s image with no data. A new image per repeat (%u repeats, the order of the three\n"
+	       "rotating); wall-clock time of pcow_snapshot_create on it (the active layer holds the data),\n"
+	       "of which the time in fdatasync calls, then of a second pcow_snapshot_create right after.\n"
+	       "ratio = time / time on the %s image (median of the per-repeat ratios); goal ≤ 1.2 for the\n"
+	       "%s image. Load average at the start: %.1f.\n\n",
+	       SZ(opt.snap_small), SZ(opt.snap_large), SZ(opt.snap_small), SZ(opt.snap_large),
+	       SZ(opt.snap_large), opt.repeats, SZ(opt.snap_small), SZ(opt.snap_large), load);
+	printf("| image | allocated blocks | bytes allocated in the file | pcow_snapshot_create ms | in fdatasync ms (calls) | without fdatasync ms | second snapshot ms | ratio | per-repeat ratios | goal | met |\n");
+	printf("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|:---:|\n");
+	for (k = 0; k < SNAP_KINDS; k++) {
+		double tn[MAX_REPEATS], ratio = median_ratio(ts[k], ts[SNAP_SMALL], opt.repeats);
+
+		for (rep = 0; rep < opt.repeats; rep++)
+			tn[rep] = ts[k][rep] - tf[k][rep];
+		range_ratio(ts[k], ts[SNAP_SMALL], opt.repeats, &lo, &hi);
+		printf("| %s%s | %s | %s | %.2f | %.2f (%.1f) | %.3f | %.2f | %.2f | %.2f – %.2f | %s | %s |\n",
+		       k == SNAP_EMPTY ? "empty " : "", SZ(span[k]), CNT(blocks[k]),
+		       SZ(bytes[k] / MiB * MiB), median(ts[k], opt.repeats) * 1e3,
+		       median(tf[k], opt.repeats) * 1e3, calls[k] / opt.repeats,
+		       median(tn, opt.repeats) * 1e3, median(t2[k], opt.repeats) * 1e3,
+		       ratio, lo, hi, k == SNAP_LARGE ? "≤ 1.2" : "",
+		       k == SNAP_LARGE ? met(ratio <= 1.2) : "");
+	}
 	printf("\n");
 	fflush(stdout);
 }
 
-/* ---- 5. durable writes -------------------------------------------------- */
+/* ---- 6. VMAs after random writes ---------------------------------------- */
+
+#define VMA_MAX_POINTS 256
+
+struct vma_point {
+	uint64_t written, vmas;
+	double elapsed;         /* wall-clock seconds of stores up to here */
+};
+
+/*
+ * Stores one word into each of n 4 KiB blocks in the given order, on a new
+ * image (over a fully written raw backing file when cow), and records the
+ * VMAs of the range at each checkpoint.
+ */
+static unsigned vma_series(bool cow, const uint32_t *order, uint64_t n,
+			   const uint64_t *checks, unsigned nchecks,
+			   struct vma_point *pts, struct pcow_map_stats *st)
+{
+	struct pimg p;
+	uint64_t i = 0;
+	unsigned c;
+	double t = 0, t0;
+	char budget[32];
+
+	if (opt.vma_budget) {
+		snprintf(budget, sizeof(budget), "%" PRIu64, opt.vma_budget);
+		setenv("PCOW_VMA_BUDGET", budget, 1);
+	}
+	pimg_create(&p, "vmas.pcow", n * PAGE, PAGE, cow ? "vmas-backing.raw" : NULL);
+	unsetenv("PCOW_VMA_BUDGET");
+	for (c = 0; c < nchecks; c++) {
+		t0 = now();
+		for (; i < checks[c]; i++)
+			*(volatile uint64_t *)(p.base + (uint64_t)order[i] * PAGE) = i | 1;
+		t += now() - t0;
+		pts[c].written = i;
+		pts[c].vmas = vmas_in(p.base, p.size);
+		pts[c].elapsed = t;
+	}
+	PCOW_OK(pcow_map_get_stats(p.map, st));
+	pimg_destroy(&p);
+	return c;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void bench_vmas(void)
+{
+	uint64_t n = opt.vma_blocks, checks[VMA_MAX_POINTS], v;
+	struct vma_point alloc[VMA_MAX_POINTS], cow[VMA_MAX_POINTS];
+	struct pcow_map_stats st_alloc, st_cow;
+	unsigned nchecks = 0, c, last, max_at = 0;
+	double load = loadavg();
+	char backing[4096];
+	uint32_t *order;
+	FILE *dat;
+
+	/* Checkpoints: powers of two and every 64th of the blocks. */
+	for (v = 1; v < n; v *= 2)
+		checks[nchecks++] = v;
+	for (v = 1; v <= 64; v++)
+		checks[nchecks++] = n * v / 64;
+	qsort(checks, nchecks, sizeof(*checks), cmp_u64);
+	for (c = 1, last = 0; c < nchecks; c++)
+		if (checks[c] != checks[last] && checks[c] > 0)
+			checks[++last] = checks[c];
+	nchecks = last + 1;
+
+	order = block_order(n, true);
+	path_of(backing, sizeof(backing), "vmas-backing.raw");
+	write_backing(backing, n * PAGE);
+	vma_series(false, order, n, checks, nchecks, alloc, &st_alloc);
+	vma_series(true, order, n, checks, nchecks, cow, &st_cow);
+	unlink(backing);
+	free(order);
+	for (c = 0; c < nchecks; c++)
+		if (cow[c].vmas > cow[max_at].vmas)
+			max_at = c;
+
+	printf("### 6. VMAs after writes in random order\n\n");
+	printf("Image of %s blocks of 4 KiB (%s); one 8-byte store into each block, in one shuffled order,\n"
+	       "through the mapping. Allocate-on-write: a new image without a backing file. Copy-on-write:\n"
+	       "a new image over a fully written raw backing file (every store copies its block up). VMA\n"
+	       "budget: %s. VMAs: mappings making up the range, counted in /proc/self/maps after the given\n"
+	       "number of stores; µs per store: wall-clock time of the stores since the previous row.\n"
+	       "Load average at the start: %.1f.\n\n",
+	       CNT(n), SZ(n * PAGE),
+	       opt.vma_budget ? CNT(opt.vma_budget) : "the library's default (24,576)", load);
+	printf("| blocks written | allocate-on-write VMAs | copy-on-write VMAs | copy-on-write µs per store |\n");
+	printf("|---:|---:|---:|---:|\n");
+	for (c = 0, last = 0; c < nchecks; c++) {
+		uint64_t w = cow[c].written;
+		double dt = cow[c].elapsed - (c ? cow[last].elapsed : 0);
+		uint64_t dw = w - (c ? cow[last].written : 0);
+
+		/* Rows at powers of two and at the end; the data file has all. */
+		if ((w & (w - 1)) && w != n)
+			continue;
+		printf("| %s | %" PRIu64 " | %" PRIu64 " | %.1f |\n", CNT(w), alloc[c].vmas,
+		       cow[c].vmas, dt * 1e6 / (double)dw);
+		last = c;
+	}
+	printf("\nCopy-on-write: most VMAs at a checkpoint %s (after %s stores); %s faults handled, %s blocks\n"
+	       "copied, %.2f s of stores in all. Allocate-on-write: %s faults handled, %s VMAs at most.\n\n",
+	       CNT(cow[max_at].vmas), CNT(cow[max_at].written), CNT(st_cow.faults),
+	       CNT(st_cow.blocks_copied), cow[nchecks - 1].elapsed, CNT(st_alloc.faults),
+	       CNT(alloc[nchecks - 1].vmas));
+	fflush(stdout);
+	dat = data_file("vmas");
+	if (dat) {
+		fprintf(dat, "# VMAs after random writes, %s blocks of 4 KiB, budget %" PRIu64 "\n"
+			     "# blocks_written alloc_vmas cow_vmas cow_seconds\n",
+			CNT(n), opt.vma_budget ? opt.vma_budget : 24576);
+		for (c = 0; c < nchecks; c++)
+			fprintf(dat, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %.6f\n", cow[c].written,
+				alloc[c].vmas, cow[c].vmas, cow[c].elapsed);
+		fclose(dat);
+	}
+}
+
+/* ---- 7. durable writes -------------------------------------------------- */
 
 /* n durable writes; returns seconds. */
 static double durable_chunk(uint8_t *base, uint64_t size, bool rnd,
@@ -998,6 +1635,7 @@ static void bench_durable(void)
 	struct pimg p;
 	struct rimg r;
 	unsigned rep, k, c;
+	double load = loadavg();
 
 	pimg_create(&p, "durable.pcow", size, 0, NULL);
 	rimg_create(&r, "durable.raw", size);
@@ -1005,11 +1643,11 @@ static void bench_durable(void)
 	PCOW_OK(pcow_map_flush(p.map));
 	SYS_OK(fdatasync(r.fd) == 0, "fdatasync");
 
-	printf("### 5. Durable 64 B writes\n\n");
+	printf("### 7. Durable 64 B writes\n\n");
 	printf("%s allocated image; each operation is one 64 B store followed by pcow_map_flush (pcow)\n"
 	       "or fdatasync (raw mmap); %" PRIu64 " operations per pass. Wall-clock time;\n"
-	       "ratio = pcow / raw throughput (median of the per-repeat ratios).\n\n",
-	       SZ(size), opt.durable_ops);
+	       "ratio = pcow / raw throughput (median of the per-repeat ratios). Load average at the start: %.1f.\n\n",
+	       SZ(size), opt.durable_ops, load);
 	printf("| pattern | pcow µs/op | raw mmap µs/op | pcow ops/s | raw ops/s | ratio | per-repeat ratios |\n");
 	printf("|---|---:|---:|---:|---:|---:|---|\n");
 	for (k = 0; k < 2; k++) {
@@ -1058,15 +1696,23 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: map_bench [options]\n"
 		"  -d DIR     directory for the image files (default .)\n"
-		"  -s SIZE    steady-state and snapshot image size (default 1G)\n"
+		"  -o PREFIX  also write plot data to PREFIX-first.dat, PREFIX-open.dat,\n"
+		"             PREFIX-vmas.dat (see bench/plot.sh)\n"
+		"  -s SIZE    steady-state image size (default 1G)\n"
 		"  -f SIZE    first-write image size (default 256M)\n"
 		"  -c SIZE    largest copy-on-write image (default 256M)\n"
 		"  -b N       at most N blocks copied per copy-on-write pass (default 4096)\n"
+		"  -N N       most allocated 4 KiB blocks in the open test (default 1000000)\n"
+		"  -C SECS    repeat inherited maps of the open test only until SECS have\n"
+		"             passed, at least 3 times (default 20)\n"
+		"  -S SIZE    larger image of the snapshot test (default 16G; the smaller is 1G)\n"
+		"  -V N       4 KiB blocks of the VMA test image (default 65536)\n"
+		"  -B N       VMA budget (PCOW_VMA_BUDGET) in the VMA test (default: the library's)\n"
 		"  -n N       steady-state operations per pass (default 16M)\n"
 		"  -D N       durable writes per pass (default 2000)\n"
 		"  -r N       repeats per measurement, median reported (default 5, max %d)\n"
-		"  -t LIST    tests to run, comma separated: steady,first,cow,snap,durable\n"
-		"             (default all)\n"
+		"  -t LIST    tests to run, comma separated:\n"
+		"             steady,first,cow,open,snap,vmas,durable (default all)\n"
 		"  -v         print every repeat on stderr\n"
 		"  -W         time the CPU-bound tests (steady, first) by the wall clock\n"
 		"             instead of the thread's CPU time\n",
@@ -1075,15 +1721,14 @@ static void usage(FILE *f)
 
 static unsigned parse_tests(char *s)
 {
-	static const char *const names[] = {"steady", "first", "cow", "snap", "durable"};
 	unsigned t = 0, i;
 	char *tok;
 
 	for (tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
-		for (i = 0; i < 5; i++)
-			if (!strcmp(tok, names[i]))
+		for (i = 0; i < N_TESTS; i++)
+			if (!strcmp(tok, test_names[i]))
 				break;
-		if (i == 5) {
+		if (i == N_TESTS) {
 			fprintf(stderr, "map_bench: unknown test '%s'\n", tok);
 			exit(2);
 		}
@@ -1095,15 +1740,22 @@ static unsigned parse_tests(char *s)
 int main(int argc, char **argv)
 {
 	struct utsname u;
+	double start = now();
 	int c;
 
-	while ((c = getopt(argc, argv, "d:s:f:c:b:n:D:r:t:vWh")) != -1) {
+	while ((c = getopt(argc, argv, "d:o:s:f:c:b:N:C:S:V:B:n:D:r:t:vWh")) != -1) {
 		switch (c) {
 		case 'd': opt.dir = optarg; break;
+		case 'o': opt.out = optarg; break;
 		case 's': opt.size = parse_size(optarg); break;
 		case 'f': opt.first_size = parse_size(optarg); break;
 		case 'c': opt.cow_size = parse_size(optarg); break;
 		case 'b': opt.cow_blocks = parse_size(optarg); break;
+		case 'N': opt.open_max = parse_size(optarg); break;
+		case 'C': opt.open_cap = atof(optarg); break;
+		case 'S': opt.snap_large = parse_size(optarg); break;
+		case 'V': opt.vma_blocks = parse_size(optarg); break;
+		case 'B': opt.vma_budget = parse_size(optarg); break;
 		case 'n': opt.ops = parse_size(optarg); break;
 		case 'D': opt.durable_ops = parse_size(optarg); break;
 		case 'r': opt.repeats = (unsigned)parse_size(optarg); break;
@@ -1118,9 +1770,13 @@ int main(int argc, char **argv)
 	    opt.size < 16 * MiB || opt.size % (2 * MiB) || opt.first_size < 2 * MiB ||
 	    opt.first_size % (2 * MiB) || opt.cow_size < 2 * MiB ||
 	    opt.cow_size % (2 * MiB) || opt.cow_blocks < 2 || opt.ops < 1 ||
-	    opt.durable_ops < 1) {
-		fprintf(stderr, "map_bench: sizes must be multiples of 2 MiB (steady image at least 16 MiB),\n"
-				"counts at least 1 (copy-on-write blocks at least 2), repeats 1 to %d\n",
+	    opt.durable_ops < 1 || opt.open_max < 1 || opt.open_max > UINT32_MAX ||
+	    opt.snap_large < opt.snap_small || opt.snap_large % (2 * MiB) ||
+	    opt.vma_blocks < 64 || opt.vma_blocks > UINT32_MAX ||
+	    (opt.vma_budget && opt.vma_budget < 16)) {
+		fprintf(stderr, "map_bench: sizes must be multiples of 2 MiB (steady image at least 16 MiB,\n"
+				"larger snapshot image at least 1 GiB), counts at least 1 (copy-on-write blocks at\n"
+				"least 2, VMA test blocks at least 64, budget at least 16), repeats 1 to %d\n",
 			MAX_REPEATS);
 		usage(stderr);
 		return 2;
@@ -1139,9 +1795,14 @@ int main(int argc, char **argv)
 		bench_first();
 	if (opt.tests & T_COW)
 		bench_cow();
+	if (opt.tests & T_OPEN)
+		bench_open();
 	if (opt.tests & T_SNAP)
 		bench_snap();
+	if (opt.tests & T_VMAS)
+		bench_vmas();
 	if (opt.tests & T_DURABLE)
 		bench_durable();
+	printf("(%s: %.0f s)\n\n", fs_name(opt.dir), now() - start);
 	return 0;
 }

@@ -30,6 +30,9 @@
 #   VM_APPEND    extra kernel command line
 #   VM_KEEP=1    keep every work directory
 #   VM_QUIET=1   do not print the guest output on stdout
+#   VM_FILES     extra files for the per-boot initrd (also vm_shell), as
+#                whitespace-separated HOST_FILE=/GUEST/PATH pairs; each file
+#                is copied with its mode (e.g. a static program to /bin/x)
 
 VM_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VM_REPO_DIR=$(cd "$VM_LIB_DIR/../.." && pwd)
@@ -54,13 +57,30 @@ vm_build_guest() { # [GUEST_DIR]
     bash "$VM_LIB_DIR/mkguest.sh" "${1:-$VM_GUEST_DIR_DEFAULT}"
 }
 
+# Copy the files listed in VM_FILES (HOST_FILE=/GUEST/PATH ...) into an
+# overlay staging directory.
+vm_stage_files() { # STAGE
+    local spec src dst specs
+    read -r -a specs <<<"${VM_FILES:-}"
+    for spec in "${specs[@]}"; do
+        src=${spec%%=*} dst=${spec#*=}
+        if [[ $spec != *=/* || ! -f $src ]]; then
+            echo "vm_boot: bad VM_FILES entry '$spec' (want HOST_FILE=/GUEST/PATH)" >&2
+            return 1
+        fi
+        mkdir -p "$1$(dirname "$dst")"
+        cp -p "$src" "$1$dst" || return 1
+    done
+}
+
 # Make the per-boot initrd: the base archive followed by a second gzip'd
-# cpio archive holding /test.sh and /lib/pcow-guest.sh.
+# cpio archive holding /test.sh, /lib/pcow-guest.sh and the VM_FILES.
 vm_make_initrd() { # GUEST_DIR SCRIPT OUT
     local guest=$1 script=$2 outfile=$3 stage
     stage=$(dirname "$outfile")/overlay
     rm -rf "$stage"
     mkdir -p "$stage/lib"
+    vm_stage_files "$stage" || return 1
     install -m 755 "$script" "$stage/test.sh"
     install -m 644 "$VM_LIB_DIR/guest/pcow-guest.sh" "$stage/lib/pcow-guest.sh"
     (cd "$stage" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
@@ -83,6 +103,7 @@ vm_shell() { # QEMU GUEST_DIR [QEMU_ARGS...]
     VM_WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/pcow-vm.XXXXXX")
     stage=$VM_WORKDIR/overlay
     mkdir -p "$stage/lib"
+    vm_stage_files "$stage" || { vm_cleanup; return 2; }
     install -m 644 "$VM_LIB_DIR/guest/pcow-guest.sh" "$stage/lib/pcow-guest.sh"
     (cd "$stage" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
         cpio --null -o -H newc -R 0:0 --quiet) | gzip -1n >"$VM_WORKDIR/overlay.gz"
