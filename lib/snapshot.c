@@ -76,6 +76,26 @@ static int take_region(pcow_image *img, const struct pcow_meta *m,
 	return ret;
 }
 
+/* next := the current metadata plus a new, empty active layer on parent. */
+static int with_new_active(pcow_image *img, struct pcow_meta *next,
+			   uint32_t parent)
+{
+	uint32_t region = 0;
+	int ret = pcow_meta_copy(next, &img->m);
+
+	if (ret < 0)
+		return ret;
+	ret = take_region(img, next, &region);
+	if (ret < 0) {
+		pcow_meta_free(next);
+		return ret;
+	}
+	next->layers[next->layer_count].region = region;
+	next->layers[next->layer_count].parent = parent;
+	next->active = next->layer_count++;
+	return 0;
+}
+
 void pcow_meta_remove_layer(struct pcow_meta *m, uint32_t idx)
 {
 	uint32_t i;
@@ -149,7 +169,6 @@ int pcow_snapshot_create(pcow_image *img, const char *name)
 	struct pcow_meta next;
 	struct timespec now;
 	struct pcow_snapshot *s;
-	uint32_t region = 0;
 	size_t len = strlen(name);
 	int ret = check_mutable(img);
 
@@ -168,14 +187,9 @@ int pcow_snapshot_create(pcow_image *img, const char *name)
 		ret = pcow_err(-ENOSPC, "%s: too many snapshots", img->path);
 		goto out;
 	}
-	ret = pcow_meta_copy(&next, &img->m);
+	ret = with_new_active(img, &next, img->m.active);
 	if (ret < 0)
 		goto out;
-	ret = take_region(img, &next, &region);
-	if (ret < 0) {
-		pcow_meta_free(&next);
-		goto out;
-	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	s = &next.snapshots[next.snapshot_count];
 	s->name = strdup(name);
@@ -186,12 +200,9 @@ int pcow_snapshot_create(pcow_image *img, const char *name)
 	}
 	next.snapshot_count++;
 	s->id = next.next_snapshot_id++;
-	s->layer = next.active;
+	s->layer = img->m.active;
 	s->date_sec = now.tv_sec;
 	s->date_nsec = (uint32_t)now.tv_nsec;
-	next.layers[next.layer_count].region = region;
-	next.layers[next.layer_count].parent = next.active;
-	next.active = next.layer_count++;
 	ret = pcow_image_commit(img, &next);
 	pcow_meta_free(&next);
 out:
@@ -211,7 +222,7 @@ static int release_region(pcow_image *img, uint32_t region)
 int pcow_snapshot_apply(pcow_image *img, const char *name)
 {
 	struct pcow_meta next;
-	uint32_t region = 0, old_region, old_active;
+	uint32_t old_region, old_active;
 	int idx, ret = check_mutable(img);
 
 	if (ret < 0)
@@ -222,19 +233,11 @@ int pcow_snapshot_apply(pcow_image *img, const char *name)
 		ret = pcow_err(-ENOENT, "%s: snapshot '%s' not found", img->path, name);
 		goto out;
 	}
-	ret = pcow_meta_copy(&next, &img->m);
+	old_active = img->m.active;
+	old_region = img->m.layers[old_active].region;
+	ret = with_new_active(img, &next, img->m.snapshots[idx].layer);
 	if (ret < 0)
 		goto out;
-	ret = take_region(img, &next, &region);
-	if (ret < 0) {
-		pcow_meta_free(&next);
-		goto out;
-	}
-	old_active = next.active;
-	old_region = next.layers[old_active].region;
-	next.layers[next.layer_count].region = region;
-	next.layers[next.layer_count].parent = next.snapshots[idx].layer;
-	next.active = next.layer_count++;
 	/* The old active layer is a leaf nobody else refers to. */
 	pcow_meta_remove_layer(&next, old_active);
 	ret = pcow_image_commit(img, &next);
