@@ -39,6 +39,18 @@ static int lib_fail(const char *file)
 	return 1;
 }
 
+/* Ends a verb that changed an image: report a failure, else close (which
+ * flushes) and report that failing. */
+static int finish(pcow_image **img, const char *file, int ret)
+{
+	if (ret < 0) {
+		lib_fail(file);
+		pcow_close(img);
+		return 1;
+	}
+	return pcow_close(img) < 0 ? lib_fail(file) : 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -428,14 +440,7 @@ static int cmd_snapshot(int argc, char **argv)
 	case 'a': ret = pcow_snapshot_apply(img, name); break;
 	case 'd': ret = pcow_snapshot_delete(img, name); break;
 	}
-	if (ret < 0) {
-		lib_fail(file);
-		pcow_close(&img);
-		return 1;
-	}
-	if (pcow_close(&img) < 0)
-		return lib_fail(file);
-	return 0;
+	return finish(&img, file, ret);
 }
 
 static int cmd_rebase(int argc, char **argv)
@@ -471,14 +476,7 @@ static int cmd_rebase(int argc, char **argv)
 	if (pcow_open(&img, file, 0) < 0 &&
 	    (!(flags & PCOW_REBASE_UNSAFE) || pcow_open(&img, file, PCOW_OPEN_NO_BACKING) < 0))
 		return lib_fail(file);
-	if (pcow_rebase(img, backing, fmt, flags) < 0) {
-		lib_fail(file);
-		pcow_close(&img);
-		return 1;
-	}
-	if (pcow_close(&img) < 0)
-		return lib_fail(file);
-	return 0;
+	return finish(&img, file, pcow_rebase(img, backing, fmt, flags));
 }
 
 static int cmd_check(int argc, char **argv)
