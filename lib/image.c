@@ -245,13 +245,22 @@ fail:
 static int read_slot(int fd, int slot, uint8_t *buf, struct pcow_meta *m,
 		     bool *has_magic)
 {
-	int ret = pcow_io_pread(fd, buf, PCOW_META_SLOT_SIZE,
+	uint32_t len;
+	int ret = pcow_io_pread(fd, buf, PCOW_HEADER_SIZE,
 				PCOW_META_SLOT_OFFSET(slot));
 
 	if (ret < 0)
 		return ret;
 	*has_magic = memcmp(buf, PCOW_MAGIC, PCOW_MAGIC_LEN) == 0;
-	return pcow_meta_decode(buf, PCOW_META_SLOT_SIZE, m);
+	/* Read only the blob, not the whole slot; decode checks the length. */
+	len = pcow_le32(buf + HDR_META_LENGTH);
+	if (len > PCOW_HEADER_SIZE && len <= PCOW_META_SLOT_SIZE) {
+		ret = pcow_io_pread(fd, buf + PCOW_HEADER_SIZE, len - PCOW_HEADER_SIZE,
+				    PCOW_META_SLOT_OFFSET(slot) + PCOW_HEADER_SIZE);
+		if (ret < 0)
+			return ret;
+	}
+	return pcow_meta_decode(buf, len <= PCOW_META_SLOT_SIZE ? len : PCOW_META_SLOT_SIZE, m);
 }
 
 static int load_meta(pcow_image *img)
