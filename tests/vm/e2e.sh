@@ -225,7 +225,45 @@ scenario_errors() {
 	check "...and leaves the image untouched" test "$(sha256sum <"$ovl")" = "$sum"
 }
 
-all=(thin snapshot overlay dax errors)
+# 6. Host file system full: QEMU stops the VM instead of dying; after room
+# is made, 'cont' resumes it and the guest's data is complete.
+scenario_enospc() {
+	echo "host file system full"
+	local d=$T/small img sock=$T/qmp.sock pid rc
+	mkdir -p "$d"
+	if ! mount -t tmpfs -o size=24M tmpfs "$d" 2>/dev/null; then
+		echo "  SKIP: cannot mount a small tmpfs here (needs root)"
+		return
+	fi
+	img=$d/full.pcow
+	"$IMG" create -q "$img" 64M >/dev/null
+	script fill >/dev/null <<'EOF'
+pm_wait_dev /dev/pmem0
+pm_fill /dev/pmem0 0 33554432 fill
+pm_check_fill /dev/pmem0 0 33554432 fill
+EOF
+	# shellcheck disable=SC2046
+	(
+		rc=0
+		vm_boot "$QEMU" "$GUEST" "$T/fill.sh" $(pcow_dev "$img") \
+			-qmp "unix:$sock,server=on,wait=off" >"$T/enospc.out" 2>&1 || rc=$?
+		cp "$VM_LOG" "$T/enospc.console"
+		exit "$rc"
+	) &
+	pid=$!
+	check "the VM stops with an I/O error when the image cannot grow" \
+		/usr/bin/python3 "$here/qmp.py" "$sock" wait-status io-error 90
+	mount -o remount,size=128M "$d"
+	check "'cont' after making room" /usr/bin/python3 "$here/qmp.py" "$sock" cmd cont
+	wait "$pid"
+	rc=$?
+	check "the guest finishes and its 32 MiB verify" test "$rc" -eq 0
+	check "QEMU said why it stopped" grep -q "No space left on device" "$T/enospc.console"
+	check "the image checks clean" "$IMG" check "$img"
+	umount "$d"
+}
+
+all=(thin snapshot overlay dax errors enospc)
 for s in "${@:-${all[@]}}"; do
 	"scenario_$s"
 done
