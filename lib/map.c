@@ -76,14 +76,38 @@ struct ro_run {
 	int fd;
 };
 
+/*
+ * True when the gap [from, to) between two read-only runs of fd may be
+ * mapped from fd as well, making one VMA of both.  Nothing below the active
+ * layer has data in a gap (map_inherited visits every offset where
+ * something does), so fd holds holes there and reads zeros, as the active
+ * layer does unless it has data of its own there.  A store into a bridged
+ * block then faults once, and the fault finds nothing to copy.  Only gaps
+ * up to bridge_max are bridged: wider gaps are fewer than budget/4.
+ */
+static bool can_bridge(struct pcow_map *map, const struct ro_run *r, int fd,
+		       uint64_t off, uint64_t file)
+{
+	pcow_image *img = map->img;
+	uint64_t gap = off - (r->off + r->len);
+
+	if (!r->len || fd != r->fd || off <= r->off + r->len ||
+	    file - r->file != off - r->off || gap > map->bridge_max)
+		return false;
+	return pcow_file_has_data(img->fd,
+				  region_start(img, img->m.active) + r->off + r->len,
+				  gap) == 0;
+}
+
 static int ro_add(struct pcow_map *map, struct ro_run *r, uint64_t off,
 		  uint64_t len, int fd, uint64_t file)
 {
 	int ret = 0;
 
-	if (r->len && fd == r->fd && off == r->off + r->len &&
-	    file == r->file + r->len) {
-		r->len += len;
+	if ((r->len && fd == r->fd && off == r->off + r->len &&
+	     file == r->file + r->len) ||
+	    can_bridge(map, r, fd, off, file)) {
+		r->len = off + len - r->off;
 		return 0;
 	}
 	if (r->len)
@@ -161,7 +185,8 @@ static void init_vma_budget(struct pcow_map *map)
 	while (g < map->len && map->len / g > groups)
 		g *= 2;
 	map->group_size = g;
-	map->vma_estimate = count_vmas(map);
+	/* Unbridged gaps between inherited runs stay below budget/4. */
+	map->bridge_max = map->len / (map->vma_budget / 4);
 	map->grouped = false;
 }
 
@@ -202,6 +227,7 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	else
 		ret = map_at(map, 0, map->len, prot, img->fd,
 			     region_start(img, img->m.active));
+	init_vma_budget(map);
 	if (p != MAP_FAILED || ret == 0)
 		ret = map_inherited(map);
 	if (ret == 0)
@@ -212,7 +238,7 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 		free(map);
 		return ret;
 	}
-	init_vma_budget(map);
+	map->vma_estimate = count_vmas(map);
 	img->map = map;
 	pthread_mutex_unlock(&img->lock);
 	*out = map;

@@ -28,6 +28,7 @@ struct pcow_map {
 	uint64_t vma_estimate;
 	uint64_t vma_budget;
 	uint64_t group_size;
+	uint64_t bridge_max;    /* widest gap bridged between inherited runs */
 	bool grouped;
 	int registry_slot;
 };
