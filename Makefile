@@ -76,3 +76,10 @@ fuzz: build
 
 kill-long: build
 	tests/kill/kill_loop.sh $(KILL_ITERATIONS)
+
+# Durable small writes in the test guest: raw PM, pcow and qcow2, same
+# program, alternating boots (docs/guest-benchmarks.md).
+.PHONY: bench-guest
+
+bench-guest: build qemu guest
+	bench/guest/run.sh

@@ -112,6 +112,7 @@ static int cmd_create(int argc, char **argv)
 	struct pcow_create_opts o = {0};
 	char *backing = NULL, *bfmt = NULL, *fmt = NULL, *options = NULL;
 	const char *file;
+	bool quiet = false;
 	int c, rc = 1;
 	static const struct option longopts[] = {{"help", no_argument, 0, 'h'}, {0}};
 
@@ -121,7 +122,8 @@ static int cmd_create(int argc, char **argv)
 		case 'b': free(backing); backing = strdup(optarg); break;
 		case 'F': free(bfmt); bfmt = strdup(optarg); break;
 		case 'o': options = optarg; break;
-		case 'q': case 'u': break;
+		case 'q': quiet = true; break;
+		case 'u': break;
 		default: usage(stderr); return 1;
 		}
 	}
@@ -162,7 +164,7 @@ static int cmd_create(int argc, char **argv)
 		lib_fail(file);
 		goto out;
 	}
-	{
+	if (!quiet) {
 		pcow_image *img;
 		struct pcow_info info;
 
