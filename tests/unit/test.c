@@ -1,4 +1,5 @@
 /* test.c -- shared helpers of the unit tests. */
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,4 +77,22 @@ int test_verify(const void *buf, size_t len, uint64_t seed, uint64_t offset)
 		if (p[i] != byte_at(seed, offset + i))
 			return 0;
 	return 1;
+}
+
+pcow_image *test_overlay_on_raw(const char *raw, uint64_t size, const void *data,
+				uint64_t off, uint64_t len, const char *image,
+				uint32_t block_size)
+{
+	struct pcow_create_opts o = {.size = size, .block_size = block_size,
+				     .backing_file = raw,
+				     .backing_format = PCOW_FORMAT_RAW};
+	pcow_image *img;
+	int fd = open(test_path(raw), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+
+	CHECK(fd >= 0 && ftruncate(fd, (off_t)size) == 0);
+	CHECK(pwrite(fd, data, len, (off_t)off) == (ssize_t)len);
+	close(fd);
+	OK(pcow_create(test_path(image), &o));
+	OK(pcow_open(&img, test_path(image), 0));
+	return img;
 }

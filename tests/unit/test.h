@@ -37,6 +37,15 @@ void test_in_child(void);
 /* test_dir()/name, in a static rotating buffer. */
 const char *test_path(const char *name);
 
+/*
+ * Makes test_path(raw) a sparse raw file of size bytes holding len bytes of
+ * data at off, creates test_path(image) over it (same size, block_size)
+ * and opens it read-write.
+ */
+pcow_image *test_overlay_on_raw(const char *raw, uint64_t size, const void *data,
+				uint64_t off, uint64_t len, const char *image,
+				uint32_t block_size);
+
 /* Fills buf with a pattern derived from seed and offset. */
 void test_fill(void *buf, size_t len, uint64_t seed, uint64_t offset);
 /* True when buf holds what test_fill would have written. */

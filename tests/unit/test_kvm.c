@@ -29,7 +29,6 @@ static const uint8_t code[] = {
 
 int main(void)
 {
-	struct pcow_create_opts o = {.size = IMG_SIZE, .block_size = BS};
 	struct kvm_userspace_memory_region slot;
 	struct kvm_sregs sregs;
 	struct kvm_regs regs;
@@ -52,14 +51,8 @@ int main(void)
 	memset(backing, 0, sizeof(backing));
 	memset(backing + 0x4000, 0x5a, BS);
 	/* sparse: only block 4 holds data, so block 0 is a hole everywhere */
-	fd = open(test_path("kvm-base.raw"), O_CREAT | O_WRONLY, 0644);
-	CHECK(fd >= 0 && ftruncate(fd, IMG_SIZE) == 0);
-	CHECK(pwrite(fd, backing + 0x4000, BS, 0x4000) == BS);
-	close(fd);
-	o.backing_file = "kvm-base.raw";
-	o.backing_format = PCOW_FORMAT_RAW;
-	OK(pcow_create(test_path("kvm.pcow"), &o));
-	OK(pcow_open(&img, test_path("kvm.pcow"), 0));
+	img = test_overlay_on_raw("kvm-base.raw", IMG_SIZE, backing + 0x4000, 0x4000,
+				  BS, "kvm.pcow", BS);
 	OK(pcow_map_new(&map, img, 0));
 	pm = pcow_map_addr(map);
 

@@ -94,23 +94,15 @@ static void *writer(void *arg)
 
 static void cow_threads(void)
 {
-	struct pcow_create_opts o = {.size = CSIZE, .block_size = CBS};
 	struct pcow_map_stats st;
 	pthread_t th[NTHREADS];
 	uint8_t *want = malloc(CSIZE), *got = malloc(CSIZE);
 	pcow_image *img;
 	uint64_t b, t;
-	int fd;
 
 	CHECK(want && got);
 	test_fill(want, CSIZE, 9, 0);
-	fd = open(test_path("cbase.raw"), O_CREAT | O_WRONLY, 0644);
-	CHECK(fd >= 0 && write(fd, want, CSIZE) == (ssize_t)CSIZE);
-	close(fd);
-	o.backing_file = "cbase.raw";
-	o.backing_format = PCOW_FORMAT_RAW;
-	OK(pcow_create(test_path("cow"), &o));
-	OK(pcow_open(&img, test_path("cow"), 0));
+	img = test_overlay_on_raw("cbase.raw", CSIZE, want, 0, CSIZE, "cow", CBS);
 	OK(pcow_map_new(&cmap, img, 0));
 	/* inherited blocks read through the mapping without copying */
 	CHECK(memcmp(pcow_map_addr(cmap), want, CSIZE) == 0);
@@ -271,22 +263,15 @@ static void out_of_space(void)
  * image's lock held) is served, not deadlocked. */
 static void fault_inside_library(void)
 {
-	struct pcow_create_opts o = {.size = 4 << 20, .block_size = 65536};
 	uint8_t data[65536];
 	pcow_image *img;
 	pcow_map *map;
 	uint8_t *base;
-	int fd, i;
+	int i;
 
 	memset(data, 0x3c, sizeof(data));
-	fd = open(test_path("lf.raw"), O_CREAT | O_WRONLY, 0644);
-	CHECK(fd >= 0 && ftruncate(fd, 4 << 20) == 0);
-	CHECK(pwrite(fd, data, sizeof(data), 0) == (ssize_t)sizeof(data));
-	close(fd);
-	o.backing_file = "lf.raw";
-	o.backing_format = PCOW_FORMAT_RAW;
-	OK(pcow_create(test_path("lf.pcow"), &o));
-	OK(pcow_open(&img, test_path("lf.pcow"), 0));
+	img = test_overlay_on_raw("lf.raw", 4 << 20, data, 0, sizeof(data), "lf.pcow",
+				  65536);
 	OK(pcow_map_new(&map, img, 0));
 	base = pcow_map_addr(map);
 	/* offset 1 MiB is a hole everywhere: the library memsets the buffer */
@@ -301,26 +286,19 @@ static void fault_inside_library(void)
  * budget, whole groups are copied, and they merge with their neighbours. */
 static uint64_t alternate_writes(const char *budget)
 {
-	struct pcow_create_opts o = {.size = 64 << 20, .block_size = 4096};
 	const uint32_t n = (64 << 20) / 4096;
 	uint32_t *order = malloc(n / 2 * sizeof(*order)), i;
 	struct pcow_map_stats st;
 	uint8_t *data = malloc(64 << 20), *base;
 	pcow_image *img;
 	pcow_map *map;
-	int fd;
 
 	CHECK(order && data);
 	test_fill(data, 64 << 20, 5, 0);
 	unlink(test_path("alt.raw"));
 	unlink(test_path("alt.pcow"));
-	fd = open(test_path("alt.raw"), O_CREAT | O_WRONLY, 0644);
-	CHECK(fd >= 0 && write(fd, data, 64 << 20) == 64 << 20);
-	close(fd);
-	o.backing_file = "alt.raw";
-	o.backing_format = PCOW_FORMAT_RAW;
-	OK(pcow_create(test_path("alt.pcow"), &o));
-	OK(pcow_open(&img, test_path("alt.pcow"), 0));
+	img = test_overlay_on_raw("alt.raw", 64 << 20, data, 0, 64 << 20, "alt.pcow",
+				  4096);
 	if (budget)
 		setenv("PCOW_VMA_BUDGET", budget, 1);
 	OK(pcow_map_new(&map, img, 0));
