@@ -165,6 +165,14 @@ int pcow_snapshot_delete(pcow_image *img, const char *name);
 int pcow_rebase(pcow_image *img, const char *backing_file,
 		enum pcow_format backing_format, unsigned flags);
 
+/*
+ * Progress of long operations (rebase, check with repair, commit, resize):
+ * fn is called from the calling thread with done <= total, at least once
+ * with done == total when the operation completes.  NULL turns it off.
+ */
+typedef void (*pcow_progress_fn)(uint64_t done, uint64_t total, void *opaque);
+void pcow_set_progress(pcow_image *img, pcow_progress_fn fn, void *opaque);
+
 /* pcow_check() repair flags. */
 #define PCOW_CHECK_FIX_LEAKS 0x1u
 #define PCOW_CHECK_FIX_ERRORS 0x2u

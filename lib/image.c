@@ -547,3 +547,9 @@ int pcow_get_info(pcow_image *img, struct pcow_info *info)
 	pthread_mutex_unlock(&img->lock);
 	return ret;
 }
+
+void pcow_set_progress(pcow_image *img, pcow_progress_fn fn, void *opaque)
+{
+	img->progress_fn = fn;
+	img->progress_opaque = opaque;
+}

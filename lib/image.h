@@ -41,7 +41,18 @@ struct pcow_image {
 	const uint64_t **bitmaps;
 
 	struct pcow_map *map;
+
+	pcow_progress_fn progress_fn;
+	void *progress_opaque;
 };
+
+/* Reports progress of a long operation to the caller's callback, if any. */
+static inline void pcow_progress(pcow_image *img, uint64_t done, uint64_t total)
+{
+	if (img->progress_fn)
+		img->progress_fn(done > total ? total : done, total,
+				 img->progress_opaque);
+}
 
 static inline uint64_t region_start(const pcow_image *img, uint32_t layer)
 {

@@ -16,42 +16,10 @@
 #include <unistd.h>
 
 #include "pcow.h"
+#include "img.h"
 #include "util.h"
 
-/* Fails with one line naming the file, as every verb does. */
-#define FAIL(file, ...)                                                       \
-	do {                                                                  \
-		die_msg(__VA_ARGS__);                                         \
-		(void)(file);                                                 \
-		return 1;                                                     \
-	} while (0)
-
-static int lib_fail(const char *file)
-{
-	const char *m = pcow_errormsg();
-	size_t n = strlen(file);
-
-	/* Library messages often start with the file name already. */
-	if (!strncmp(m, file, n) && m[n] == ':')
-		die_msg("%s", m);
-	else
-		die_msg("%s: %s", file, m);
-	return 1;
-}
-
-/* Ends a verb that changed an image: report a failure, else close (which
- * flushes) and report that failing. */
-static int finish(pcow_image **img, const char *file, int ret)
-{
-	if (ret < 0) {
-		lib_fail(file);
-		pcow_close(img);
-		return 1;
-	}
-	return pcow_close(img) < 0 ? lib_fail(file) : 0;
-}
-
-static void usage(FILE *f)
+void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: pcow-img COMMAND [OPTIONS] ...\n"
@@ -64,6 +32,11 @@ static void usage(FILE *f)
 		"  check [-r leaks|all] [--output=human|json] FILE\n"
 		"  convert [-f raw|pcow] -O raw|pcow [-o block_size=SIZE] [-p] IN OUT\n"
 		"  map [--output=human|json] [-U] FILE\n"
+		"  commit [-b BASE] [-d] [-p] FILE\n"
+		"  resize [--shrink] FILE [+|-]SIZE\n"
+		"  compare [-f FMT] [-F FMT] [-s] [-U] A B\n"
+		"  measure [-O pcow] [-o block_size=SIZE] (--size SIZE | IN)\n"
+		"  amend -o OPTIONS FILE\n"
 		"\n"
 		"SIZE takes the suffixes K, M, G, T (powers of 1024).\n");
 }
@@ -839,6 +812,11 @@ static const struct {
 	{"check", cmd_check, "check an image for leaks and damage"},
 	{"convert", cmd_convert, "convert between raw and pcow"},
 	{"map", cmd_map, "show where the data of an image lives"},
+	{"commit", cmd_commit, "merge an overlay into its backing file"},
+	{"resize", cmd_resize, "grow or shrink an image"},
+	{"compare", cmd_compare, "compare the content of two images"},
+	{"measure", cmd_measure, "compute the size a new image needs"},
+	{"amend", cmd_amend, "change options of an image in place"},
 };
 
 int main(int argc, char **argv)
