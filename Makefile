@@ -6,10 +6,11 @@ DESTDIR ?=
 # meson lives in /usr/bin; a python3 earlier in PATH must not hide its modules.
 export PATH := /usr/bin:$(PATH)
 
-BUILD_PACKAGES = build-essential meson ninja-build pkg-config zlib1g-dev libjson-c-dev
-TEST_PACKAGES = valgrind e2fsprogs util-linux
+BUILD_PACKAGES = build-essential meson ninja-build pkg-config zlib1g-dev libjson-c-dev scdoc
+DEB_PACKAGES = dpkg-dev debhelper lintian fakeroot
+TEST_PACKAGES = valgrind e2fsprogs util-linux man-db $(DEB_PACKAGES)
 
-.PHONY: all deps build asan check demo bench install uninstall clean qemu guest vm-check crash-long
+.PHONY: all deps build asan check demo bench install uninstall deb clean qemu guest vm-check crash-long
 
 all: build
 
@@ -54,11 +55,19 @@ crash-long: build
 bench: build
 	bench/run.sh
 
+# PREFIX applies to a build directory set up earlier with another one too.
 install: build
+	meson configure $(BUILD) --prefix=$(PREFIX)
 	DESTDIR=$(DESTDIR) meson install -C $(BUILD)
 
 uninstall:
 	ninja -C $(BUILD) uninstall
+
+# Debian packages (libpcow0, libpcow-dev, pcow-utils), built, checked with
+# lintian and smoke-tested by tests/deb/deb.sh; the .debs land in $(BUILD)/deb.
+deb: deps
+	@scripts/need-packages.sh $(DEB_PACKAGES)
+	tests/deb/deb.sh $(abspath $(BUILD))/deb
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -52,6 +52,12 @@ struct pcow_create_opts {
 	uint32_t block_size;      /* 0 = PCOW_BLOCK_SIZE_DEFAULT */
 	const char *backing_file; /* NULL = none; relative to the image's dir */
 	enum pcow_format backing_format; /* required when backing_file is set */
+	/*
+	 * Largest virtual size the image can later grow to without moving its
+	 * data (pcow_resize); 0 = the virtual size.  Costs no disk space, but
+	 * makes the file's apparent size larger (docs/format.md).
+	 */
+	uint64_t capacity;
 };
 
 /* Creates a new, empty image at path (which must not exist). */
@@ -78,6 +84,7 @@ const char *pcow_errormsg(void);
 /* What pcow_get_info() reports. */
 struct pcow_info {
 	uint64_t virtual_size;
+	uint64_t capacity;          /* growable in place up to this size */
 	uint32_t block_size;
 	uint32_t format_version;
 	uint64_t actual_size;       /* bytes the image file occupies on disk */
@@ -164,6 +171,41 @@ int pcow_snapshot_delete(pcow_image *img, const char *name);
  */
 int pcow_rebase(pcow_image *img, const char *backing_file,
 		enum pcow_format backing_format, unsigned flags);
+
+/* pcow_commit() flags. */
+#define PCOW_COMMIT_KEEP 0x1u  /* keep the image's data (qemu-img commit -d) */
+
+/*
+ * Merges into a backing file what the image shows that does not come from
+ * that file's own view: into the immediate backing file (base NULL), or
+ * into base, an image (pcow or raw) further down the chain, named by its
+ * path or by the backing name stored in the chain.  The images in between
+ * go into base too, and are no longer valid afterwards, so committing
+ * past them needs PCOW_COMMIT_KEEP.  Without it, the image is emptied
+ * afterwards: it shows its backing file again, with the same content.
+ * The target (and the images in between) must not be open in another
+ * process (-EBUSY).  Refused for images with internal snapshots (their
+ * content would change) and for mapped images.  Reports progress over the
+ * bytes copied.
+ */
+int pcow_commit(pcow_image *img, const char *base, unsigned flags);
+
+/* pcow_resize() flags. */
+#define PCOW_RESIZE_SHRINK 0x1u  /* allow a smaller size (data past it is lost) */
+
+/*
+ * Changes the virtual size (a multiple of 512, > 0).  A grown area reads as
+ * zeros, whatever the backing file holds there.  Growing past the capacity
+ * moves every layer's data to a new place in the file (progress is
+ * reported).  Shrinking needs PCOW_RESIZE_SHRINK and discards the data past
+ * the new size.  Fails with -ENOTSUP when the image has snapshots and with
+ * -EBUSY while it is mapped.
+ */
+int pcow_resize(pcow_image *img, uint64_t new_size, unsigned flags);
+
+/* Bytes of data the image itself holds that a shrink to new_size drops. */
+int pcow_resize_lost_bytes(pcow_image *img, uint64_t new_size,
+			   uint64_t *bytes);
 
 /*
  * Progress of long operations (rebase, check with repair, commit, resize):

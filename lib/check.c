@@ -105,6 +105,69 @@ static int leak(pcow_image *img, struct pcow_check_result *res, bool fix,
 	return 0;
 }
 
+/*
+ * Copy bits of blocks past the virtual size, left by a shrink cut short
+ * (docs/format.md, resize).  Nothing reads them, but a later grow must not
+ * find them, so they count as a leak; the repair clears them.
+ */
+static int check_stray_bits(pcow_image *img, struct pcow_check_result *res,
+			    bool fix, uint64_t bitmap)
+{
+	uint64_t word = img->nblocks / 64, pos, end = bitmap + img->bitmap_span;
+	uint64_t keep = img->nblocks % 64 ? (1ull << (img->nblocks % 64)) - 1 : 0;
+	uint8_t buf[4096], w[8];
+	bool stray = false;
+	int ret;
+
+	if (keep) {
+		ret = pcow_io_pread(img->fd, w, 8, bitmap + word * 8);
+		if (ret < 0)
+			return ret;
+		stray = pcow_le64(w) & ~keep;
+		word++;
+	}
+	/* Only allocated parts of the bitmap can hold bits. */
+	for (pos = bitmap + word * 8; !stray && pos < end;) {
+		off_t d = lseek(img->fd, (off_t)pos, SEEK_DATA), h;
+		size_t i, n;
+
+		if (d < 0 && errno == ENXIO)
+			break;
+		if (d < 0 || (h = lseek(img->fd, d, SEEK_HOLE)) < 0)
+			return pcow_err_sys(-errno, "cannot query allocation");
+		if ((uint64_t)d >= end)
+			break;
+		for (pos = (uint64_t)d; !stray && pos < (uint64_t)h && pos < end; pos += n) {
+			n = sizeof(buf) < end - pos ? sizeof(buf) : end - pos;
+			ret = pcow_io_pread(img->fd, buf, n, pos);
+			if (ret < 0)
+				return ret;
+			for (i = 0; i < n && !stray; i++)
+				stray = buf[i] != 0;
+		}
+	}
+	if (!stray)
+		return 0;
+	res->leaks++;
+	note(res, "copy bits set past the virtual size");
+	if (!fix)
+		return 0;
+	word = img->nblocks / 64;
+	ret = 0;
+	if (keep) {
+		pcow_put_le64(w, pcow_le64(w) & keep);
+		ret = pcow_io_pwrite(img->fd, w, 8, bitmap + word * 8);
+		word++;
+	}
+	if (ret == 0 && bitmap + word * 8 < end)
+		ret = pcow_io_punch(img->fd, bitmap + word * 8, end - bitmap - word * 8);
+	if (ret < 0)
+		res->check_errors++;
+	else
+		res->leaks_fixed++;
+	return 0;
+}
+
 static int check_orphans(pcow_image *img, struct pcow_check_result *res,
 			 bool fix)
 {
@@ -150,18 +213,26 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 		ret = pcow_err_sys(-errno, "%s: stat failed", img->path);
 		goto out;
 	}
-	nregions = ((uint64_t)st.st_size > PCOW_DATA_OFFSET)
-			   ? ((uint64_t)st.st_size - PCOW_DATA_OFFSET + img->stride - 1) /
+	nregions = ((uint64_t)st.st_size > img->m.region_base)
+			   ? ((uint64_t)st.st_size - img->m.region_base + img->stride - 1) /
 				     img->stride
 			   : 0;
 	for (r = 0; r < nregions; r++) {
-		uint64_t start = pcow_region_offset(img->stride, (uint32_t)r);
+		uint64_t start = img->m.region_base + r * img->stride;
 		bool used = r < PCOW_MAX_REGIONS && region_used(&img->m, (uint32_t)r);
+
+		/* Progress counts regions, then the areas before them. */
+		pcow_progress(img, r, nregions + 1);
 		/* Whole blocks past the virtual size belong to the last block;
 		 * the bitmap after the data span is checked apart. */
 		uint64_t from = used ? start + img->nblocks * img->block_size : start;
 		uint64_t end = used ? start + img->span : start + img->stride;
 
+		if (used) {
+			ret = check_stray_bits(img, res, fix_leaks, start + img->span);
+			if (ret < 0)
+				goto out;
+		}
 		if (from >= end)
 			continue;
 		ret = data_bytes(img->fd, from, end, &bytes);
@@ -171,6 +242,14 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 			leak(img, res, fix_leaks, from, end - from, bytes,
 			     used ? "data past the virtual size" : "unused region");
 	}
+	/* Where the regions lay before a resize moved them. */
+	ret = data_bytes(img->fd, PCOW_DATA_OFFSET, img->m.region_base, &bytes);
+	if (ret < 0)
+		goto out;
+	if (bytes)
+		leak(img, res, fix_leaks, PCOW_DATA_OFFSET,
+		     img->m.region_base - PCOW_DATA_OFFSET, bytes,
+		     "data before the first region");
 	/* The reserved area between the metadata and the regions is never read. */
 	ret = data_bytes(img->fd, PCOW_RESERVED_OFFSET, PCOW_DATA_OFFSET, &bytes);
 	if (ret < 0)
@@ -181,6 +260,8 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 		     "data in the reserved area");
 	if (fix_leaks && res->leaks_fixed)
 		ret = pcow_io_sync(img->fd);
+	if (ret >= 0)
+		pcow_progress(img, nregions + 1, nregions + 1);
 out:
 	pthread_mutex_unlock(&img->lock);
 	return ret;

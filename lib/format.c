@@ -13,7 +13,7 @@
 #include "error.h"
 #include "format.h"
 
-static uint64_t region_align(uint32_t block_bits)
+uint64_t pcow_region_align(uint32_t block_bits)
 {
 	uint64_t align = (uint64_t)1 << block_bits;
 
@@ -27,25 +27,47 @@ static uint64_t round_up(uint64_t v, uint64_t align)
 
 uint64_t pcow_data_span(uint64_t virtual_size, uint32_t block_bits)
 {
-	return round_up(virtual_size, region_align(block_bits));
+	return round_up(virtual_size, pcow_region_align(block_bits));
 }
 
-uint64_t pcow_bitmap_span(uint64_t virtual_size, uint32_t block_bits)
+uint64_t pcow_bitmap_span(uint64_t data_capacity, uint32_t block_bits)
 {
-	uint64_t blocks = (virtual_size + ((uint64_t)1 << block_bits) - 1) >> block_bits;
+	uint64_t blocks = (data_capacity + ((uint64_t)1 << block_bits) - 1) >> block_bits;
 
-	return round_up((blocks + 63) / 64 * 8, region_align(block_bits));
+	return round_up((blocks + 63) / 64 * 8, pcow_region_align(block_bits));
 }
 
-uint64_t pcow_region_stride(uint64_t virtual_size, uint32_t block_bits)
+uint64_t pcow_region_stride(uint64_t data_capacity, uint32_t block_bits)
 {
-	return pcow_data_span(virtual_size, block_bits) +
-	       pcow_bitmap_span(virtual_size, block_bits);
+	return data_capacity + pcow_bitmap_span(data_capacity, block_bits);
 }
 
-uint64_t pcow_region_offset(uint64_t stride, uint32_t region)
+uint64_t pcow_region_offset(uint64_t region_base, uint64_t stride,
+			    uint32_t region)
 {
-	return PCOW_DATA_OFFSET + stride * region;
+	return region_base + stride * region;
+}
+
+/*
+ * Where the regions lie: every region and block stays aligned, and the end
+ * of the last possible region stays addressable, so no offset computed
+ * from the layout can overflow.
+ */
+static int validate_layout(const struct pcow_meta *m)
+{
+	uint64_t align = pcow_region_align(m->block_bits), stride;
+
+	if (m->data_capacity < pcow_data_span(m->virtual_size, m->block_bits) ||
+	    m->data_capacity > PCOW_MAX_VIRTUAL_SIZE || m->data_capacity % align)
+		return pcow_err(-EINVAL, "invalid data capacity %llu (virtual size %llu)",
+				(unsigned long long)m->data_capacity,
+				(unsigned long long)m->virtual_size);
+	stride = pcow_region_stride(m->data_capacity, m->block_bits);
+	if (m->region_base < PCOW_DATA_OFFSET || m->region_base % PCOW_REGION_ALIGN ||
+	    m->region_base > PCOW_MAX_FILE_END - PCOW_MAX_REGIONS * stride)
+		return pcow_err(-EINVAL, "invalid region base %llu",
+				(unsigned long long)m->region_base);
+	return 0;
 }
 
 static uint32_t blob_crc(const uint8_t *buf, size_t len)
@@ -76,6 +98,7 @@ int pcow_meta_validate(const struct pcow_meta *m)
 {
 	uint8_t regions_used[PCOW_MAX_REGIONS] = {0};
 	uint32_t i, j;
+	int ret;
 
 	if (m->incompat & ~PCOW_INCOMPAT_KNOWN)
 		return pcow_err(-ENOTSUP, "unsupported incompatible features 0x%llx",
@@ -93,6 +116,9 @@ int pcow_meta_validate(const struct pcow_meta *m)
 				(int)m->backing_format);
 	if (!m->backing && m->backing_format != PCOW_FORMAT_NONE)
 		return pcow_err(-EINVAL, "backing format set without a backing file");
+	ret = validate_layout(m);
+	if (ret < 0)
+		return ret;
 	if (m->layer_count == 0 || m->layer_count > PCOW_MAX_LAYERS)
 		return pcow_err(-EINVAL, "invalid layer count %u", m->layer_count);
 	if (m->active >= m->layer_count)
@@ -170,6 +196,8 @@ int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m)
 	m->backing_format = (enum pcow_format)pcow_le32(buf + HDR_BACKING_FORMAT);
 	m->active = pcow_le32(buf + HDR_ACTIVE_LAYER);
 	m->next_snapshot_id = pcow_le32(buf + HDR_NEXT_SNAPSHOT_ID);
+	m->region_base = pcow_le64(buf + HDR_REGION_BASE);
+	m->data_capacity = pcow_le64(buf + HDR_DATA_CAPACITY);
 	if (m->incompat & ~PCOW_INCOMPAT_KNOWN)
 		return pcow_err(-ENOTSUP, "unsupported incompatible features 0x%llx",
 				(unsigned long long)(m->incompat & ~PCOW_INCOMPAT_KNOWN));
@@ -268,6 +296,8 @@ int pcow_meta_encode(const struct pcow_meta *m, uint8_t *buf, size_t len)
 	pcow_put_le32(buf + HDR_BACKING_FORMAT, (uint32_t)m->backing_format);
 	pcow_put_le32(buf + HDR_ACTIVE_LAYER, m->active);
 	pcow_put_le32(buf + HDR_NEXT_SNAPSHOT_ID, m->next_snapshot_id);
+	pcow_put_le64(buf + HDR_REGION_BASE, m->region_base);
+	pcow_put_le64(buf + HDR_DATA_CAPACITY, m->data_capacity);
 
 	pcow_put_le32(buf + HDR_LAYER_COUNT, m->layer_count);
 	pcow_put_le32(buf + HDR_LAYER_OFFSET, (uint32_t)pos);

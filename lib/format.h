@@ -64,6 +64,8 @@ enum {
 	HDR_SNAPSHOT_OFFSET = 92,
 	HDR_ACTIVE_LAYER = 96,
 	HDR_NEXT_SNAPSHOT_ID = 100,
+	HDR_REGION_BASE = 104,
+	HDR_DATA_CAPACITY = 112,
 };
 
 /* One layer: a region of the file plus the layer it inherits from. */
@@ -94,6 +96,8 @@ struct pcow_meta {
 	uint32_t snapshot_count;
 	struct pcow_snapshot *snapshots;
 	uint32_t next_snapshot_id;
+	uint64_t region_base;   /* file offset of region 0 */
+	uint64_t data_capacity; /* data span of every region */
 };
 
 /* Decodes and validates one slot's bytes.  Returns -EINVAL with a message. */
@@ -109,14 +113,21 @@ int pcow_meta_copy(struct pcow_meta *dst, const struct pcow_meta *src);
 void pcow_meta_free(struct pcow_meta *m);
 
 /*
- * A region is its data span (the virtual size rounded up to the alignment,
- * max(block size, 2 MiB)) followed by the layer's copy bitmap (one bit per
- * block, rounded up to the same alignment).
+ * A region is its data span of data_capacity bytes (at least the virtual
+ * size rounded up to the alignment, max(block size, 2 MiB)) followed by the
+ * layer's copy bitmap (one bit per block of the capacity, rounded up to the
+ * same alignment).  Region r starts at region_base + r * stride.
  */
+uint64_t pcow_region_align(uint32_t block_bits);
+/* The smallest data capacity that holds virtual_size. */
 uint64_t pcow_data_span(uint64_t virtual_size, uint32_t block_bits);
-uint64_t pcow_bitmap_span(uint64_t virtual_size, uint32_t block_bits);
-uint64_t pcow_region_stride(uint64_t virtual_size, uint32_t block_bits);
-uint64_t pcow_region_offset(uint64_t stride, uint32_t region);
+uint64_t pcow_bitmap_span(uint64_t data_capacity, uint32_t block_bits);
+uint64_t pcow_region_stride(uint64_t data_capacity, uint32_t block_bits);
+uint64_t pcow_region_offset(uint64_t region_base, uint64_t stride,
+			    uint32_t region);
+/* The file offset just past the last of PCOW_MAX_REGIONS regions must fit
+ * in off_t; pcow_meta_validate refuses layouts beyond this. */
+#define PCOW_MAX_FILE_END ((uint64_t)INT64_MAX)
 
 static inline uint32_t pcow_le32(const uint8_t *p)
 {

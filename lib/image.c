@@ -13,6 +13,7 @@
 #include "image.h"
 #include "layer.h"
 #include "map.h"
+#include "pending.h"
 #include "persist.h"
 
 char *pcow_resolve_path(const char *dir, const char *name)
@@ -60,10 +61,22 @@ uint64_t pcow_image_required_size(const pcow_image *img,
 {
 	uint32_t i, max = 0;
 
+	(void)img;
 	for (i = 0; i < m->layer_count; i++)
 		if (m->layers[i].region > max)
 			max = m->layers[i].region;
-	return pcow_region_offset(img->stride, max + 1);
+	return pcow_region_offset(m->region_base,
+				  pcow_region_stride(m->data_capacity, m->block_bits),
+				  max + 1);
+}
+
+void pcow_image_set_layout(pcow_image *img)
+{
+	img->block_size = 1ull << img->m.block_bits;
+	img->nblocks = (img->m.virtual_size + img->block_size - 1) / img->block_size;
+	img->span = img->m.data_capacity;
+	img->stride = pcow_region_stride(img->m.data_capacity, img->m.block_bits);
+	img->bitmap_span = pcow_bitmap_span(img->m.data_capacity, img->m.block_bits);
 }
 
 int pcow_require_writable(pcow_image *img)
@@ -81,6 +94,8 @@ int pcow_image_commit(pcow_image *img, struct pcow_meta *next)
 	uint8_t *buf;
 
 	ret = pcow_meta_validate(next);
+	if (ret == 0)
+		ret = pcow_pending_persist(img);
 	if (ret < 0)
 		return ret;
 	if (fstat(img->fd, &st) < 0)
@@ -160,7 +175,7 @@ int pcow_create(const char *path, const struct pcow_create_opts *opts)
 	struct pcow_meta m = {0};
 	struct pcow_layer layer = {.region = 0, .parent = PCOW_NO_PARENT};
 	uint32_t bs = opts->block_size ? opts->block_size : PCOW_BLOCK_SIZE_DEFAULT;
-	uint64_t size = opts->size, stride;
+	uint64_t size = opts->size, capacity, stride;
 	uint8_t *buf = NULL;
 	struct stat st;
 	int fd, ret, bits = 0;
@@ -193,14 +208,29 @@ int pcow_create(const char *path, const struct pcow_create_opts *opts)
 				(unsigned long long)size,
 				(unsigned long long)PCOW_MAX_VIRTUAL_SIZE);
 
+	capacity = pcow_data_span(size, (uint32_t)bits);
+	if (opts->capacity) {
+		if (opts->capacity < size)
+			return pcow_err(-EINVAL, "capacity %llu is smaller than the image size %llu",
+					(unsigned long long)opts->capacity,
+					(unsigned long long)size);
+		if (opts->capacity > PCOW_MAX_VIRTUAL_SIZE)
+			return pcow_err(-EFBIG, "capacity %llu is too large (at most %llu)",
+					(unsigned long long)opts->capacity,
+					(unsigned long long)PCOW_MAX_VIRTUAL_SIZE);
+		capacity = pcow_data_span(opts->capacity, (uint32_t)bits);
+	}
+
 	m.virtual_size = size;
+	m.data_capacity = capacity;
+	m.region_base = PCOW_DATA_OFFSET;
 	m.block_bits = (uint32_t)bits;
 	m.layer_count = 1;
 	m.layers = &layer;
 	m.active = 0;
 	m.next_snapshot_id = 1;
 	m.generation = 1;
-	stride = pcow_region_stride(size, m.block_bits);
+	stride = pcow_region_stride(capacity, m.block_bits);
 
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -215,8 +245,8 @@ int pcow_create(const char *path, const struct pcow_create_opts *opts)
 			       bs, (unsigned long)st.st_blksize);
 		goto fail;
 	}
-	ret = pcow_io_truncate(fd, pcow_region_offset(stride, 1));
-	if (ret == 0 && pcow_file_has_data(fd, PCOW_DATA_OFFSET, stride) != 0) {
+	ret = pcow_io_truncate(fd, pcow_region_offset(m.region_base, stride, 1));
+	if (ret == 0 && pcow_file_has_data(fd, m.region_base, stride) != 0) {
 		/* Ownership is read from holes: a file system that reports none
 		 * would make every block of every layer look written. */
 		ret = pcow_err(-ENOTSUP, "%s: the file system does not report holes (SEEK_HOLE); pcow needs ext4, xfs, btrfs or tmpfs",
@@ -356,11 +386,7 @@ int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 	ret = load_meta(img);
 	if (ret < 0)
 		goto fail;
-	img->block_size = 1ull << img->m.block_bits;
-	img->nblocks = (img->m.virtual_size + img->block_size - 1) / img->block_size;
-	img->stride = pcow_region_stride(img->m.virtual_size, img->m.block_bits);
-	img->span = pcow_data_span(img->m.virtual_size, img->m.block_bits);
-	img->bitmap_span = pcow_bitmap_span(img->m.virtual_size, img->m.block_bits);
+	pcow_image_set_layout(img);
 	if ((uint64_t)st.st_size < pcow_image_required_size(img, &img->m)) {
 		ret = pcow_err(-EINVAL, "%s: image file is truncated (%lld bytes, needs %llu)",
 			       path, (long long)st.st_size,
@@ -496,8 +522,11 @@ int pcow_close(pcow_image **pimg)
 		return 0;
 	if (img->map)
 		pcow_map_delete(&img->map);
-	if (img->fd >= 0 && !img->rdonly && fdatasync(img->fd) < 0)
+	if (img->fd >= 0 && !img->rdonly)
+		ret = pcow_pending_persist(img);
+	if (img->fd >= 0 && !img->rdonly && ret == 0 && fdatasync(img->fd) < 0)
 		ret = pcow_err_sys(-errno, "%s: flush failed", img->path);
+	pcow_pending_release(img);
 	pcow_backing_close(&img->backing, &img->raw_fd, &img->backing_path);
 	pcow_bitmaps_release(img);
 	if (img->fd >= 0)
@@ -524,6 +553,7 @@ int pcow_get_info(pcow_image *img, struct pcow_info *info)
 	memset(info, 0, sizeof(*info));
 	pthread_mutex_lock(&img->lock);
 	info->virtual_size = img->m.virtual_size;
+	info->capacity = img->m.data_capacity;
 	info->block_size = (uint32_t)img->block_size;
 	info->format_version = PCOW_VERSION;
 	info->snapshot_count = img->m.snapshot_count;

@@ -27,7 +27,8 @@ struct pcow_image {
 	uint64_t block_size;
 	uint64_t nblocks;
 	uint64_t stride;        /* bytes between two regions */
-	uint64_t span;          /* data part of a region; its bitmap follows */
+	uint64_t span;          /* data part of a region (m.data_capacity);
+				 * its bitmap follows */
 	uint64_t bitmap_span;
 
 	/* Backing file: a pcow image, or a raw file read through raw_fd. */
@@ -39,6 +40,7 @@ struct pcow_image {
 
 	/* Each region's copy bitmap, mapped read-only on first use. */
 	const uint64_t **bitmaps;
+	struct pcow_pending *pending;   /* copy bits waiting for a flush */
 
 	struct pcow_map *map;
 
@@ -54,12 +56,21 @@ static inline void pcow_progress(pcow_image *img, uint64_t done, uint64_t total)
 				 img->progress_opaque);
 }
 
-static inline uint64_t region_start(const pcow_image *img, uint32_t layer)
+/* File offset of a region in the current layout. */
+static inline uint64_t pcow_image_region(const pcow_image *img, uint32_t region)
 {
-	return pcow_region_offset(img->stride, img->m.layers[layer].region);
+	return pcow_region_offset(img->m.region_base, img->stride, region);
 }
 
-/* Bytes of file the current layers need. */
+static inline uint64_t region_start(const pcow_image *img, uint32_t layer)
+{
+	return pcow_image_region(img, img->m.layers[layer].region);
+}
+
+/* Sets block_size, nblocks, stride, span and bitmap_span from img->m. */
+void pcow_image_set_layout(pcow_image *img);
+
+/* Bytes of file the layers of m need (in m's layout). */
 uint64_t pcow_image_required_size(const pcow_image *img,
 				  const struct pcow_meta *m);
 

@@ -4,9 +4,11 @@
 #include <string.h>
 
 #include "error.h"
+#include "extent.h"
 #include "image.h"
 #include "layer.h"
 #include "map.h"
+#include "pending.h"
 #include "persist.h"
 
 static int check_range(pcow_image *img, uint64_t len, uint64_t offset)
@@ -139,74 +141,95 @@ int pcow_flush(pcow_image *img)
 
 	if (!img->rdonly) {
 		pthread_mutex_lock(&img->lock);
-		ret = pcow_io_sync(img->fd);
+		ret = pcow_pending_persist(img);
+		if (ret == 0)
+			ret = pcow_io_sync(img->fd);
 		pthread_mutex_unlock(&img->lock);
 	}
 	return ret;
 }
 
-static void source_status(const struct pcow_source *src, unsigned *flags)
+/* The first run at or after the start of a block_status query. */
+struct first_run {
+	uint64_t from;
+	bool found;
+	struct pcow_run run;
+};
+
+static int take_first(const struct pcow_run *r, void *opaque)
 {
-	*flags = src->depth < 0 ? PCOW_STATUS_ZERO : PCOW_STATUS_DATA;
+	struct first_run *f = opaque;
+
+	if (r->off + r->len <= f->from)
+		return 0;
+	if (f->found) {
+		/* Glue runs that go on in the same file, contiguously. */
+		if (r->off == f->run.off + f->run.len && r->fd == f->run.fd &&
+		    r->depth == f->run.depth &&
+		    r->file == f->run.file + f->run.len) {
+			f->run.len += r->len;
+			return 0;
+		}
+		return 1;
+	}
+	f->found = true;
+	f->run = *r;
+	return 0;
+}
+
+/* The name of the file holding a run (a raw file: at the chain's end). */
+static const char *run_file(pcow_image *img, const struct pcow_run *r)
+{
+	if (r->img)
+		return r->img->path;
+	while (img->backing)
+		img = img->backing;
+	return img->backing_path;
 }
 
 int pcow_block_status(pcow_image *img, uint64_t offset, uint64_t len,
 		      struct pcow_block_status *st)
 {
-	struct pcow_source first, next;
-	uint64_t pos, end;
+	struct first_run f = {.from = offset};
+	uint64_t end;
 	int ret = check_range(img, len, offset);
 
 	if (ret < 0)
 		return ret;
 	if (len == 0)
 		return pcow_err(-EINVAL, "empty range");
+	end = offset + len;
 	pthread_mutex_lock(&img->lock);
-	ret = pcow_resolve(img, img->m.active, offset, &first);
+	/* Runs come from the files' extents, not block by block, so this
+	 * also sees data a smaller-block backing file has inside a block. */
+	ret = pcow_pending_persist(img);
+	if (ret == 0)
+		ret = pcow_view_runs(img, img->m.active, offset / img->block_size *
+							 img->block_size,
+				     end, take_first, &f);
 	if (ret < 0)
 		goto out;
-	end = offset + len;
-	pos = (offset / img->block_size + 1) * img->block_size;
-	/* Extend the run while blocks come from the same place, contiguously. */
-	if (first.depth < 0) {
-		/* A run of nothing ends where some layer next holds data. */
-		uint64_t nd;
-
-		ret = pcow_next_data(img, img->m.active, pos, &nd);
-		if (ret < 0)
-			goto out;
-		if (nd > pos)
-			pos = nd / img->block_size * img->block_size > pos
-				      ? nd / img->block_size * img->block_size
-				      : pos;
-	}
-	while (pos < end) {
-		ret = pcow_resolve(img, img->m.active, pos, &next);
-		if (ret < 0)
-			goto out;
-		if (next.depth != first.depth || next.fd != first.fd ||
-		    (first.depth >= 0 &&
-		     next.file_offset != first.file_offset + (pos - offset)))
-			break;
-		pos += img->block_size;
-	}
-	if (pos > end)
-		pos = end;
 	st->offset = offset;
-	st->length = pos - offset;
-	source_status(&first, &st->flags);
-	st->depth = first.depth;
-	st->file_offset = first.depth >= 0 ? (int64_t)first.file_offset : -1;
-	st->filename = first.depth < 0 ? NULL
-		       : first.image ? first.image->path
-				     : img->backing_path;
-	if (first.depth >= 0 && !first.image) {
-		/* A raw backing file: find its name at the bottom of the chain. */
-		pcow_image *b = img;
+	if (!f.found || f.run.off >= end) {
+		st->length = len;
+		st->flags = PCOW_STATUS_ZERO;
+		st->depth = -1;
+		st->file_offset = -1;
+		st->filename = NULL;
+	} else if (f.run.off > offset) {
+		st->length = f.run.off - offset;
+		st->flags = PCOW_STATUS_ZERO;
+		st->depth = -1;
+		st->file_offset = -1;
+		st->filename = NULL;
+	} else {
+		uint64_t run_end = f.run.off + f.run.len;
 
-		while (b->backing)
-			b = b->backing;
-		st->filename = b->backing_path;
+		st->length = (run_end < end ? run_end : end) - offset;
+		st->flags = PCOW_STATUS_DATA;
+		st->depth = f.run.depth;
+		st->file_offset = (int64_t)(f.run.file + (offset - f.run.off));
+		st->filename = run_file(img, &f.run);
 	}
 out:
 	pthread_mutex_unlock(&img->lock);

@@ -8,6 +8,7 @@
 #include "error.h"
 #include "layer.h"
 #include "map.h"
+#include "pending.h"
 #include "persist.h"
 
 /* Copy-ups move data in pieces of this size, whatever the block size. */
@@ -25,9 +26,8 @@ int pcow_file_has_data(int fd, uint64_t offset, uint64_t len)
 	return (uint64_t)d < offset + len;
 }
 
-static const uint64_t *bitmap_of(pcow_image *img, uint32_t layer)
+static const uint64_t *region_bitmap(pcow_image *img, uint32_t r)
 {
-	uint32_t r = img->m.layers[layer].region;
 	void *p;
 
 	if (!img->bitmaps) {
@@ -38,12 +38,22 @@ static const uint64_t *bitmap_of(pcow_image *img, uint32_t layer)
 	if (!img->bitmaps[r]) {
 		/* Mapped, not read: a lookup touches one page of it. */
 		p = mmap(NULL, img->bitmap_span, PROT_READ, MAP_SHARED, img->fd,
-			 (off_t)(pcow_region_offset(img->stride, r) + img->span));
+			 (off_t)(pcow_image_region(img, r) + img->span));
 		if (p == MAP_FAILED)
 			return NULL;
 		img->bitmaps[r] = p;
 	}
 	return img->bitmaps[r];
+}
+
+static const uint64_t *bitmap_of(pcow_image *img, uint32_t layer)
+{
+	return region_bitmap(img, img->m.layers[layer].region);
+}
+
+const uint64_t *pcow_bitmap(pcow_image *img, uint32_t layer)
+{
+	return bitmap_of(img, layer);
 }
 
 void pcow_bitmaps_release(pcow_image *img)
@@ -59,29 +69,45 @@ void pcow_bitmaps_release(pcow_image *img)
 	img->bitmaps = NULL;
 }
 
-int pcow_bit_test(pcow_image *img, uint32_t layer, uint64_t block)
+/* The bit as the image file has it, pending bits left out. */
+static int disk_bit(pcow_image *img, uint32_t layer, uint64_t block)
 {
 	const uint64_t *bm = bitmap_of(img, layer);
-	const uint8_t *w;
 
 	if (!bm)
 		return pcow_err(-ENOMEM, "%s: cannot map a copy bitmap", img->path);
-	w = (const uint8_t *)&bm[block / 64];
-	return (int)((pcow_le64(w) >> (block % 64)) & 1);
+	return (int)((pcow_le64((const uint8_t *)&bm[block / 64]) >> (block % 64)) & 1);
+}
+
+int pcow_bit_test(pcow_image *img, uint32_t layer, uint64_t block)
+{
+	int ret = disk_bit(img, layer, block);
+
+	if (ret)
+		return ret;
+	return pcow_pending_test(img, img->m.layers[layer].region, block);
+}
+
+int pcow_bits_or(pcow_image *img, uint32_t region, uint64_t word, uint64_t bits)
+{
+	uint64_t off = pcow_image_region(img, region) + img->span + word * 8;
+	uint8_t buf[8];
+	int ret;
+
+	/* Read with pread, not through the bitmap's mapping: a file cut
+	 * short under us must give an error, not SIGBUS.  Callers hold the
+	 * image lock, so read-modify-write is safe. */
+	ret = pcow_io_pread(img->fd, buf, 8, off);
+	if (ret < 0)
+		return ret;
+	pcow_put_le64(buf, pcow_le64(buf) | bits);
+	return pcow_io_pwrite(img->fd, buf, 8, off);
 }
 
 int pcow_bit_set(pcow_image *img, uint32_t layer, uint64_t block)
 {
-	const uint64_t *bm = bitmap_of(img, layer);
-	uint64_t word = block / 64;
-	uint8_t buf[8];
-
-	if (!bm)
-		return pcow_err(-ENOMEM, "%s: cannot map a copy bitmap", img->path);
-	/* Callers hold the image lock, so read-modify-write is safe. */
-	pcow_put_le64(buf, pcow_le64((const uint8_t *)&bm[word]) | 1ull << (block % 64));
-	return pcow_io_pwrite(img->fd, buf, 8,
-			      region_start(img, layer) + img->span + word * 8);
+	return pcow_bits_or(img, img->m.layers[layer].region, block / 64,
+			    1ull << (block % 64));
 }
 
 static int layer_has_data(pcow_image *img, uint32_t layer, uint64_t block)
@@ -221,14 +247,31 @@ int pcow_chain_read(pcow_image *img, uint32_t layer, void *buf, uint64_t len,
 		ret = pcow_resolve(img, layer, offset, &src);
 		if (ret < 0)
 			return ret;
-		if (src.depth < 0)
-			memset(p, 0, n);
-		else if (src.image == img || src.image == NULL)
+		if (src.depth >= 0 && src.image == img) {
 			ret = pcow_io_pread(src.fd, p, n, src.file_offset);
-		else
-			/* The backing image decides per its own block size. */
-			ret = pcow_chain_read(img->backing, img->backing->m.active,
-					      p, n, offset);
+		} else if (img->backing) {
+			/* The backing file shows through; it decides per its
+			 * own blocks, which may be smaller than ours. */
+			pcow_image *b = img->backing;
+			uint64_t in = offset < b->m.virtual_size ? b->m.virtual_size - offset : 0;
+
+			if (in > n)
+				in = n;
+			memset(p + in, 0, n - in);
+			if (in)
+				ret = pcow_chain_read(b, b->m.active, p, in, offset);
+		} else if (img->raw_fd >= 0) {
+			/* Holes and the end of the raw file read as zeros. */
+			uint64_t in = offset < img->raw_size ? img->raw_size - offset : 0;
+
+			if (in > n)
+				in = n;
+			memset(p + in, 0, n - in);
+			if (in)
+				ret = pcow_io_pread(img->raw_fd, p, in, offset);
+		} else {
+			memset(p, 0, n);
+		}
 		if (ret < 0)
 			return ret;
 		p += n;
@@ -325,53 +368,67 @@ static bool all_zero(const uint8_t *p, size_t n)
 
 int pcow_claim_block(pcow_image *img, uint32_t layer, uint64_t block)
 {
-	int ret = pcow_io_sync(img->fd);
+	int ret;
 
+	/*
+	 * Through the page cache, the bit waits for the next flush, which
+	 * persists the data first (pending.h).  On a MAP_SYNC (DAX) mapping
+	 * the guest makes stores durable by itself, so the bit must be
+	 * durable, after the copied data, before the guest can store.
+	 */
+	if (!img->map || !pcow_map_is_sync(img->map))
+		return pcow_pending_set(img, layer, block);
+	ret = pcow_io_sync(img->fd);
 	if (ret == 0)
 		ret = pcow_bit_set(img, layer, block);
-	/*
-	 * Through the page cache, later stores into the block become durable
-	 * only with a later fdatasync, which persists the bit first.  On a
-	 * MAP_SYNC (DAX) mapping the guest makes stores durable by itself, so
-	 * the bit must be durable before any of them.
-	 */
-	if (ret == 0 && img->map && pcow_map_is_sync(img->map))
+	if (ret == 0)
 		ret = pcow_io_sync(img->fd);
 	return ret;
 }
 
-int pcow_copy_up(pcow_image *img, uint32_t dst_layer, uint64_t block)
+int pcow_copy_up_from(pcow_image *img, uint32_t dst_layer, uint64_t block,
+		      const uint8_t *src)
 {
 	uint64_t start = block * img->block_size, done;
 	uint64_t end = start + img->block_size;
 	uint64_t chunk = img->block_size < COPY_CHUNK ? img->block_size : COPY_CHUNK;
 	uint64_t dst = region_start(img, dst_layer);
-	uint8_t *buf;
+	uint8_t *buf = NULL;
 	int ret = 0;
 
 	if (end > img->m.virtual_size)
 		end = img->m.virtual_size;
 	/* mmap, not malloc: this runs inside the write-fault handler too. */
-	buf = mmap(NULL, chunk, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (buf == MAP_FAILED)
-		return pcow_err(-ENOMEM, "out of memory");
+	if (!src) {
+		buf = mmap(NULL, chunk, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (buf == MAP_FAILED)
+			return pcow_err(-ENOMEM, "out of memory");
+	}
 	for (done = start; ret == 0 && done < end; done += chunk) {
 		uint64_t n = end - done < chunk ? end - done : chunk;
+		const uint8_t *piece = src ? src + (done - start) : buf;
 
-		ret = pcow_chain_read(img, img->m.layers[dst_layer].parent, buf, n,
-				      done);
+		if (!src)
+			ret = pcow_chain_read(img, img->m.layers[dst_layer].parent,
+					      buf, n, done);
 		/* Zero pieces become holes (an owned block's holes read as
 		 * zeros); stale zero fill or a cut-short copy may be there. */
-		if (ret == 0 && all_zero(buf, n))
+		if (ret == 0 && all_zero(piece, n))
 			ret = pcow_io_punch(img->fd, dst + done, n);
 		else if (ret == 0)
-			ret = pcow_io_pwrite(img->fd, buf, n, dst + done);
+			ret = pcow_io_pwrite(img->fd, piece, n, dst + done);
 	}
-	munmap(buf, chunk);
+	if (buf)
+		munmap(buf, chunk);
 	if (ret == 0)
 		ret = pcow_claim_block(img, dst_layer, block);
 	return ret;
+}
+
+int pcow_copy_up(pcow_image *img, uint32_t dst_layer, uint64_t block)
+{
+	return pcow_copy_up_from(img, dst_layer, block, NULL);
 }
 
 /* Calls fn for each run [first, end) of blocks whose bytes in
@@ -433,7 +490,7 @@ static int count_bit_only(pcow_image *img, uint32_t layer, uint64_t first,
 	int ret;
 
 	for (b = first * 64; b < end * 64 && b < img->nblocks; b++) {
-		ret = pcow_bit_test(img, layer, b);
+		ret = disk_bit(img, layer, b);
 		if (ret > 0)
 			ret = layer_has_data(img, layer, b);
 		else if (ret == 0)
@@ -444,6 +501,25 @@ static int count_bit_only(pcow_image *img, uint32_t layer, uint64_t first,
 			*n += 1;
 	}
 	return 0;
+}
+
+struct pending_count {
+	uint32_t layer;
+	uint64_t n;
+};
+
+/* A pending bit without data: on disk it will be a bit-only block. */
+static int count_pending_bit_only(pcow_image *img, uint64_t block, void *opaque)
+{
+	struct pending_count *pc = opaque;
+	int ret = disk_bit(img, pc->layer, block);
+
+	if (ret)
+		return ret < 0 ? ret : 0;  /* counted with the on-disk bits */
+	ret = layer_has_data(img, pc->layer, block);
+	if (ret == 0)
+		pc->n++;
+	return ret < 0 ? ret : 0;
 }
 
 int pcow_layer_count_blocks(pcow_image *img, uint32_t layer, uint64_t *count)
@@ -458,6 +534,13 @@ int pcow_layer_count_blocks(pcow_image *img, uint32_t layer, uint64_t *count)
 	if (ret == 0)
 		ret = for_data_runs(img, start + img->span, img->bitmap_span, 8,
 				    count_bit_only, layer, &n);
+	if (ret == 0) {
+		struct pending_count pc = {.layer = layer};
+
+		ret = pcow_pending_each(img, img->m.layers[layer].region,
+					count_pending_bit_only, &pc);
+		n += pc.n;
+	}
 	*count = n;
 	return ret;
 }

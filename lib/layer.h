@@ -21,8 +21,16 @@
 /* 1 when the file has data in [offset, offset+len), 0 when only holes. */
 int pcow_file_has_data(int fd, uint64_t offset, uint64_t len);
 
+/* The layer's on-disk copy bitmap (little-endian words), mapped read-only;
+ * NULL when it cannot be mapped. */
+const uint64_t *pcow_bitmap(pcow_image *img, uint32_t layer);
+
 /* The copy bit of block in layer: 1 set, 0 clear, negative on error. */
 int pcow_bit_test(pcow_image *img, uint32_t layer, uint64_t block);
+
+/* ORs bits into word of region's on-disk bitmap (one aligned 8-byte write,
+ * not yet persisted). */
+int pcow_bits_or(pcow_image *img, uint32_t region, uint64_t word, uint64_t bits);
 
 /* Sets the copy bit (one aligned 8-byte write, not yet persisted). */
 int pcow_bit_set(pcow_image *img, uint32_t layer, uint64_t block);
@@ -80,7 +88,15 @@ int pcow_backing_has_data(pcow_image *img, uint64_t offset, uint64_t len);
  */
 int pcow_copy_up(pcow_image *img, uint32_t dst_layer, uint64_t block);
 
-/* Marks block owned after its new data was written: persist, then bit. */
+/*
+ * The same, copying from src: the block's current content, already in
+ * memory (the read-only mapping of the inherited block, in the fault path).
+ */
+int pcow_copy_up_from(pcow_image *img, uint32_t dst_layer, uint64_t block,
+		      const uint8_t *src);
+
+/* Marks block owned after its new data was written: the bit waits for the
+ * next flush (pending.h), or on a MAP_SYNC map is persisted after the data. */
 int pcow_claim_block(pcow_image *img, uint32_t layer, uint64_t block);
 
 /* Counts the blocks a layer owns that hold data. */

@@ -20,7 +20,9 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "extent.h"
 #include "layer.h"
+#include "pending.h"
 #include "map.h"
 #include "persist.h"
 
@@ -57,18 +59,6 @@ static int map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
 		return pcow_err_sys(-errno, "%s: mmap failed", map->img->path);
 	return 0;
 }
-
-/* Smallest block size along the chain: the finest ownership granularity. */
-static uint64_t chain_step(pcow_image *img)
-{
-	uint64_t step = img->block_size;
-
-	for (img = img->backing; img; img = img->backing)
-		if (img->block_size < step)
-			step = img->block_size;
-	return step;
-}
-
 
 /* Extends the current read-only run, or maps it and starts another. */
 struct ro_run {
@@ -116,55 +106,115 @@ static int ro_add(struct pcow_map *map, struct ro_run *r, uint64_t off,
 	return ret;
 }
 
+/* Maps [off, off+len) read-only as zeros, in a block the active layer
+ * inherits: from the active region's holes when it has none there. */
+static int ro_zeros(struct pcow_map *map, struct ro_run *run, uint64_t off,
+		    uint64_t len)
+{
+	pcow_image *img = map->img;
+	uint64_t active_start = region_start(img, img->m.active);
+	int ret = pcow_file_has_data(img->fd, active_start + off, len);
+	void *p;
+
+	if (ret == 0)
+		return ro_add(map, run, off, len, img->fd, active_start + off);
+	if (ret < 0)
+		return ret;
+	/* Data the active layer does not own (a copy cut short by a crash):
+	 * anonymous zeros instead, which the fault handler copies up too. */
+	ret = run->len ? map_at(map, run->off, run->len, PROT_READ, run->fd, run->file) : 0;
+	*run = (struct ro_run){0};
+	p = mmap(map->base + off, len, PROT_READ,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (ret == 0 && p == MAP_FAILED)
+		ret = pcow_err_sys(-errno, "%s: mmap failed", img->path);
+	return ret;
+}
+
+struct inherited {
+	struct pcow_map *map;
+	struct ro_run run;
+	uint64_t covered;       /* end of the last inherited piece mapped */
+	uint64_t page;
+};
+
+static uint64_t page_up(const struct inherited *in, uint64_t x)
+{
+	return (x + in->page - 1) / in->page * in->page;
+}
+
+/* Finishes the block the last inherited piece ended in with zeros. */
+static int close_block(struct inherited *in, uint64_t limit)
+{
+	uint64_t bs = in->map->img->block_size, start = in->covered;
+	uint64_t end = (start + bs - 1) / bs * bs;
+
+	if (end > limit)
+		end = limit;
+	end = page_up(in, end);
+	if (start >= end)
+		return 0;
+	in->covered = end;
+	return ro_zeros(in->map, &in->run, start, end - start);
+}
+
+static int on_run(const struct pcow_run *r, void *opaque)
+{
+	struct inherited *in = opaque;
+	struct pcow_map *map = in->map;
+	pcow_image *img = map->img;
+	uint64_t bs = img->block_size, first = r->off / bs * bs;
+	/* Runs of a raw file may start or end inside a page; the rest of
+	 * such a page reads zeros from the same file. */
+	uint64_t start = r->off / in->page * in->page, end = page_up(in, r->off + r->len);
+	uint64_t file = r->file - (r->off - start);
+	int ret;
+
+	/* The active layer's own blocks are mapped writable already. */
+	if (r->img == img && r->layer == img->m.active)
+		return 0;
+	if (in->covered < first && in->covered % bs) {
+		ret = close_block(in, first);
+		if (ret < 0)
+			return ret;
+	}
+	if (in->covered < first)
+		in->covered = first;
+	if (start < in->covered) {
+		file += in->covered - start;
+		start = in->covered;
+	}
+	if (start >= end)
+		return 0;
+	/* A store anywhere in an inherited block copies all of it up, so the
+	 * block's zero pieces are read-only too. */
+	if (in->covered < start) {
+		ret = ro_zeros(map, &in->run, in->covered, start - in->covered);
+		if (ret < 0)
+			return ret;
+	}
+	in->covered = end;
+	return ro_add(map, &in->run, start, end - start, r->fd, file);
+}
+
 /*
- * Maps read-only every block the active layer inherits, piece by piece from
- * the file that holds each piece (the backing chain may use smaller
- * blocks); pieces nothing holds are the active region's own holes, mapped
- * read-only too, so that any store into the block faults and copies it up
- * whole.  Only offsets where something below has data are visited.
+ * Maps read-only every block the active layer inherits, run by run from
+ * the file that holds it (extent.h): the cost follows the number of runs,
+ * not of blocks.
  */
 static int map_inherited(struct pcow_map *map)
 {
 	pcow_image *img = map->img;
-	uint64_t step = chain_step(img), vsize = img->m.virtual_size;
-	uint64_t bs = img->block_size, pos = 0, active_start;
-	uint32_t active = img->m.active, parent = img->m.layers[active].parent;
-	struct ro_run run = {0};
+	struct inherited in = {.map = map, .page = (uint64_t)sysconf(_SC_PAGESIZE)};
 	int ret;
 
-	active_start = region_start(img, active);
-	for (;;) {
-		uint64_t next, block, piece, end;
-
-		ret = pcow_next_data(img, parent, pos, &next);
-		if (ret < 0)
-			return ret;
-		if (next >= vsize)
-			break;
-		block = next / bs;
-		pos = (block + 1) * bs;
-		ret = pcow_layer_owns(img, active, block);
-		if (ret < 0)
-			return ret;
-		if (ret || !(ret = pcow_below_has_data(img, active, block * bs, bs)))
-			continue;
-		if (ret < 0)
-			return ret;
-		end = pos < vsize ? pos : vsize;
-		for (piece = block * bs; piece < end; piece += step) {
-			uint64_t n = step < end - piece ? step : end - piece;
-			struct pcow_source src;
-
-			ret = pcow_resolve(img, parent, piece, &src);
-			if (ret == 0 && src.depth >= 0)
-				ret = ro_add(map, &run, piece, n, src.fd, src.file_offset);
-			else if (ret == 0)
-				ret = ro_add(map, &run, piece, n, img->fd, active_start + piece);
-			if (ret < 0)
-				return ret;
-		}
-	}
-	return run.len ? map_at(map, run.off, run.len, PROT_READ, run.fd, run.file) : 0;
+	ret = pcow_view_runs(img, img->m.active, 0, img->m.virtual_size, on_run, &in);
+	if (ret == 0 && in.covered % img->block_size)
+		ret = close_block(&in, img->m.virtual_size);
+	if (ret == 0 && in.run.len)
+		ret = map_at(map, in.run.off, in.run.len, PROT_READ, in.run.fd,
+			     in.run.file);
+	return ret;
 }
 
 static uint64_t count_vmas(const struct pcow_map *map);
@@ -216,6 +266,14 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 				(unsigned long long)img->m.virtual_size);
 	}
 	pthread_mutex_lock(&img->lock);
+	/* The walk over the image's runs reads copy bits from the file. */
+	ret = img->rdonly ? 0 : pcow_pending_persist(img);
+	if (ret < 0) {
+		pthread_mutex_unlock(&img->lock);
+		munmap(map->base, map->len);
+		free(map);
+		return ret;
+	}
 	prot = map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
 	/* MAP_SYNC keeps DAX metadata durable with the data; fall back quietly
 	 * where the file system cannot (page cache: flushes use fdatasync). */
@@ -359,7 +417,10 @@ static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
 		else if (ret > 0)
 			continue;
 		if (ret > 0) {
-			ret = pcow_copy_up(img, active, b);
+			/* The read-only mapping shows the inherited content:
+			 * copy from it, without reading through the chain. */
+			ret = pcow_copy_up_from(img, active, b,
+						map->base + b * img->block_size);
 			if (ret == 0)
 				atomic_fetch_add(&map->copied, 1);
 		}

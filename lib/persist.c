@@ -1,5 +1,6 @@
 /* persist.c -- ordered, interceptable changes to image files. */
 #include <errno.h>
+#include <string.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -44,6 +45,23 @@ int pcow_io_pwrite(int fd, const void *buf, uint64_t len, uint64_t offset)
 	return 0;
 }
 
+/*
+ * The caller's buffer may lie in a read-only part of a pcow mapping (a
+ * block inherited from a backing file), where the kernel fails the read
+ * with EFAULT instead of faulting.  Through a bounce buffer, the store is
+ * the caller's own and the write-fault handler copies the block up.
+ */
+static ssize_t pread_bounced(int fd, char *p, uint64_t len, uint64_t offset)
+{
+	char bounce[4096];
+	ssize_t n = pread(fd, bounce, len < sizeof(bounce) ? len : sizeof(bounce),
+			  (off_t)offset);
+
+	if (n > 0)
+		memcpy(p, bounce, (size_t)n);
+	return n;
+}
+
 int pcow_io_pread(int fd, void *buf, uint64_t len, uint64_t offset)
 {
 	char *p = buf;
@@ -51,6 +69,8 @@ int pcow_io_pread(int fd, void *buf, uint64_t len, uint64_t offset)
 	while (len) {
 		ssize_t n = pread(fd, p, len, (off_t)offset);
 
+		if (n < 0 && errno == EFAULT)
+			n = pread_bounced(fd, p, len, offset);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)

@@ -42,15 +42,19 @@ static int candidate_read(pcow_image *b, int raw_fd, uint64_t raw_size,
 static int keep_views(pcow_image *img, pcow_image *nb, int nraw,
 		      uint64_t nraw_size, bool copy)
 {
-	uint64_t bs = img->block_size, b;
+	uint64_t bs = img->block_size, b, done = 0, reported = 0, total;
 	uint8_t *old = malloc(bs), *new = malloc(bs);
-	uint32_t l, owner;
+	uint32_t l, owner, roots = 0;
 	int ret = 0, has, pass;
 
 	if (!old || !new) {
 		ret = pcow_err(-ENOMEM, "out of memory");
 		goto out;
 	}
+	for (l = 0; l < img->m.layer_count; l++)
+		roots += img->m.layers[l].parent == PCOW_NO_PARENT;
+	/* Progress counts blocks visited: every layer's, then the roots'. */
+	total = (img->m.layer_count + (copy ? roots : 0)) * img->nblocks;
 	/* Data must be durable before a bit that claims it. */
 	ret = pcow_io_sync(img->fd);
 	/* First every ownership that rests on "nothing below" becomes a bit;
@@ -79,10 +83,17 @@ static int keep_views(pcow_image *img, pcow_image *nb, int nraw,
 					if (ret == 0 && memcmp(old, new, n))
 						ret = pcow_copy_up(img, l, b);
 				}
+				/* At most one report per percent. */
+				if (++done * 100 / total != reported * 100 / total) {
+					reported = done;
+					pcow_progress(img, done, total);
+				}
 			}
 		}
 	if (ret >= 0)
 		ret = pcow_io_sync(img->fd);
+	if (ret >= 0 && reported != total)
+		pcow_progress(img, total, total);
 out:
 	free(old);
 	free(new);

@@ -65,7 +65,7 @@ static int take_region(pcow_image *img, const struct pcow_meta *m,
 
 	if (r >= PCOW_MAX_REGIONS)
 		return pcow_err(-ENOSPC, "%s: too many layers", img->path);
-	ret = pcow_io_punch(img->fd, pcow_region_offset(img->stride, r),
+	ret = pcow_io_punch(img->fd, pcow_image_region(img, r),
 			    img->stride);
 	if (ret == -EFBIG)
 		return pcow_err(ret, "%s: no room for another layer (the file system's largest file is reached); delete a snapshot first",
@@ -213,7 +213,7 @@ out:
 /* Frees a region after the metadata that used it has been committed away. */
 static int release_region(pcow_image *img, uint32_t region)
 {
-	int ret = pcow_io_punch(img->fd, pcow_region_offset(img->stride, region),
+	int ret = pcow_io_punch(img->fd, pcow_image_region(img, region),
 				img->stride);
 
 	return ret == 0 ? pcow_io_sync(img->fd) : ret;

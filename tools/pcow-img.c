@@ -17,6 +17,7 @@
 
 #include "pcow.h"
 #include "img.h"
+#include "img_qcow2.h"
 #include "util.h"
 
 void usage(FILE *f)
@@ -25,15 +26,15 @@ void usage(FILE *f)
 		"usage: pcow-img COMMAND [OPTIONS] ...\n"
 		"\n"
 		"Commands:\n"
-		"  create [-f pcow] [-b BACKING -F FMT] [-o block_size=SIZE] FILE [SIZE]\n"
+		"  create [-f pcow] [-b BACKING -F FMT] [-o block_size=SIZE,capacity=SIZE] FILE [SIZE]\n"
 		"  info [--output=human|json] [--backing-chain] [-U] FILE\n"
 		"  snapshot [-U] -l | -c NAME | -a NAME | -d NAME FILE\n"
-		"  rebase [-u] -b BACKING [-F FMT] FILE\n"
-		"  check [-r leaks|all] [--output=human|json] FILE\n"
+		"  rebase [-u] [-p] -b BACKING [-F FMT] FILE\n"
+		"  check [-r leaks|all] [-p] [--output=human|json] FILE\n"
 		"  convert [-f raw|pcow] -O raw|pcow [-o block_size=SIZE] [-p] IN OUT\n"
 		"  map [--output=human|json] [-U] FILE\n"
-		"  commit [-b BASE] [-d] [-p] FILE\n"
-		"  resize [--shrink] FILE [+|-]SIZE\n"
+		"  commit [-f pcow] [-b BASE] [-d] [-p] [-q] FILE\n"
+		"  resize [--shrink] [-f pcow] [-q] FILE [+|-]SIZE\n"
 		"  compare [-f FMT] [-F FMT] [-s] [-U] A B\n"
 		"  measure [-O pcow] [-o block_size=SIZE] (--size SIZE | IN)\n"
 		"  amend -o OPTIONS FILE\n"
@@ -41,7 +42,8 @@ void usage(FILE *f)
 		"SIZE takes the suffixes K, M, G, T (powers of 1024).\n");
 }
 
-/* Parses "-o key=value,key=value" (block_size, backing_file, backing_fmt). */
+/* Parses "-o key=value,key=value" (block_size, capacity, backing_file,
+ * backing_fmt). */
 static int parse_create_options(const char *file, const char *opts,
 				struct pcow_create_opts *o, char **backing,
 				char **backing_fmt)
@@ -66,6 +68,11 @@ static int parse_create_options(const char *file, const char *opts,
 				ret = -1;
 			} else {
 				o->block_size = (uint32_t)v;
+			}
+		} else if (!strcmp(tok, "capacity")) {
+			if (!parse_size(eq, &o->capacity)) {
+				die_msg("%s: invalid capacity '%s'", file, eq);
+				ret = -1;
 			}
 		} else if (!strcmp(tok, "backing_file")) {
 			*backing = strdup(eq);
@@ -239,6 +246,7 @@ static json_object *info_json(pcow_image *img, const char *file)
 	json_object_object_add(data, "block-size", json_object_new_int64(info.block_size));
 	json_object_object_add(data, "allocated-blocks", json_object_new_int64((int64_t)info.allocated_blocks));
 	json_object_object_add(data, "layers", json_object_new_int((int)info.layer_count));
+	json_object_object_add(data, "capacity", json_object_new_int64((int64_t)info.capacity));
 	json_object_object_add(data, "incompatible-features",
 			       json_object_new_int64((int64_t)info.incompatible_features));
 	json_object_object_add(data, "compatible-features",
@@ -270,8 +278,10 @@ static void info_human(pcow_image *img, const char *file)
 	}
 	if (info.snapshot_count)
 		print_snapshots(img);
-	printf("Format specific information:\n    version: %u\n    layers: %u\n",
-	       info.format_version, info.layer_count);
+	human_size(info.capacity, a, sizeof(a));
+	printf("Format specific information:\n    version: %u\n    layers: %u\n"
+	       "    capacity: %s (%" PRIu64 " bytes)\n",
+	       info.format_version, info.layer_count, a, info.capacity);
 }
 
 /* Describes a raw file in a --backing-chain listing. */
@@ -389,7 +399,7 @@ static int cmd_snapshot(int argc, char **argv)
 		switch (c) {
 		case 'l': case 'c': case 'a': case 'd':
 			if (action)
-				FAIL(NULL, "cannot mix snapshot actions");
+				FAIL(NULL, "Cannot mix '-l', '-a', '-c', '-d'");
 			action = (char)c;
 			name = optarg;
 			break;
@@ -398,15 +408,17 @@ static int cmd_snapshot(int argc, char **argv)
 		default: usage(stderr); return 1;
 		}
 	}
-	if (!action)
-		FAIL(NULL, "snapshot: one of -l, -c, -a or -d is required");
 	if (optind != argc - 1)
 		FAIL(NULL, "expecting one image file name");
 	file = argv[optind];
+	/* Without an action, qemu-img lists the snapshots. */
+	if (!action)
+		action = 'l';
 	if (action == 'l')
 		flags |= PCOW_OPEN_RDONLY;
 	else if (flags & PCOW_OPEN_FORCE_SHARE)
-		FAIL(file, "%s: -U is only allowed with -l", file);
+		FAIL(file, "%s: force-share=on (-U) can only be used with read-only images (-l)",
+		     file);
 	if (pcow_open(&img, file, flags) < 0)
 		return lib_fail(file);
 	switch (action) {
@@ -423,6 +435,7 @@ static int cmd_rebase(int argc, char **argv)
 	const char *backing = NULL, *bfmt = NULL, *file;
 	enum pcow_format fmt = PCOW_FORMAT_NONE;
 	unsigned flags = 0;
+	bool progress = false, quiet = false;
 	pcow_image *img;
 	int c;
 
@@ -431,7 +444,9 @@ static int cmd_rebase(int argc, char **argv)
 		case 'u': flags |= PCOW_REBASE_UNSAFE; break;
 		case 'b': backing = optarg; break;
 		case 'F': bfmt = optarg; break;
-		case 'f': case 'p': case 'q': break;
+		case 'p': progress = true; break;
+		case 'q': quiet = true; break;
+		case 'f': break;
 		default: usage(stderr); return 1;
 		}
 	}
@@ -451,6 +466,9 @@ static int cmd_rebase(int argc, char **argv)
 	if (pcow_open(&img, file, 0) < 0 &&
 	    (!(flags & PCOW_REBASE_UNSAFE) || pcow_open(&img, file, PCOW_OPEN_NO_BACKING) < 0))
 		return lib_fail(file);
+	/* As qemu-img: no progress in quiet mode. */
+	if (progress && !quiet)
+		pcow_set_progress(img, print_progress, NULL);
 	return finish(&img, file, pcow_rebase(img, backing, fmt, flags));
 }
 
@@ -458,12 +476,13 @@ static int cmd_check(int argc, char **argv)
 {
 	const char *output = "human", *file;
 	unsigned fix = 0, share = 0;
+	bool progress = false;
 	struct pcow_check_result r;
 	pcow_image *img;
 	int c, ret;
 	static const struct option longopts[] = {{"output", required_argument, 0, 'O'}, {0}};
 
-	while ((c = getopt_long(argc, argv, "+r:f:qU", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+r:f:qUp", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			if (!strcmp(optarg, "leaks"))
@@ -475,6 +494,7 @@ static int cmd_check(int argc, char **argv)
 			break;
 		case 'O': output = optarg; break;
 		case 'U': share = PCOW_OPEN_FORCE_SHARE; break;
+		case 'p': progress = true; break;
 		case 'f': case 'q': break;
 		default: usage(stderr); return 1;
 		}
@@ -495,6 +515,9 @@ static int cmd_check(int argc, char **argv)
 			return 63;
 		return ret == -EINVAL && file_is_pcow(file) ? 2 : 1;
 	}
+	/* Progress lines would break JSON output. */
+	if (progress && !strcmp(output, "human"))
+		pcow_set_progress(img, print_progress, NULL);
 	ret = pcow_check(img, fix, &r);
 	if (ret < 0) {
 		lib_fail(file);
@@ -617,6 +640,15 @@ static int cmd_convert(int argc, char **argv)
 	out = argv[optind + 1];
 	if (!ofmt)
 		ofmt = "raw";
+	if (convert_involves_qcow2(in, ifmt, ofmt)) {
+		struct qcow2_convert q = {
+			.convert = cmd_convert, .in = in, .out = out, .in_fmt = ifmt,
+			.out_fmt = ofmt, .options = options, .progress = progress,
+			.force_share = share != 0,
+		};
+
+		return convert_qcow2(&q);
+	}
 	if (strcmp(ofmt, "raw") && strcmp(ofmt, "pcow"))
 		FAIL(out, "%s: unsupported output format '%s' (raw or pcow)", out, ofmt);
 	if (!ifmt)
@@ -738,7 +770,7 @@ static int cmd_map(int argc, char **argv)
 	struct pcow_info info;
 	pcow_image *img;
 	uint64_t pos;
-	json_object *arr = NULL;
+	bool json;
 	int c;
 	static const struct option longopts[] = {{"output", required_argument, 0, 'O'}, {0}};
 
@@ -758,44 +790,42 @@ static int cmd_map(int argc, char **argv)
 	if (pcow_open(&img, file, flags) < 0)
 		return lib_fail(file);
 	pcow_get_info(img, &info);
-	if (!strcmp(output, "json"))
-		arr = json_object_new_array();
-	else
+	json = !strcmp(output, "json");
+	if (!json)
 		printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
 	for (pos = 0; pos < info.virtual_size;) {
 		struct pcow_block_status st;
+		bool data;
 
 		if (pcow_block_status(img, pos, info.virtual_size - pos, &st) < 0) {
+			if (json && pos)
+				printf("]\n");
 			lib_fail(file);
 			pcow_close(&img);
 			return 1;
 		}
-		if (arr) {
-			json_object *e = json_object_new_object();
-
-			json_object_object_add(e, "start", json_object_new_int64((int64_t)st.offset));
-			json_object_object_add(e, "length", json_object_new_int64((int64_t)st.length));
-			json_object_object_add(e, "depth",
-					       json_object_new_int(st.depth < 0 ? 0 : st.depth));
-			json_object_object_add(e, "present", json_object_new_boolean(st.depth >= 0));
-			json_object_object_add(e, "zero", json_object_new_boolean(st.depth < 0));
-			json_object_object_add(e, "data", json_object_new_boolean(st.depth >= 0));
-			json_object_object_add(e, "compressed", json_object_new_boolean(0));
-			if (st.file_offset >= 0)
-				json_object_object_add(e, "offset", json_object_new_int64(st.file_offset));
-			json_object_array_add(arr, e);
-		} else if (st.depth >= 0) {
-			printf("0x%-14" PRIx64 "0x%-14" PRIx64 "0x%-14" PRIx64 "%s\n", st.offset,
+		/* A run a layer owns without data (a discarded block over a
+		 * snapshot) is present and reads as zeros, as qemu-img shows a
+		 * zero cluster. */
+		data = st.flags & PCOW_STATUS_DATA;
+		if (json) {
+			/* qemu-img's layout: one run per line. */
+			printf("%s{ \"start\": %" PRIu64 ", \"length\": %" PRIu64
+			       ", \"depth\": %d, \"present\": %s, \"zero\": %s, \"data\": %s",
+			       pos ? ",\n" : "[", st.offset, st.length, st.depth < 0 ? 0 : st.depth,
+			       st.depth >= 0 ? "true" : "false", data ? "false" : "true",
+			       data ? "true" : "false");
+			if (data && st.file_offset >= 0)
+				printf(", \"offset\": %" PRId64, st.file_offset);
+			printf("}");
+		} else if (data) {
+			printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n", st.offset,
 			       st.length, (uint64_t)st.file_offset, st.filename ? st.filename : "");
 		}
 		pos += st.length;
 	}
-	if (arr) {
-		printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
-								     JSON_C_TO_STRING_SPACED |
-								     JSON_C_TO_STRING_NOSLASHESCAPE));
-		json_object_put(arr);
-	}
+	if (json)
+		printf("%s]\n", pos ? "" : "[");
 	pcow_close(&img);
 	return 0;
 }

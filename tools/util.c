@@ -101,3 +101,16 @@ bool file_is_pcow(const char *path)
 	close(fd);
 	return yes;
 }
+
+bool file_is_qcow2(const char *path)
+{
+	char magic[4];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool yes;
+
+	if (fd < 0)
+		return false;
+	yes = pread(fd, magic, 4, 0) == 4 && !memcmp(magic, "QFI\xfb", 4);
+	close(fd);
+	return yes;
+}

@@ -29,4 +29,7 @@ const char *format_name(enum pcow_format fmt);
 /* True when the file starts with the pcow magic. */
 bool file_is_pcow(const char *path);
 
+/* True when the file starts with the qcow2 magic ("QFI\xfb"). */
+bool file_is_qcow2(const char *path);
+
 #endif

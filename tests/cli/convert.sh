@@ -75,7 +75,7 @@ expect_fail --file exists.pcow "$PCOW_IMG" convert -O pcow in.raw exists.pcow
 assert_unchanged exists.pcow in.raw
 expect_fail --file nothere.raw "$PCOW_IMG" convert -O pcow nothere.raw o.pcow
 check_true "a failed convert left o.pcow behind" test ! -e o.pcow
-expect_fail --file o.img --grep "qcow2" "$PCOW_IMG" convert -O qcow2 in.raw o.img
+expect_fail --file o.img --grep "vmdk" "$PCOW_IMG" convert -O vmdk in.raw o.img
 check_true "a failed convert left o.img behind" test ! -e o.img
 expect_fail --file in.raw "$PCOW_IMG" convert -f pcow -O raw in.raw o.raw
 check_true "a failed convert left o.raw behind" test ! -e o.raw

@@ -58,6 +58,14 @@ for mode in "" --mmap; do
     # -U does not allow writing.
     expect_fail --grep "read-only" "$PCOW_IO" -U -c "write 0 512" img.pcow
     expect_fail --file img.pcow "$PCOW_IMG" snapshot -U -c s2 img.pcow
+    expect_fail --grep "read-only" "$PCOW_IMG" snapshot -U -a s1 img.pcow
+    expect_fail --grep "read-only" "$PCOW_IMG" snapshot -U -d s1 img.pcow
+    # compare and measure read: refused without -U, fine with it.
+    expect_fail --rc 2 --grep "in use" "$PCOW_IMG" compare base.pcow img.pcow
+    ok "$PCOW_IMG" compare -U img.pcow img.pcow
+    check_out "^Images are identical.$" "$tag: compare -U of an image in use"
+    expect_fail --grep "in use" "$PCOW_IMG" measure img.pcow
+    ok "$PCOW_IMG" measure -U img.pcow
     assert_unchanged img.pcow base.pcow
 
     # The holder still works, and after it is gone the image is free.

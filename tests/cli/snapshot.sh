@@ -169,9 +169,19 @@ expect_fail --grep "not found" "$PCOW_IMG" snapshot -a 42 e.pcow
 expect_fail "$PCOW_IMG" snapshot -c "" e.pcow
 expect_fail "$PCOW_IMG" snapshot -c "$(printf 'n%.0s' $(seq 256))" e.pcow
 expect_fail --file e.pcow "$PCOW_IMG" snapshot -U -c two e.pcow
+# -U (force-share) is for reading only, as with qemu-img.
+expect_fail --grep "read-only" "$PCOW_IMG" snapshot -U -a one e.pcow
+expect_fail --grep "read-only" "$PCOW_IMG" snapshot -U -d one e.pcow
+expect_fail --nofile --grep "Cannot mix" "$PCOW_IMG" snapshot -l -d one e.pcow
 assert_unchanged e.pcow
 verify e.pcow "0x13 0 4K" "0x12 4K 60K"
 expect_fail --file missing.pcow "$PCOW_IMG" snapshot -l missing.pcow
+# Without an action, snapshot lists (as qemu-img does), with -U too.
+ok "$PCOW_IMG" snapshot e.pcow
+check_out "^1 +one " "snapshot without an action lists"
+ok "$PCOW_IMG" snapshot -U e.pcow
+check_out "^1 +one " "snapshot -U without an action lists"
+assert_unchanged e.pcow
 # The longest name is fine.
 long=$(printf 'n%.0s' $(seq 255))
 ok "$PCOW_IMG" snapshot -c "$long" e.pcow

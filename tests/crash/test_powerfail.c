@@ -1625,6 +1625,63 @@ static void model_convert(struct run *r, struct view *v)
 			fill(v->active + off, c, 90, off);
 }
 
+/*
+ * resize: variant 0 grows within the capacity, 1 past it (the regions
+ * move), 2 shrinks.  A raw backing file has data past the old size, which
+ * the grown area must not show; the old size (and the shrink's new size)
+ * cuts a block the raw file has data in.
+ */
+#define RESIZE_CAP (4 * MiB)
+
+static uint64_t resize_target(const struct run *r)
+{
+	switch (r->s->variant) {
+	case 0: return RESIZE_CAP - SECTOR;
+	case 1: return 3 * MiB + SECTOR;
+	default: return MiB + r->bs + 3 * SECTOR; /* cuts a block no layer owns */
+	}
+}
+
+static void setup_resize(struct run *r)
+{
+	struct pcow_create_opts o = {.size = r->size, .block_size = r->bs,
+				     .backing_file = "base.raw",
+				     .backing_format = PCOW_FORMAT_RAW,
+				     .capacity = r->s->variant == 0 ? RESIZE_CAP : 0};
+	pcow_image *img;
+
+	make_raw(r, "base.raw", RESIZE_CAP, 0);
+	if (o.capacity) {
+		/* For the messages (where()): the layout before the resize. */
+		r->span = RESIZE_CAP;
+		r->stride = pcow_region_stride(r->span, (uint32_t)__builtin_ctz(r->bs));
+	}
+	OK(pcow_create(r->img, &o));
+	OK(pcow_open(&img, r->img, 0));
+	write_spread(r, img, 0, 4, 95);
+	/* Copied-up blocks (and bits) on both sides of the shrink's size. */
+	write_pattern(img, MiB - 100, 300, 96);
+	write_pattern(img, MiB + 2 * r->bs, 1000, 97);
+	OK(pcow_close(&img));
+}
+
+static int op_resize(struct run *r, pcow_image *img, bool retry)
+{
+	(void)retry;
+	return pcow_resize(img, resize_target(r), PCOW_RESIZE_SHRINK);
+}
+
+static void model_resize(struct run *r, struct view *v)
+{
+	uint64_t size = resize_target(r);
+
+	v->active = realloc(v->active, size);
+	CHECK(v->active);
+	if (size > v->size)
+		memset(v->active + v->size, 0, size - v->size);
+	v->size = size;
+}
+
 static uint64_t total_states, total_inj;
 
 static void run_scenario(const struct scen *s)
@@ -1642,8 +1699,9 @@ static void run_scenario(const struct scen *s)
 	r.s = s;
 	r.bs = s->bs;
 	r.size = s->size;
-	r.stride = pcow_region_stride(r.size, (uint32_t)__builtin_ctz(r.bs));
+	/* The layout pcow_create gives (before any resize). */
 	r.span = pcow_data_span(r.size, (uint32_t)__builtin_ctz(r.bs));
+	r.stride = pcow_region_stride(r.span, (uint32_t)__builtin_ctz(r.bs));
 	r.nblocks = (r.size + r.bs - 1) / r.bs;
 	rng = P.seed ^ (uint64_t)s->bs * 0x100000001b3ull;
 	for (i = 0; s->name[i]; i++)
@@ -1845,6 +1903,21 @@ static const struct scen table[] = {
 	 .setup = setup_check, .op = op_check, .model = model_none},
 	{.name = "check-repair", .bs = 65536, .size = 3 * MiB, .mode = WHOLE,
 	 .setup = setup_check, .op = op_check, .model = model_none},
+	/* The old sizes cut a block the raw file has data in (raw_kind). */
+	{.name = "resize-grow", .bs = 4096, .size = SZ - 2 * 4096 + 3 * SECTOR,
+	 .mode = WHOLE, .setup = setup_resize, .op = op_resize, .model = model_resize},
+	{.name = "resize-grow", .bs = 65536, .size = 30 * 65536 + 16 * KiB,
+	 .mode = WHOLE, .setup = setup_resize, .op = op_resize, .model = model_resize},
+	{.name = "resize-move", .bs = 4096, .size = SZ - 2 * 4096 + 3 * SECTOR,
+	 .mode = WHOLE, .setup = setup_resize, .op = op_resize, .model = model_resize,
+	 .variant = 1},
+	{.name = "resize-move", .bs = 65536, .size = 30 * 65536 + 16 * KiB,
+	 .mode = WHOLE, .setup = setup_resize, .op = op_resize, .model = model_resize,
+	 .variant = 1},
+	{.name = "resize-shrink", .bs = 4096, .size = SZ, .mode = WHOLE,
+	 .setup = setup_resize, .op = op_resize, .model = model_resize, .variant = 2},
+	{.name = "resize-shrink", .bs = 65536, .size = SZ, .mode = WHOLE,
+	 .setup = setup_resize, .op = op_resize, .model = model_resize, .variant = 2},
 	{.name = "convert", .bs = 4096, .size = SZ, .mode = UNITS,
 	 .setup = setup_empty, .op = op_convert, .model = model_convert},
 	{.name = "convert", .bs = 65536, .size = SZ, .mode = UNITS,

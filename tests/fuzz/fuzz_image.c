@@ -163,8 +163,8 @@ static uint64_t slot_needs(const uint8_t *slot)
 	for (i = 0; i < m.layer_count; i++)
 		if (m.layers[i].region > max)
 			max = m.layers[i].region;
-	stride = pcow_region_stride(m.virtual_size, m.block_bits);
-	need = pcow_region_offset(stride, max + 1);
+	stride = pcow_region_stride(m.data_capacity, m.block_bits);
+	need = pcow_region_offset(m.region_base, stride, max + 1);
 	pcow_meta_free(&m);
 	return need;
 }

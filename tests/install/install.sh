@@ -1,10 +1,25 @@
 #!/usr/bin/env bash
 # make install with DESTDIR gives a library with a SONAME, only the public
-# symbols, the header and a pkg-config file a program can build against.
+# symbols, the header and a pkg-config file a program can build against,
+# the tools, their manual pages (rendering without warnings) and their bash
+# completion; make uninstall removes all of it.
 set -euo pipefail
 build=$1
+src=$(cd "$(dirname "$0")/../.." && pwd)
 dest=$(mktemp -d)
-trap 'rm -rf "$dest"' EXIT
+# Installing records what it installed in the build directory's install log,
+# which `make uninstall` reads: keep the one of a real `make install`.
+log=$build/meson-logs/install-log.txt
+saved_log=
+if [ -f "$log" ]; then
+	saved_log=$dest.log
+	cp -p "$log" "$saved_log"
+fi
+restore() {
+	rm -rf "$dest"
+	if [ -n "$saved_log" ]; then mv -f "$saved_log" "$log"; else rm -f "$log"; fi
+}
+trap restore EXIT
 
 DESTDIR=$dest meson install -C "$build" --no-rebuild >/dev/null
 lib=$(find "$dest" -name 'libpcow.so.0.*' -type f)
@@ -12,13 +27,55 @@ lib=$(find "$dest" -name 'libpcow.so.0.*' -type f)
 readelf -d "$lib" | grep -q 'SONAME.*libpcow.so.0' || { echo "no SONAME"; exit 1; }
 # Exactly the functions of include/pcow.h, nothing internal.
 exported=$(nm -D --defined-only "$lib" | awk '$2 == "T" {print $3}' | sed 's/@.*//' | sort)
-declared=$(grep -oE '\bpcow_[a-z_]+\(' "$(dirname "$0")/../../include/pcow.h" | tr -d '(' | sort -u)
+declared=$(grep -oE '\bpcow_[a-z_]+\(' "$src/include/pcow.h" | tr -d '(' | sort -u)
 if [ "$exported" != "$declared" ]; then
 	echo "exported symbols differ from pcow.h:"; diff <(echo "$declared") <(echo "$exported"); exit 1
 fi
+installed() { # PATH-SUFFIX
+	local f
+	f=$(find "$dest" -path "*/$1" | head -n 1)
+	[ -n "$f" ] || { echo "$1 not installed" >&2; return 1; }
+	echo "$f"
+}
 for f in bin/pcow-img bin/pcow-io include/pcow.h; do
-	[ -n "$(find "$dest" -path "*/$f")" ] || { echo "$f not installed"; exit 1; }
+	installed "$f" >/dev/null
 done
+
+# Manual pages: built when scdoc is there (`make` installs it).
+if command -v scdoc >/dev/null; then
+	for page in man1/pcow-img.1 man1/pcow-io.1 man3/libpcow.3; do
+		f=$(installed "share/man/$page")
+		if command -v man >/dev/null; then
+			warnings=$(MANWIDTH=80 man -l "$f" 2>&1 >/dev/null)
+		else
+			warnings=$(groff -ww -z -man "$f" 2>&1)
+		fi
+		[ -z "$warnings" ] || { echo "$page renders with warnings:"; echo "$warnings"; exit 1; }
+		[ "$(MANWIDTH=80 man -l "$f" 2>/dev/null | wc -l)" -gt 20 ] ||
+			{ echo "$page renders to almost nothing"; exit 1; }
+	done
+	# libpcow(3) describes every function of the API (in bold: "\fBname\fR()").
+	for fn in $declared; do
+		grep -qF "\\fB$fn\\fR()" "$(installed share/man/man3/libpcow.3)" ||
+			{ echo "libpcow(3) does not describe $fn()"; exit 1; }
+	done
+	# pcow-img(1) documents every verb pcow-img has.
+	verbs=$("$build/tools/pcow-img" --help | sed -n 's/^  \([a-z]\+\) .*/\1/p')
+	for v in $verbs; do
+		grep -qF "\\fB$v\\fR [" "$(installed share/man/man1/pcow-img.1)" ||
+			{ echo "pcow-img(1) does not document the verb $v"; exit 1; }
+	done
+else
+	echo "note: scdoc is not installed, so the manual pages were not built"
+fi
+
+# Bash completion: installed, valid, and registers its functions.
+for tool in pcow-img pcow-io; do
+	f=$(installed "share/bash-completion/completions/$tool")
+	bash -c 'source "$1" && complete -p "$2"' _ "$f" "$tool" >/dev/null ||
+		{ echo "completion for $tool does not load"; exit 1; }
+done
+
 pc=$(dirname "$(find "$dest" -name pcow.pc)")
 cat > "$dest/use.c" <<'C'
 #include <pcow.h>
@@ -38,7 +95,14 @@ C
 # pkg-config paths point into the prefix; redirect them into DESTDIR.
 cflags=$(PKG_CONFIG_PATH=$pc PKG_CONFIG_SYSROOT_DIR=$dest pkg-config --cflags pcow)
 libs=$(PKG_CONFIG_PATH=$pc PKG_CONFIG_SYSROOT_DIR=$dest pkg-config --libs pcow)
+# shellcheck disable=SC2086  # pkg-config prints several words
 cc -std=gnu11 -Wall -Werror $cflags "$dest/use.c" -o "$dest/use" $libs
 LD_LIBRARY_PATH=$(dirname "$lib") "$dest/use" "$dest/x.pcow"
 [ -s "$dest/x.pcow" ] || { echo "program built against the installed library failed"; exit 1; }
+rm -f "$dest/use.c" "$dest/use" "$dest/x.pcow"
+
+# Uninstall (what `make uninstall` runs) removes every installed file.
+ninja -C "$build" uninstall >/dev/null
+left=$(find "$dest" ! -type d 2>/dev/null || true)
+[ -z "$left" ] || { echo "left behind by uninstall:"; echo "$left"; exit 1; }
 echo "install: ok"

@@ -30,6 +30,8 @@ static void sample(struct pcow_meta *m, struct pcow_layer *layers,
 	m->snapshots = snaps;
 	m->snapshot_count = 2;
 	m->next_snapshot_id = 5;
+	m->region_base = 6ull << 20;
+	m->data_capacity = 4ull << 30;
 }
 
 /* Re-encodes after a field change so only validation, not the crc, can fail. */
@@ -62,6 +64,22 @@ static void unknown_incompat(struct pcow_meta *m) { m->incompat = 1ull << 40; }
 static void no_fmt(struct pcow_meta *m) { m->backing_format = PCOW_FORMAT_NONE; }
 static void bad_region(struct pcow_meta *m) { m->layers[2].region = PCOW_MAX_REGIONS; }
 static void unknown_compat(struct pcow_meta *m) { m->compat = 1ull << 5; }
+/* the region layout */
+static void base_low(struct pcow_meta *m) { m->region_base = 1ull << 20; }
+static void base_odd(struct pcow_meta *m) { m->region_base += 4096; }
+static void base_huge(struct pcow_meta *m) { m->region_base = (1ull << 63) - (2ull << 20); }
+static void base_wrap(struct pcow_meta *m) { m->region_base = UINT64_MAX - (1ull << 21) + 1; }
+static void cap_small(struct pcow_meta *m) { m->data_capacity = (1ull << 30) - (2ull << 20); }
+static void cap_odd(struct pcow_meta *m) { m->data_capacity += 65536; }
+static void cap_huge(struct pcow_meta *m) { m->data_capacity = 1ull << 51; }
+static void cap_zero(struct pcow_meta *m) { m->data_capacity = 0; }
+/* The largest layout allowed: 4096 regions of 2^50 bytes must end in off_t. */
+static void cap_max(struct pcow_meta *m) { m->data_capacity = 1ull << 50; }
+static void cap_max_base(struct pcow_meta *m)
+{
+	m->data_capacity = 1ull << 50;
+	m->region_base = 1ull << 62;
+}
 /* found by fuzzing: a chain walked before a later parent was range-checked */
 static void late_bad_parent(struct pcow_meta *m)
 {
@@ -89,6 +107,9 @@ int main(void)
 	CHECK(out.backing_format == PCOW_FORMAT_RAW);
 	CHECK(out.snapshot_count == 2 && out.snapshots[1].id == 4);
 	CHECK(!strcmp(out.snapshots[0].name, "first") && out.snapshots[0].date_nsec == 5);
+	CHECK(out.region_base == 6ull << 20 && out.data_capacity == 4ull << 30);
+	CHECK(pcow_le64(buf + HDR_REGION_BASE) == 6ull << 20);
+	CHECK(pcow_le64(buf + HDR_DATA_CAPACITY) == 4ull << 30);
 	pcow_meta_free(&out);
 
 	/* a checksum mismatch anywhere in the blob is rejected */
@@ -116,6 +137,17 @@ int main(void)
 	CHECK(decode_modified(no_fmt) == -EINVAL);
 	CHECK(decode_modified(bad_region) == -EINVAL);
 	CHECK(decode_modified(late_bad_parent) == -EINVAL);
+	/* [R-004] region base and data capacity: bounds, alignment, overflow */
+	CHECK(decode_modified(base_low) == -EINVAL && strstr(pcow_errormsg(), "region base"));
+	CHECK(decode_modified(base_odd) == -EINVAL);
+	CHECK(decode_modified(base_huge) == -EINVAL);
+	CHECK(decode_modified(base_wrap) == -EINVAL);
+	CHECK(decode_modified(cap_small) == -EINVAL && strstr(pcow_errormsg(), "capacity"));
+	CHECK(decode_modified(cap_odd) == -EINVAL);
+	CHECK(decode_modified(cap_huge) == -EINVAL);
+	CHECK(decode_modified(cap_zero) == -EINVAL);
+	CHECK(decode_modified(cap_max) == 0);
+	CHECK(decode_modified(cap_max_base) == -EINVAL);
 	/* unknown incompatible bits refuse; unknown compatible bits do not */
 	CHECK(decode_modified(unknown_incompat) == -ENOTSUP);
 	CHECK(decode_modified(unknown_compat) == 0);
@@ -154,7 +186,10 @@ int main(void)
 	/* [R-002] regions: data span then copy bitmap, both aligned */
 	CHECK(pcow_data_span(1, 12) == PCOW_REGION_ALIGN);
 	CHECK(pcow_bitmap_span(1, 12) == PCOW_REGION_ALIGN);
-	CHECK(pcow_region_stride(1, 12) == 2 * PCOW_REGION_ALIGN);
+	CHECK(pcow_region_stride(PCOW_REGION_ALIGN, 12) == 2 * PCOW_REGION_ALIGN);
+	CHECK(pcow_region_offset(6ull << 20, 3ull << 30, 2) == (6ull << 20) + (6ull << 30));
+	/* a 2^50 capacity of 4 KiB blocks: 2^38 bits = 32 GiB of bitmap */
+	CHECK(pcow_region_stride(1ull << 50, 12) == (1ull << 50) + (32ull << 30));
 	CHECK(pcow_data_span(3ull << 30, 30) == 3ull << 30);
 	CHECK(pcow_bitmap_span(3ull << 30, 30) == 1ull << 30);
 	CHECK(pcow_data_span((1ull << 30) + 512, 30) == 2ull << 30);

@@ -1,0 +1,332 @@
+/* extent.c -- the view of an image as runs (see extent.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "extent.h"
+#include "layer.h"
+
+#define NONE UINT64_MAX
+
+/* Per layer of the chain: what is known from the last lookups. */
+struct layer_state {
+	uint32_t layer;
+	uint64_t next_bit;      /* first set copy bit >= when it was looked up */
+	uint64_t bit_from;      /* ... the block it was looked up from */
+	uint64_t until;         /* has_data holds for blocks below this */
+	uint64_t from;          /* ... and from this block on */
+	int has_data;
+};
+
+struct walk {
+	pcow_image *img;
+	uint32_t n;
+	struct layer_state *ls;
+};
+
+static int view_runs(pcow_image *img, uint32_t layer, uint64_t from,
+		     uint64_t to, pcow_run_fn fn, void *opaque);
+
+/* Passes a backing file's runs on, deeper by the layers above it. */
+struct deeper {
+	pcow_run_fn fn;
+	void *opaque;
+	int add;
+};
+
+static int deeper_run(const struct pcow_run *r, void *opaque)
+{
+	struct deeper *d = opaque;
+	struct pcow_run copy = *r;
+
+	copy.depth += d->add;
+	return d->fn(&copy, d->opaque);
+}
+
+static int seek(int fd, uint64_t off, int whence, uint64_t *out)
+{
+	off_t r = lseek(fd, (off_t)off, whence);
+
+	if (r < 0 && errno == ENXIO) {
+		*out = NONE;
+		return 0;
+	}
+	if (r < 0)
+		return pcow_err_sys(-errno, "cannot query allocation");
+	*out = (uint64_t)r;
+	return 0;
+}
+
+/*
+ * First block >= from with the layer's copy bit set, or NONE.  Holes of the
+ * bitmap are skipped a page at a time with SEEK_DATA.
+ */
+static int next_bit(pcow_image *img, uint32_t layer, uint64_t from,
+		    uint64_t *out)
+{
+	const uint64_t *bm = pcow_bitmap(img, layer);
+	uint64_t words = (img->nblocks + 63) / 64, w = from / 64, base, x, d = NONE;
+	const uint64_t per_page = 4096 / 8;
+	int ret;
+
+	*out = NONE;
+	if (!bm)
+		return pcow_err(-ENOMEM, "%s: cannot map a copy bitmap", img->path);
+	if (w >= words)
+		return 0;
+	base = region_start(img, layer) + img->span;
+	x = pcow_le64((const uint8_t *)&bm[w]) & (~0ull << (from % 64));
+	for (;;) {
+		if (x) {
+			*out = w * 64 + (uint64_t)__builtin_ctzll(x);
+			return *out < img->nblocks ? 0 : (*out = NONE, 0);
+		}
+		if (++w >= words)
+			return 0;
+		if (w % per_page == 0) {
+			ret = seek(img->fd, base + w * 8, SEEK_DATA, &d);
+			if (ret < 0)
+				return ret;
+			if (d == NONE || d >= base + words * 8)
+				return 0;
+			w = (d - base) / 8;
+		}
+		x = pcow_le64((const uint8_t *)&bm[w]);
+	}
+}
+
+/*
+ * Whether the layer's region has data in block b, and the first block
+ * after b where that changes (block granularity: data anywhere in a block
+ * counts for the whole block).
+ */
+static int data_state(pcow_image *img, struct layer_state *s, uint64_t b)
+{
+	uint64_t rs = region_start(img, s->layer), bs = img->block_size;
+	uint64_t d = NONE, h = NONE, end;
+	int ret;
+
+	s->from = b;
+	ret = seek(img->fd, rs + b * bs, SEEK_DATA, &d);
+	if (ret < 0)
+		return ret;
+	if (d == NONE || d >= rs + (b + 1) * bs) {
+		s->has_data = 0;
+		s->until = d == NONE ? NONE : (d - rs) / bs;
+		return 0;
+	}
+	s->has_data = 1;
+	for (;;) {
+		ret = seek(img->fd, d, SEEK_HOLE, &h);
+		if (ret < 0)
+			return ret;
+		end = (h - rs + bs - 1) / bs;   /* block h-1 holds data */
+		if (end >= img->nblocks)
+			break;
+		ret = seek(img->fd, h, SEEK_DATA, &d);
+		if (ret < 0)
+			return ret;
+		/* Data again inside block end keeps the run going. */
+		if (d == NONE || d >= rs + (end + 1) * bs)
+			break;
+	}
+	s->until = end;
+	return 0;
+}
+
+static int emit_layer(pcow_image *img, uint32_t layer, int depth,
+		      uint64_t from, uint64_t to, pcow_run_fn fn, void *opaque)
+{
+	struct pcow_run r = {
+		.off = from, .len = to - from, .fd = img->fd,
+		.file = region_start(img, layer) + from, .img = img, .layer = layer,
+		.depth = depth,
+	};
+
+	return from < to ? fn(&r, opaque) : 0;
+}
+
+/* The backing file's runs in [from, to), below depth layers; nothing past
+ * its end. */
+static int backing_runs(pcow_image *img, int depth, uint64_t from, uint64_t to,
+			pcow_run_fn fn, void *opaque)
+{
+	struct deeper dp = {fn, opaque, depth};
+	uint64_t d = NONE, h = NONE;
+	int ret;
+
+	if (img->backing) {
+		pcow_image *b = img->backing;
+
+		if (to > b->m.virtual_size)
+			to = b->m.virtual_size;
+		return from < to ? view_runs(b, b->m.active, from, to, deeper_run, &dp) : 0;
+	}
+	if (img->raw_fd < 0)
+		return 0;
+	if (to > img->raw_size)
+		to = img->raw_size;
+	while (from < to) {
+		struct pcow_run r = {.fd = img->raw_fd, .layer = PCOW_NO_PARENT,
+				     .depth = depth};
+
+		ret = seek(img->raw_fd, from, SEEK_DATA, &d);
+		if (ret == 0 && d != NONE && d < to)
+			ret = seek(img->raw_fd, d, SEEK_HOLE, &h);
+		if (ret < 0)
+			return ret;
+		if (d == NONE || d >= to)
+			break;
+		if (h > to)
+			h = to;
+		r.off = r.file = d;
+		r.len = h - d;
+		ret = fn(&r, opaque);
+		if (ret)
+			return ret;
+		from = h;
+	}
+	return 0;
+}
+
+/*
+ * A stretch where the lowest layer with data would own every block, except
+ * those where the backing file has data: those show the backing file.
+ */
+struct split {
+	pcow_image *img;
+	uint32_t lowest;
+	int depth;              /* of lowest */
+	uint64_t cursor, to;
+	pcow_run_fn fn;
+	void *opaque;
+};
+
+static int split_run(const struct pcow_run *r, void *opaque)
+{
+	struct split *s = opaque;
+	uint64_t bs = s->img->block_size;
+	uint64_t first = r->off / bs * bs, past = (r->off + r->len + bs - 1) / bs * bs;
+	int ret = 0;
+
+	if (first > s->cursor)
+		ret = emit_layer(s->img, s->lowest, s->depth, s->cursor, first,
+				 s->fn, s->opaque);
+	if (ret == 0)
+		ret = s->fn(r, s->opaque);
+	if (past > s->to)
+		past = s->to;
+	if (past > s->cursor)
+		s->cursor = past;
+	return ret;
+}
+
+static int split_by_backing(struct walk *w, uint32_t lowest, int depth,
+			    uint64_t from, uint64_t to, pcow_run_fn fn, void *opaque)
+{
+	struct split s = {w->img, lowest, depth, from, to, fn, opaque};
+	int ret = backing_runs(w->img, (int)w->n, from, to, split_run, &s);
+
+	if (ret == 0)
+		ret = emit_layer(w->img, lowest, depth, s.cursor, to, fn, opaque);
+	return ret;
+}
+
+static int walk(struct walk *w, uint64_t from, uint64_t to, pcow_run_fn fn,
+		void *opaque)
+{
+	pcow_image *img = w->img;
+	uint64_t bs = img->block_size, pos = from;
+	uint32_t i;
+	int ret;
+
+	while (pos < to) {
+		uint64_t b = pos / bs, end = (b + 1) * bs, bound = NONE;
+		uint32_t top = PCOW_NO_PARENT, lowest = PCOW_NO_PARENT;
+		int top_depth = 0, low_depth = 0;
+
+		for (i = 0; i < w->n; i++) {
+			struct layer_state *s = &w->ls[i];
+
+			if (s->bit_from > b || s->next_bit < b) {
+				s->bit_from = b;
+				ret = next_bit(img, s->layer, b, &s->next_bit);
+				if (ret < 0)
+					return ret;
+			}
+			if (s->next_bit == b && top == PCOW_NO_PARENT) {
+				top = s->layer;
+				top_depth = (int)i;
+			}
+			if (s->next_bit > b && s->next_bit < bound)
+				bound = s->next_bit;
+		}
+		if (end > to)
+			end = to;
+		if (top != PCOW_NO_PARENT) {
+			/* The topmost copy bit wins, data or not. */
+			ret = emit_layer(img, top, top_depth, pos, end, fn, opaque);
+			if (ret)
+				return ret;
+			pos = end;
+			continue;
+		}
+		for (i = 0; i < w->n; i++) {
+			struct layer_state *s = &w->ls[i];
+
+			if (s->from > b || s->until <= b) {
+				ret = data_state(img, s, b);
+				if (ret < 0)
+					return ret;
+			}
+			if (s->has_data) {
+				lowest = s->layer;
+				low_depth = (int)i;
+			}
+			if (s->until < bound)
+				bound = s->until;
+		}
+		end = bound != NONE && bound * bs < to ? bound * bs : to;
+		if (lowest == PCOW_NO_PARENT)
+			ret = backing_runs(img, (int)w->n, pos, end, fn, opaque);
+		else
+			ret = split_by_backing(w, lowest, low_depth, pos, end, fn, opaque);
+		if (ret)
+			return ret;
+		pos = end;
+	}
+	return 0;
+}
+
+static int view_runs(pcow_image *img, uint32_t layer, uint64_t from,
+		     uint64_t to, pcow_run_fn fn, void *opaque)
+{
+	struct walk w = {.img = img};
+	uint32_t l, i = 0;
+	int ret;
+
+	if (to > img->m.virtual_size)
+		to = img->m.virtual_size;
+	if (layer == PCOW_NO_PARENT)
+		return backing_runs(img, 0, from, to, fn, opaque);
+	for (l = layer; l != PCOW_NO_PARENT; l = img->m.layers[l].parent)
+		w.n++;
+	w.ls = calloc(w.n, sizeof(*w.ls));
+	if (!w.ls)
+		return pcow_err(-ENOMEM, "out of memory");
+	for (l = layer; l != PCOW_NO_PARENT; l = img->m.layers[l].parent)
+		w.ls[i++] = (struct layer_state){.layer = l, .bit_from = NONE,
+						 .from = NONE};
+	ret = walk(&w, from, to, fn, opaque);
+	free(w.ls);
+	return ret;
+}
+
+int pcow_view_runs(pcow_image *img, uint32_t layer, uint64_t from, uint64_t to,
+		   pcow_run_fn fn, void *opaque)
+{
+	int ret = view_runs(img, layer, from, to, fn, opaque);
+
+	return ret > 0 ? 0 : ret;
+}

@@ -1,0 +1,41 @@
+/*
+ * pending.h -- copy bits set in memory, written to the image at the next
+ * flush.
+ *
+ * A copy bit must never be durable before the data it vouches for (docs/
+ * format.md 4.2).  Writing it at once would cost an fdatasync per copy-up;
+ * instead the bit lives in a shadow bitmap until the next flush or metadata
+ * commit, which persists the data first and then writes every pending bit.
+ * Until then the data is not durable either, so a crash loses the copy-up
+ * together with the writes that followed it, exactly as with any unflushed
+ * write: the block shows its inherited content again.
+ */
+#ifndef PCOW_PENDING_H
+#define PCOW_PENDING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "image.h"
+
+/* Marks block of layer as owned, in memory only.  Callers hold img->lock. */
+int pcow_pending_set(pcow_image *img, uint32_t layer, uint64_t block);
+
+/* True when the bit of block in region is pending. */
+bool pcow_pending_test(const pcow_image *img, uint32_t region, uint64_t block);
+
+/*
+ * Persists the data written so far, then writes every pending bit (not yet
+ * synced: the caller's next sync makes them durable).
+ */
+int pcow_pending_persist(pcow_image *img);
+
+/* Calls fn for each pending bit of region. */
+int pcow_pending_each(pcow_image *img, uint32_t region,
+		      int (*fn)(pcow_image *img, uint64_t block, void *opaque),
+		      void *opaque);
+
+/* Frees the shadow bitmaps (at close, after pcow_pending_persist). */
+void pcow_pending_release(pcow_image *img);
+
+#endif

@@ -1,0 +1,258 @@
+/*
+ * img_qcow2.c -- convert to and from qcow2 by streaming through qemu-img
+ * and a temporary raw file.  Both steps keep zero blocks unallocated: our
+ * raw output and qemu-img's skip them, so the temporary file is as sparse
+ * as the data, and so are the outputs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "img.h"
+#include "img_qcow2.h"
+#include "util.h"
+
+#define QEMU_IMG "qemu-img"
+
+bool convert_involves_qcow2(const char *in, const char *in_fmt, const char *out_fmt)
+{
+	if (out_fmt && !strcmp(out_fmt, "qcow2"))
+		return true;
+	if (in_fmt)
+		return !strcmp(in_fmt, "qcow2");
+	return file_is_qcow2(in);
+}
+
+static bool on_path(const char *prog)
+{
+	const char *path = getenv("PATH");
+	char *copy, *dir, *save = NULL, full[PATH_MAX];
+	bool found = false;
+
+	if (!path || !(copy = strdup(path)))
+		return false;
+	for (dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
+		snprintf(full, sizeof(full), "%s/%s", dir[0] ? dir : ".", prog);
+		found = access(full, X_OK) == 0;
+	}
+	free(copy);
+	return found;
+}
+
+/* Runs qemu-img with args; on failure prints its first error line, naming
+ * file, and returns -1. */
+static int run_qemu_img(const char *file, char *const args[])
+{
+	int pipefd[2], status;
+	char msg[1024] = "", *nl;
+	size_t got = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		die_msg("%s: cannot run " QEMU_IMG ": %s", file, strerror(errno));
+		return -1;
+	}
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0) {
+		die_msg("%s: cannot run " QEMU_IMG ": %s", file, strerror(errno));
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(pipefd[1], STDERR_FILENO);
+		if (null >= 0)
+			dup2(null, STDOUT_FILENO);
+		execvp(QEMU_IMG, args);
+		fprintf(stderr, "cannot run " QEMU_IMG ": %s\n", strerror(errno));
+		_exit(127);
+	}
+	close(pipefd[1]);
+	while ((n = read(pipefd[0], msg + got, sizeof(msg) - 1 - got)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		got += (size_t)n;
+		if (got == sizeof(msg) - 1) {
+			char sink[4096];
+
+			/* Keep the first line only; drain the rest. */
+			while (read(pipefd[0], sink, sizeof(sink)) > 0)
+				;
+			break;
+		}
+	}
+	msg[got] = '\0';
+	close(pipefd[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	nl = strchr(msg, '\n');
+	if (nl)
+		*nl = '\0';
+	if (!msg[0])
+		snprintf(msg, sizeof(msg), QEMU_IMG " failed (status %d)", status);
+	die_msg("%s: %s", file, msg);
+	return -1;
+}
+
+/* Creates an empty temporary file next to out (same file system, as sparse
+ * as the output), else in $TMPDIR. */
+static char *make_temp(const char *out)
+{
+	char *copy = strdup(out), *name = NULL;
+	const char *dirs[2], *tmpdir = getenv("TMPDIR");
+	int i, fd = -1;
+
+	if (!copy)
+		return NULL;
+	dirs[0] = dirname(copy);
+	dirs[1] = tmpdir && tmpdir[0] ? tmpdir : "/tmp";
+	for (i = 0; i < 2 && fd < 0; i++) {
+		free(name);
+		if (asprintf(&name, "%s/.pcow-img-convert-XXXXXX", dirs[i]) < 0) {
+			name = NULL;
+			break;
+		}
+		fd = mkstemp(name);
+	}
+	free(copy);
+	if (fd < 0) {
+		free(name);
+		return NULL;
+	}
+	close(fd);
+	return name;
+}
+
+/* Runs the raw/pcow convert verb on argv (NULL-terminated). */
+static int run_convert(const struct qcow2_convert *c, char **argv)
+{
+	int argc = 0;
+
+	while (argv[argc])
+		argc++;
+	optind = 1;
+	return c->convert(argc, argv);
+}
+
+int convert_qcow2(const struct qcow2_convert *c)
+{
+	bool from = !(c->in_fmt ? strcmp(c->in_fmt, "qcow2") : !file_is_qcow2(c->in));
+	bool to = !strcmp(c->out_fmt, "qcow2");
+	char *args[16], *tmp;
+	struct stat st;
+	bool existed = stat(c->out, &st) == 0;
+	int n = 0, rc = 1;
+
+	if (!on_path(QEMU_IMG))
+		FAIL(c->in, "%s: " QEMU_IMG " is needed to convert to or from qcow2 (install qemu-utils)",
+		     from ? c->in : c->out);
+	if (from && to) {
+		args[n++] = QEMU_IMG;
+		args[n++] = "convert";
+		if (c->force_share)
+			args[n++] = "-U";
+		if (c->options) {
+			args[n++] = "-o";
+			args[n++] = (char *)c->options;
+		}
+		args[n++] = "-f";
+		args[n++] = "qcow2";
+		args[n++] = "-O";
+		args[n++] = "qcow2";
+		args[n++] = (char *)c->in;
+		args[n++] = (char *)c->out;
+		args[n] = NULL;
+		return run_qemu_img(c->in, args) < 0 ? 1 : 0;
+	}
+	tmp = make_temp(c->out);
+	if (!tmp)
+		FAIL(c->out, "%s: cannot create a temporary file: %s", c->out, strerror(errno));
+	args[n++] = "convert";
+	if (from) {
+		char *q[10];
+		int k = 0;
+
+		q[k++] = QEMU_IMG;
+		q[k++] = "convert";
+		if (c->force_share)
+			q[k++] = "-U";
+		q[k++] = "-f";
+		q[k++] = "qcow2";
+		q[k++] = "-O";
+		q[k++] = "raw";
+		q[k++] = (char *)c->in;
+		q[k++] = tmp;
+		q[k] = NULL;
+		if (run_qemu_img(c->in, q) < 0)
+			goto out;
+		args[n++] = "-f";
+		args[n++] = "raw";
+		args[n++] = "-O";
+		args[n++] = (char *)c->out_fmt;
+		if (c->options) {
+			args[n++] = "-o";
+			args[n++] = (char *)c->options;
+		}
+		if (c->progress)
+			args[n++] = "-p";
+		args[n++] = tmp;
+		args[n++] = (char *)c->out;
+		args[n] = NULL;
+		rc = run_convert(c, args);
+	} else {
+		if (c->in_fmt) {
+			args[n++] = "-f";
+			args[n++] = (char *)c->in_fmt;
+		}
+		args[n++] = "-O";
+		args[n++] = "raw";
+		if (c->force_share)
+			args[n++] = "-U";
+		if (c->progress)
+			args[n++] = "-p";
+		args[n++] = (char *)c->in;
+		args[n++] = tmp;
+		args[n] = NULL;
+		if (run_convert(c, args))
+			goto out;
+		n = 0;
+		args[n++] = QEMU_IMG;
+		args[n++] = "convert";
+		args[n++] = "-f";
+		args[n++] = "raw";
+		args[n++] = "-O";
+		args[n++] = "qcow2";
+		if (c->options) {
+			args[n++] = "-o";
+			args[n++] = (char *)c->options;
+		}
+		args[n++] = tmp;
+		args[n++] = (char *)c->out;
+		args[n] = NULL;
+		if (run_qemu_img(c->out, args) < 0) {
+			if (!existed)
+				unlink(c->out);
+			goto out;
+		}
+		rc = 0;
+	}
+out:
+	unlink(tmp);
+	free(tmp);
+	return rc;
+}

@@ -1,0 +1,29 @@
+/* img_qcow2.h -- convert to and from qcow2 through qemu-img. */
+#ifndef PCOW_TOOLS_IMG_QCOW2_H
+#define PCOW_TOOLS_IMG_QCOW2_H
+
+#include <stdbool.h>
+
+/* What `pcow-img convert` was asked for. */
+struct qcow2_convert {
+	int (*convert)(int argc, char **argv); /* the raw/pcow convert verb */
+	const char *in, *out;
+	const char *in_fmt;  /* as given with -f, or NULL */
+	const char *out_fmt; /* as given with -O */
+	const char *options; /* -o, or NULL */
+	bool progress, quiet, force_share;
+};
+
+/* True when the conversion reads or writes qcow2 (-f/-O qcow2, or an input
+ * with the qcow2 magic and no -f). */
+bool convert_involves_qcow2(const char *in, const char *in_fmt, const char *out_fmt);
+
+/*
+ * Converts through a sparse temporary raw file that qemu-img reads or
+ * writes; the pcow side is the ordinary convert.  Returns the exit code;
+ * on failure prints one line and leaves neither the output nor the
+ * temporary file behind.
+ */
+int convert_qcow2(const struct qcow2_convert *c);
+
+#endif
