@@ -217,8 +217,8 @@ static int refuse_snapshots(const pcow_image *img, bool top)
 {
 	if (!img->m.snapshot_count)
 		return 0;
-	return pcow_err(-ENOTSUP, "%s: %s internal snapshots, which read through to the backing file that commit changes; delete them first",
-			img->path, top ? "the image has" : "an image in between has");
+	return pcow_err(-ENOTSUP, "%s: %s has internal snapshots, which would see the data commit writes into the backing file; delete them first",
+			img->path, top ? "the image" : "this image in the backing chain");
 }
 
 static int prepare(struct commit *c, pcow_image *img, const char *base,
@@ -568,10 +568,6 @@ int pcow_commit(pcow_image *img, const char *base, unsigned flags)
 
 	if (!c)
 		return pcow_err(-ENOMEM, "out of memory");
-	if (img->map) {
-		free(c);
-		return pcow_err(-EBUSY, "%s: image is mapped; unmap it first", img->path);
-	}
 	pthread_mutex_lock(&img->lock);
 	ret = prepare(c, img, base, flags);
 	if (ret == 0)

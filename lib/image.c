@@ -246,6 +246,9 @@ int pcow_create(const char *path, const struct pcow_create_opts *opts)
 		goto fail;
 	}
 	ret = pcow_io_truncate(fd, pcow_region_offset(m.region_base, stride, 1));
+	if (ret == -EFBIG)
+		ret = pcow_err(ret, "%s: the capacity is larger than the file system's largest file",
+			       path);
 	if (ret == 0 && pcow_file_has_data(fd, m.region_base, stride) != 0) {
 		/* Ownership is read from holes: a file system that reports none
 		 * would make every block of every layer look written. */

@@ -424,14 +424,18 @@ int pcow_resize(pcow_image *img, uint64_t new_size, unsigned flags)
 	if (ret == 0 && new_size < old_size && !(flags & PCOW_RESIZE_SHRINK))
 		ret = pcow_err(-EINVAL, "%s: shrinking the image needs PCOW_RESIZE_SHRINK",
 			       img->path);
-	if (ret < 0 || new_size == old_size)
+	if (ret < 0)
 		goto out;
+	if (new_size > img->m.data_capacity) {
+		ret = relocate(img, new_size); /* reports its own progress */
+		goto out;
+	}
 	if (new_size < old_size)
 		ret = shrink(img, new_size);
-	else if (new_size <= img->m.data_capacity)
+	else if (new_size > old_size)
 		ret = grow_in_place(img, new_size);
-	else
-		ret = relocate(img, new_size);
+	if (ret == 0)
+		pcow_progress(img, 1, 1);
 out:
 	pthread_mutex_unlock(&img->lock);
 	return ret;

@@ -31,7 +31,7 @@ void usage(FILE *f)
 		"  snapshot [-U] -l | -c NAME | -a NAME | -d NAME FILE\n"
 		"  rebase [-u] [-p] -b BACKING [-F FMT] FILE\n"
 		"  check [-r leaks|all] [-p] [--output=human|json] FILE\n"
-		"  convert [-f raw|pcow] -O raw|pcow [-o block_size=SIZE] [-p] IN OUT\n"
+		"  convert [-f raw|pcow|qcow2] -O raw|pcow|qcow2 [-o block_size=SIZE] [-p] IN OUT\n"
 		"  map [--output=human|json] [-U] FILE\n"
 		"  commit [-f pcow] [-b BASE] [-d] [-p] [-q] FILE\n"
 		"  resize [--shrink] [-f pcow] [-q] FILE [+|-]SIZE\n"

@@ -15,7 +15,7 @@ make_base() { # FILE raw|pcow [BLOCK_SIZE]
         mkraw "$1" $SIZE "${BASE_SPECS[@]}"
     else
         mkraw "$1.src" $SIZE "${BASE_SPECS[@]}"
-        ok "$PCOW_IMG" convert -O pcow -o block_size=${3:-4K} "$1.src" "$1"
+        ok "$PCOW_IMG" convert -O pcow -o block_size="${3:-4K}" "$1.src" "$1"
         rm -f "$1.src"
     fi
 }
@@ -42,8 +42,13 @@ for fmt in pcow raw; do
         ok "$PCOW_IMG" create -o block_size=$bs -b "$base" -F $fmt "$top"
         overlay_writes "$top" $bs
         to_raw "$top" before.raw
-        check_true "$tag: the overlay differs from its backing file" not cmp -s before.raw \
-            "$([[ $fmt == raw ]] && echo "$base" || { to_raw "$base" b0.raw; echo b0.raw; })"
+        if [[ $fmt == raw ]]; then
+            ref=$base
+        else
+            to_raw "$base" b0.raw
+            ref=b0.raw
+        fi
+        check_true "$tag: the overlay differs from its backing file" not cmp -s before.raw "$ref"
 
         ok "$PCOW_IMG" commit "$top"
         check_eq "$(cat "$T/.out")" "Image committed." "$tag: output"
@@ -178,6 +183,27 @@ ok "$PCOW_IMG" commit -p top.pcow
 check_out '\(100\.00/100%\)' "-p with nothing to copy"
 verify base.pcow "0x61 0 3M"
 rm -f base.pcow top.pcow
+
+# The other long operations take -p too: a safe rebase and check (with or
+# without repair); JSON output stays clean.
+make_base base.pcow pcow
+ok "$PCOW_IMG" create -b base.pcow -F pcow top.pcow
+pio top.pcow "write -P 0x62 0 64K"
+to_raw top.pcow before.raw
+ok "$PCOW_IMG" rebase -p -b "" top.pcow
+check_out '\(100\.00/100%\)' "rebase -p: progress"
+to_raw top.pcow after.raw
+check_same before.raw after.raw "content after rebase -p"
+ok "$PCOW_IMG" rebase -p -q -b base.pcow -F pcow top.pcow
+check_eq "$(cat "$T/.out")" "" "rebase -p -q prints nothing"
+ok "$PCOW_IMG" check -p -r leaks top.pcow
+check_out '\(0\.00/100%\).*\(100\.00/100%\)' "check -r leaks -p: progress"
+check_out "^No errors were found" "check -r leaks -p: the result"
+ok "$PCOW_IMG" check -p top.pcow
+check_out '\(100\.00/100%\)' "check -p: progress"
+ok "$PCOW_IMG" check -p --output=json top.pcow
+check_eq "$(json 'd["leaks"]' <"$T/.out")" 0 "check -p --output=json is JSON"
+rm -f base.pcow top.pcow ./*.raw
 
 # ---- A backing file in use -------------------------------------------------------
 

@@ -22,8 +22,8 @@
  * 4 MiB, a block_status walk, check, check with every repair, a second
  * check (nothing may be left), the snapshot list, then writes, a snapshot
  * create/apply/delete cycle whose data is verified, safe rebases (which must
- * not change what the disk reads), and a mapping (read and copy-on-write
- * store).  Every finding is an abort().
+ * not change what the disk reads), a mapping (read and copy-on-write
+ * store), and a resize up and back down.  Every finding is an abort().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -472,6 +472,31 @@ static void map_phase(pcow_image *img, const struct pcow_info *info)
 	NOTE("map phase done\n");
 }
 
+/* Growing keeps the end of the disk and reads zeros past it; shrinking
+ * back keeps it too.  Refused (snapshots) or failing on a damaged image:
+ * the phase ends. */
+static void resize_phase(pcow_image *img, const struct pcow_info *info)
+{
+	uint64_t vs = info->virtual_size, n = vs < 4096 ? vs : 4096;
+	uint64_t grown = vs + info->block_size + 512;
+	static uint8_t end[4096];
+
+	if (vs > REBASE_MAX_SIZE || info->block_size > WRITE_MAX_BLOCK)
+		return;
+	STEP(pcow_read(img, end, n, vs - n), "read before resize");
+	STEP(pcow_resize(img, grown, 0), "resize");
+	expect_pattern(img, vs, grown - vs < 4096 ? grown - vs : 4096, 0,
+		       "the grown area");
+	if (pcow_read(img, read_buf, n, vs - n) < 0 || memcmp(read_buf, end, n))
+		FAIL("growing changed the end of the disk");
+	check_image(img, "after growing");
+	STEP(pcow_resize(img, vs, PCOW_RESIZE_SHRINK), "shrink");
+	if (pcow_read(img, read_buf, n, vs - n) < 0 || memcmp(read_buf, end, n))
+		FAIL("growing and shrinking back changed the end of the disk");
+	check_image(img, "after shrinking");
+	NOTE("resize phase done\n");
+}
+
 static void run_image(void)
 {
 	pcow_image *img;
@@ -509,6 +534,7 @@ static void run_image(void)
 	write_phase(img, &info);
 	rebase_phase(img, &info);
 	map_phase(img, &info);
+	resize_phase(img, &info);
 	pcow_close(&img);
 }
 
