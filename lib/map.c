@@ -208,6 +208,12 @@ static int map_inherited(struct pcow_map *map)
 	struct inherited in = {.map = map, .page = (uint64_t)sysconf(_SC_PAGESIZE)};
 	int ret;
 
+	/* Nothing below the active layer: nothing to inherit, and no need to
+	 * walk its own extents (SEEK_HOLE is linear in pages on tmpfs). */
+	if (img->m.layers[img->m.active].parent == PCOW_NO_PARENT && !img->backing &&
+	    img->raw_fd < 0)
+		return 0;
+
 	ret = pcow_view_runs(img, img->m.active, 0, img->m.virtual_size, on_run, &in);
 	if (ret == 0 && in.covered % img->block_size)
 		ret = close_block(&in, img->m.virtual_size);
