@@ -181,6 +181,11 @@ static void print_snapshots(pcow_image *img)
 
 	if (pcow_snapshot_list(img, &list, &n) < 0)
 		return;
+	/* Like qemu-img: no table at all when there are no snapshots. */
+	if (n == 0) {
+		free(list);
+		return;
+	}
 	printf("Snapshot list:\n");
 	printf("%-10s%-17s%10s%20s\n", "ID", "TAG", "DISK SIZE", "DATE");
 	for (i = 0; i < n; i++) {

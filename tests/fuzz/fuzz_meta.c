@@ -46,6 +46,8 @@ static void same_meta(const struct pcow_meta *a, const struct pcow_meta *b,
 		FAIL("%s: autoclear bits differ", what);
 	if (a->virtual_size != b->virtual_size || a->block_bits != b->block_bits)
 		FAIL("%s: size or block bits differ", what);
+	if (a->region_base != b->region_base || a->data_capacity != b->data_capacity)
+		FAIL("%s: region base or capacity differs", what);
 	if (a->backing_format != b->backing_format)
 		FAIL("%s: backing format differs", what);
 	if (!a->backing != !b->backing || (a->backing && strcmp(a->backing, b->backing)))
