@@ -7,6 +7,7 @@
  * must land as pcow_write would have put them.
  */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,21 @@ static void one_case(int n)
 	OK(pcow_snapshot_apply(img, rnd(2) ? "s1" : "s0"));
 	check_map(img, SIZE, 0);
 	OK(pcow_snapshot_delete(img, "s1"));
+	check_map(img, SIZE, 0);
+	/* A safe rebase onto the other file keeps what the image shows. */
+	{
+		bool on_raw = o.backing_file == raw;
+		uint8_t *before = malloc(SIZE), *after = malloc(SIZE);
+
+		CHECK(before && after);
+		OK(pcow_read(img, before, SIZE, 0));
+		OK(pcow_rebase(img, on_raw ? base : raw,
+			       on_raw ? PCOW_FORMAT_PCOW : PCOW_FORMAT_RAW, 0));
+		OK(pcow_read(img, after, SIZE, 0));
+		CHECK(memcmp(before, after, SIZE) == 0);
+		free(before);
+		free(after);
+	}
 	check_map(img, SIZE, 0);
 	store_through_map(img, SIZE);
 	OK(pcow_close(&img));
