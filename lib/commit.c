@@ -25,6 +25,7 @@
 #include "error.h"
 #include "image.h"
 #include "layer.h"
+#include "pending.h"
 #include "persist.h"
 
 /* Data moves between the images in pieces of this size. */
@@ -321,6 +322,10 @@ static void release_all(struct commit *c)
 		if (c->rw_fd[i] < 0)
 			continue;
 		if (i < c->ntarget || !c->raw) {
+			/* After a failure, copy bits still pending would be
+			 * lost once the image is read-only again; their data
+			 * is written, so persist them (best effort). */
+			(void)pcow_pending_persist(c->chain[i]);
 			c->chain[i]->fd = c->ro_fd[i];
 			c->chain[i]->rdonly = true;
 		}

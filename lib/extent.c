@@ -299,15 +299,53 @@ static int walk(struct walk *w, uint64_t from, uint64_t to, pcow_run_fn fn,
 	return 0;
 }
 
+/* Passes on only the part of each run inside [from, to). */
+struct clip {
+	pcow_run_fn fn;
+	void *opaque;
+	uint64_t from, to;
+};
+
+static int clip_run(const struct pcow_run *r, void *opaque)
+{
+	struct clip *c = opaque;
+	struct pcow_run x = *r;
+
+	if (x.off + x.len <= c->from || x.off >= c->to)
+		return 0;
+	if (x.off < c->from) {
+		x.file += c->from - x.off;
+		x.len -= c->from - x.off;
+		x.off = c->from;
+	}
+	if (x.off + x.len > c->to)
+		x.len = c->to - x.off;
+	return c->fn(&x, c->opaque);
+}
+
 static int view_runs(pcow_image *img, uint32_t layer, uint64_t from,
 		     uint64_t to, pcow_run_fn fn, void *opaque)
 {
 	struct walk w = {.img = img};
+	uint64_t bs = img->block_size, wfrom, wto;
 	uint32_t l, i = 0;
 	int ret;
 
 	if (to > img->m.virtual_size)
 		to = img->m.virtual_size;
+	if (from >= to)
+		return 0;
+	/* Ownership is decided per whole block (whether the backing file has
+	 * data anywhere in it): walk whole blocks, pass on the part asked. */
+	wfrom = from / bs * bs;
+	wto = to % bs ? to / bs * bs + bs : to;
+	if (wto > img->m.virtual_size)
+		wto = img->m.virtual_size;
+	if (wfrom != from || wto != to) {
+		struct clip c = {fn, opaque, from, to};
+
+		return view_runs(img, layer, wfrom, wto, clip_run, &c);
+	}
 	if (layer == PCOW_NO_PARENT)
 		return backing_runs(img, 0, from, to, fn, opaque);
 	for (l = layer; l != PCOW_NO_PARENT; l = img->m.layers[l].parent)

@@ -16,6 +16,10 @@
 #include "pending.h"
 #include "persist.h"
 
+/* An open flag of this file only (never one of pcow.h's): the image is the
+ * backing chain of a read-write image, where -U does not apply. */
+#define PCOW_OPEN_FOR_WRITER 0x80000000u
+
 char *pcow_resolve_path(const char *dir, const char *name)
 {
 	char *out;
@@ -38,8 +42,12 @@ static char *dir_of(const char *path)
 	return d;
 }
 
-/* OFD locks follow the open file, so two opens in one process conflict too. */
-static int lock_file(int fd, bool exclusive, const char *path)
+/*
+ * OFD locks follow the open file, so two opens in one process conflict too.
+ * -U is suggested only to a reader: a writer cannot use it (for_writer: the
+ * file is opened for, or as the backing chain of, a read-write image).
+ */
+static int lock_file(int fd, bool exclusive, bool for_writer, const char *path)
 {
 	struct flock fl = {
 		.l_type = exclusive ? F_WRLCK : F_RDLCK,
@@ -50,6 +58,8 @@ static int lock_file(int fd, bool exclusive, const char *path)
 
 	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
 		return 0;
+	if ((errno == EAGAIN || errno == EACCES) && for_writer)
+		return pcow_err(-EBUSY, "%s: image is in use (locked by another process)", path);
 	if (errno == EAGAIN || errno == EACCES)
 		return pcow_err(-EBUSY, "%s: image is in use (locked by another process; -U to read it anyway)",
 				path);
@@ -364,7 +374,8 @@ int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 	}
 	img->fd = open(path, (img->rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (img->fd < 0) {
-		ret = pcow_err_sys(-errno, "could not open '%s'", path);
+		ret = pcow_err_sys(-errno, depth ? "could not open backing file '%s'"
+					  : "could not open '%s'", path);
 		goto fail;
 	}
 	if (fstat(img->fd, &st) < 0) {
@@ -377,7 +388,8 @@ int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 			goto fail;
 		}
 	if (!(flags & PCOW_OPEN_FORCE_SHARE)) {
-		ret = lock_file(img->fd, !img->rdonly, path);
+		ret = lock_file(img->fd, !img->rdonly,
+				!img->rdonly || (flags & PCOW_OPEN_FOR_WRITER), path);
 		if (ret < 0)
 			goto fail;
 	}
@@ -396,6 +408,9 @@ int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 			       (unsigned long long)pcow_image_required_size(img, &img->m));
 		goto fail;
 	}
+	ret = pcow_pending_recover(img);
+	if (ret < 0)
+		goto fail;
 	if (chain_len)
 		memcpy(ids, chain_ids, sizeof(uint64_t) * 2 * (size_t)chain_len);
 	ids[2 * chain_len] = st.st_dev;
@@ -414,7 +429,7 @@ fail:
 
 int pcow_open(pcow_image **out, const char *path, unsigned flags)
 {
-	return pcow_open_internal(out, path, flags, 0, NULL, 0);
+	return pcow_open_internal(out, path, flags & ~PCOW_OPEN_FOR_WRITER, 0, NULL, 0);
 }
 
 static int open_raw(const char *full, unsigned flags, int *fd_out,
@@ -426,7 +441,7 @@ static int open_raw(const char *full, unsigned flags, int *fd_out,
 	if (fd < 0)
 		return pcow_err_sys(-errno, "could not open backing file '%s'", full);
 	if (!(flags & PCOW_OPEN_FORCE_SHARE)) {
-		ret = lock_file(fd, false, full);
+		ret = lock_file(fd, false, flags & PCOW_OPEN_FOR_WRITER, full);
 		if (ret < 0) {
 			close(fd);
 			return ret;
@@ -448,7 +463,8 @@ static int open_backing_chain(pcow_image *img, const char *name,
 			      uint64_t *raw_size, char **resolved)
 {
 	unsigned flags = PCOW_OPEN_RDONLY |
-			 (img->open_flags & PCOW_OPEN_FORCE_SHARE);
+			 (img->open_flags & (PCOW_OPEN_FORCE_SHARE | PCOW_OPEN_FOR_WRITER)) |
+			 (img->rdonly ? 0 : PCOW_OPEN_FOR_WRITER);
 	char *full;
 	int ret, i;
 

@@ -376,8 +376,11 @@ int pcow_claim_block(pcow_image *img, uint32_t layer, uint64_t block)
 	 * the guest makes stores durable by itself, so the bit must be
 	 * durable, after the copied data, before the guest can store.
 	 */
-	if (!img->map || !pcow_map_is_sync(img->map))
-		return pcow_pending_set(img, layer, block);
+	if (!img->map || !pcow_map_is_sync(img->map)) {
+		ret = pcow_pending_set(img, layer, block);
+		if (ret != -ENOTSUP)
+			return ret;
+	}
 	ret = pcow_io_sync(img->fd);
 	if (ret == 0)
 		ret = pcow_bit_set(img, layer, block);

@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -67,13 +69,31 @@ struct ro_run {
 };
 
 /*
+ * True when a read fault on a hole of fd allocates a page in the file
+ * (tmpfs does; disk file systems fill the page cache only).  Mapping holes
+ * of a lower file there would give it data, which by the ownership rule
+ * takes blocks over from every other image built on it.
+ */
+static bool reads_allocate(struct pcow_map *map, int fd)
+{
+	struct statfs sfs;
+
+	if (fd != map->statfs_fd) {
+		map->statfs_fd = fd;
+		map->statfs_tmpfs = fstatfs(fd, &sfs) != 0 ||
+				    sfs.f_type == TMPFS_MAGIC;
+	}
+	return map->statfs_tmpfs;
+}
+
+/*
  * True when the gap [from, to) between two read-only runs of fd may be
- * mapped from fd as well, making one VMA of both.  Nothing below the active
- * layer has data in a gap (map_inherited visits every offset where
- * something does), so fd holds holes there and reads zeros, as the active
- * layer does unless it has data of its own there.  A store into a bridged
- * block then faults once, and the fault finds nothing to copy.  Only gaps
- * up to bridge_max are bridged: wider gaps are fewer than budget/4.
+ * mapped from fd as well, making one VMA of both: fd must hold only holes
+ * there (a block the active layer took over by a discard has no run, but
+ * may still have data in fd), and so must the active layer, so that the
+ * gap reads the zeros it shows.  A store into a bridged block then faults
+ * once, and the fault finds nothing to copy.  Only gaps up to bridge_max
+ * are bridged: wider gaps are fewer than budget/4.
  */
 static bool can_bridge(struct pcow_map *map, const struct ro_run *r, int fd,
 		       uint64_t off, uint64_t file)
@@ -82,9 +102,11 @@ static bool can_bridge(struct pcow_map *map, const struct ro_run *r, int fd,
 	uint64_t gap = off - (r->off + r->len);
 
 	if (!r->len || fd != r->fd || off <= r->off + r->len ||
-	    file - r->file != off - r->off || gap > map->bridge_max)
+	    file - r->file != off - r->off || gap > map->bridge_max ||
+	    reads_allocate(map, fd))
 		return false;
-	return pcow_file_has_data(img->fd,
+	return pcow_file_has_data(fd, r->file + r->len, gap) == 0 &&
+	       pcow_file_has_data(img->fd,
 				  region_start(img, img->m.active) + r->off + r->len,
 				  gap) == 0;
 }
@@ -158,16 +180,46 @@ static int close_block(struct inherited *in, uint64_t limit)
 	return ro_zeros(in->map, &in->run, start, end - start);
 }
 
+/*
+ * Maps the page at off read-only as a private copy of what the image shows
+ * there: for a page a run covers only in part (a raw file ending inside
+ * it, a backing file whose size is not a page multiple), whose file may
+ * hold other bytes in the rest of the page.
+ */
+static int ro_page_copy(struct inherited *in, uint64_t off)
+{
+	struct pcow_map *map = in->map;
+	pcow_image *img = map->img;
+	uint64_t n = in->page;
+	int ret = 0;
+	void *p;
+
+	if (in->run.len)
+		ret = map_at(map, in->run.off, in->run.len, PROT_READ, in->run.fd,
+			     in->run.file);
+	in->run = (struct ro_run){0};
+	if (ret < 0)
+		return ret;
+	p = mmap(map->base + off, n, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (p == MAP_FAILED)
+		return pcow_err_sys(-errno, "%s: mmap failed", img->path);
+	if (n > img->m.virtual_size - off)
+		n = img->m.virtual_size - off;
+	ret = pcow_chain_read(img, img->m.active, p, n, off);
+	if (ret == 0 && mprotect(p, in->page, PROT_READ) < 0)
+		ret = pcow_err_sys(-errno, "%s: mprotect failed", img->path);
+	in->covered = off + in->page;
+	return ret;
+}
+
 static int on_run(const struct pcow_run *r, void *opaque)
 {
 	struct inherited *in = opaque;
 	struct pcow_map *map = in->map;
 	pcow_image *img = map->img;
 	uint64_t bs = img->block_size, first = r->off / bs * bs;
-	/* Runs of a raw file may start or end inside a page; the rest of
-	 * such a page reads zeros from the same file. */
-	uint64_t start = r->off / in->page * in->page, end = page_up(in, r->off + r->len);
-	uint64_t file = r->file - (r->off - start);
+	uint64_t start = r->off, end = r->off + r->len, file = r->file, whole;
 	int ret;
 
 	/* The active layer's own blocks are mapped writable already. */
@@ -188,13 +240,29 @@ static int on_run(const struct pcow_run *r, void *opaque)
 		return 0;
 	/* A store anywhere in an inherited block copies all of it up, so the
 	 * block's zero pieces are read-only too. */
-	if (in->covered < start) {
-		ret = ro_zeros(map, &in->run, in->covered, start - in->covered);
+	if (in->covered < start / in->page * in->page) {
+		ret = ro_zeros(map, &in->run, in->covered,
+			       start / in->page * in->page - in->covered);
 		if (ret < 0)
 			return ret;
 	}
-	in->covered = end;
-	return ro_add(map, &in->run, start, end - start, r->fd, file);
+	if (start % in->page) {
+		ret = ro_page_copy(in, start / in->page * in->page);
+		if (ret < 0 || in->covered >= end)
+			return ret;
+		file += in->covered - start;
+		start = in->covered;
+	}
+	whole = end / in->page * in->page;
+	if (whole > start) {
+		ret = ro_add(map, &in->run, start, whole - start, r->fd, file);
+		if (ret < 0)
+			return ret;
+		in->covered = whole;
+	}
+	if (end > whole)
+		return ro_page_copy(in, whole);
+	return 0;
 }
 
 /*
@@ -265,6 +333,7 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	map->rdonly = (flags & PCOW_MAP_RDONLY) || img->rdonly;
 	map->len = (img->m.virtual_size + (uint64_t)page - 1) & ~((uint64_t)page - 1);
 	map->registry_slot = -1;
+	map->statfs_fd = -1;
 	map->base = reserve(map->len);
 	if (!map->base) {
 		free(map);

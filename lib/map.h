@@ -31,6 +31,8 @@ struct pcow_map {
 	uint64_t bridge_max;    /* widest gap bridged between inherited runs */
 	bool grouped;
 	int registry_slot;
+	int statfs_fd;          /* the last file asked about by reads_allocate */
+	bool statfs_tmpfs;
 };
 
 /* True when the mapping is MAP_SYNC (stores durable without fdatasync). */

@@ -18,7 +18,8 @@
 
 #include "image.h"
 
-/* Marks block of layer as owned, in memory only.  Callers hold img->lock. */
+/* Marks block of layer as owned, in the pending file.  Callers hold
+ * img->lock.  -ENOTSUP: no pending file here; persist the bit at once. */
 int pcow_pending_set(pcow_image *img, uint32_t layer, uint64_t block);
 
 /* True when the bit of block in region is pending. */
@@ -35,7 +36,14 @@ int pcow_pending_each(pcow_image *img, uint32_t region,
 		      int (*fn)(pcow_image *img, uint64_t block, void *opaque),
 		      void *opaque);
 
-/* Frees the shadow bitmaps (at close, after pcow_pending_persist). */
+/*
+ * At open: applies the bits a process that died left for this image (a
+ * read-write open persists them; a read-only one reads through them).
+ */
+int pcow_pending_recover(pcow_image *img);
+
+/* Frees the state (at close, after pcow_pending_persist); the file goes
+ * too unless bits are still in it. */
 void pcow_pending_release(pcow_image *img);
 
 #endif

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -100,6 +101,67 @@ out:
 	return ret < 0 ? ret : 0;
 }
 
+/*
+ * The new backing file must neither be the image nor have a chain that
+ * comes back to it or to itself (every later open would fail on the loop).
+ * The chain is followed one image at a time, without opening backing files
+ * or taking locks (only the names matter).  An unsafe rebase opens nothing
+ * else, so this is its only check: a new backing file that does not exist
+ * (yet) is allowed, as is a chain that cannot be followed past some point
+ * (a loop cannot run through a file that is not there) or is deeper than
+ * can be opened (that open fails on its own, clearly).
+ */
+static int refuse_loop(pcow_image *img, const char *name, enum pcow_format fmt)
+{
+	dev_t dev[PCOW_MAX_CHAIN_DEPTH + 2];
+	ino_t ino[PCOW_MAX_CHAIN_DEPTH + 2];
+	char *full = pcow_resolve_path(img->dir, name), *next;
+	pcow_image *b = NULL;
+	struct stat st;
+	int n = 1, i, ret = 0;
+
+	if (!full)
+		return pcow_err(-ENOMEM, "out of memory");
+	if (fstat(img->fd, &st) < 0) {
+		ret = pcow_err_sys(-errno, "%s: stat failed", img->path);
+		goto out;
+	}
+	dev[0] = st.st_dev;
+	ino[0] = st.st_ino;
+	while (n < PCOW_MAX_CHAIN_DEPTH + 2 && stat(full, &st) == 0) {
+		for (i = 0; i < n; i++)
+			if (dev[i] == st.st_dev && ino[i] == st.st_ino)
+				break;
+		if (i < n) {
+			ret = i == 0 && n == 1
+			      ? pcow_err(-ELOOP, "%s: backing file loop: '%s' is the image itself",
+					 img->path, full)
+			      : pcow_err(-ELOOP, "%s: backing file loop: the backing chain of '%s' comes back to '%s'",
+					 img->path, name, full);
+			goto out;
+		}
+		dev[n] = st.st_dev;
+		ino[n++] = st.st_ino;
+		if (fmt != PCOW_FORMAT_PCOW ||
+		    pcow_open(&b, full, PCOW_OPEN_FORCE_SHARE | PCOW_OPEN_NO_BACKING) < 0 ||
+		    !b->m.backing)
+			break;
+		next = pcow_resolve_path(b->dir, b->m.backing);
+		fmt = b->m.backing_format;
+		pcow_close(&b);
+		if (!next) {
+			ret = pcow_err(-ENOMEM, "out of memory");
+			goto out;
+		}
+		free(full);
+		full = next;
+	}
+out:
+	pcow_close(&b);
+	free(full);
+	return ret;
+}
+
 int pcow_rebase(pcow_image *img, const char *backing_file,
 		enum pcow_format backing_format, unsigned flags)
 {
@@ -121,6 +183,10 @@ int pcow_rebase(pcow_image *img, const char *backing_file,
 	if (has_new && strlen(backing_file) > PCOW_BACKING_NAME_MAX)
 		return pcow_err(-ENAMETOOLONG, "backing file name too long");
 	pthread_mutex_lock(&img->lock);
+	/* Before anything changes (an unsafe rebase changes copy bits). */
+	ret = has_new ? refuse_loop(img, backing_file, backing_format) : 0;
+	if (ret < 0)
+		goto out;
 	if (!(flags & PCOW_REBASE_UNSAFE)) {
 		if (img->m.backing && !img->backing && img->raw_fd < 0) {
 			ret = pcow_err(-EINVAL, "%s: safe rebase needs the old backing file open",

@@ -16,16 +16,20 @@
 		return 1;                                                     \
 	} while (0)
 
-/* Prints the library's message for file; returns 1. */
-int lib_fail(const char *file);
-
 /* Ends a verb that changed an image: report a failure, else close (which
  * flushes) and report that failing. */
 int finish(pcow_image **img, const char *file, int ret);
 
 void usage(FILE *f);
 
-/* A pcow_progress_fn printing qemu-img's "    (12.34/100%)" line. */
+/* A verb made of several operations that each report progress from 0 to
+ * all: operation step (from 0) of count. */
+struct progress_steps {
+	unsigned step, count;
+};
+
+/* A pcow_progress_fn printing qemu-img's "    (12.34/100%)" line; opaque
+ * is NULL or a struct progress_steps. */
 void print_progress(uint64_t done, uint64_t total, void *opaque);
 
 int cmd_commit(int argc, char **argv);

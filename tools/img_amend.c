@@ -123,10 +123,11 @@ int cmd_amend(int argc, char **argv)
 	struct pcow_info info;
 	enum pcow_format bfmt = PCOW_FORMAT_NONE;
 	pcow_image *img = NULL;
-	bool progress = false, quiet = false, help = false;
+	bool progress = false, quiet = false, help = false, resizes;
+	struct progress_steps steps = {0};
 	int c, rc = 1, change, ret;
 
-	while ((c = getopt(argc, argv, "+f:o:pqU")) != -1) {
+	while ((c = getopt(argc, argv, "+:f:o:pqU")) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 'o': {
@@ -151,7 +152,7 @@ int cmd_amend(int argc, char **argv)
 		case 'U':
 			free(options);
 			FAIL(NULL, "force-share (-U) can only be used with read-only images; amend writes");
-		default: free(options); usage(stderr); return 1;
+		default: free(options); return bad_option(c, argv);
 		}
 	}
 	if (help) {
@@ -189,9 +190,13 @@ int cmd_amend(int argc, char **argv)
 		pcow_close(&img);
 		goto out;
 	}
+	resizes = a.size && a.size != info.virtual_size;
+	/* One progress line from 0 to 100% over both operations. */
+	steps.count = (unsigned)resizes + (change ? 1u : 0u);
 	if (progress && !quiet)
-		pcow_set_progress(img, print_progress, NULL);
-	ret = a.size && a.size != info.virtual_size ? pcow_resize(img, a.size, PCOW_RESIZE_SHRINK) : 0;
+		pcow_set_progress(img, print_progress, &steps);
+	ret = resizes ? pcow_resize(img, a.size, PCOW_RESIZE_SHRINK) : 0;
+	steps.step = (unsigned)resizes;
 	if (ret == 0 && change)
 		ret = pcow_rebase(img, name, bfmt, PCOW_REBASE_UNSAFE);
 	rc = finish(&img, file, ret);

@@ -21,7 +21,7 @@ int cmd_commit(int argc, char **argv)
 	int c, ret;
 	static const struct option longopts[] = {{"help", no_argument, 0, 'h'}, {0}};
 
-	while ((c = getopt_long(argc, argv, "+f:t:b:dpqh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:f:t:b:dpqh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 't': break;  /* cache mode: the library has one */
@@ -33,7 +33,7 @@ int cmd_commit(int argc, char **argv)
 		case 'p': progress = true; break;
 		case 'q': quiet = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 1;
+		default: return bad_option(c, argv);
 		}
 	}
 	if (optind != argc - 1)

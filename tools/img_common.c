@@ -1,22 +1,8 @@
 /* img_common.c -- error reporting and progress shared by pcow-img's verbs. */
 #include <stdio.h>
-#include <string.h>
 
 #include "img.h"
 #include "util.h"
-
-int lib_fail(const char *file)
-{
-	const char *m = pcow_errormsg();
-	size_t n = strlen(file);
-
-	/* Library messages often start with the file name already. */
-	if (!strncmp(m, file, n) && m[n] == ':')
-		die_msg("%s", m);
-	else
-		die_msg("%s: %s", file, m);
-	return 1;
-}
 
 /* Ends a verb that changed an image: report a failure, else close (which
  * flushes) and report that failing. */
@@ -30,13 +16,28 @@ int finish(pcow_image **img, const char *file, int ret)
 	return pcow_close(img) < 0 ? lib_fail(file) : 0;
 }
 
+/*
+ * Prints when the whole percentage changes (at most ~100 lines however many
+ * steps an operation reports) and 100% once, ending the line, even when a
+ * verb's operations each report their end.
+ */
 void print_progress(uint64_t done, uint64_t total, void *opaque)
 {
-	double pct = total ? 100.0 * (double)done / (double)total : 100.0;
+	const struct progress_steps *steps = opaque;
+	static int shown = -1;
+	static bool ended;
+	double part = total ? (double)done / (double)total : 1.0;
+	int pct;
 
-	(void)opaque;
-	printf("    (%.2f/100%%)\r", pct);
-	if (done >= total)
-		printf("\n");
+	if (part > 1.0)
+		part = 1.0;
+	if (steps && steps->count > 1)
+		part = ((double)steps->step + part) / (double)steps->count;
+	pct = (int)(part * 100.0);
+	if (ended || pct == shown)
+		return;
+	shown = pct;
+	ended = pct >= 100;
+	printf("    (%.2f/100%%)\r%s", part * 100.0, ended ? "\n" : "");
 	fflush(stdout);
 }

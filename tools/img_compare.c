@@ -152,7 +152,7 @@ int cmd_compare(int argc, char **argv)
 		{"quiet", no_argument, 0, 'q'},
 		{0}};
 
-	while ((opt = getopt_long(argc, argv, "+f:F:sUpq", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+:f:F:sUpq", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'f': fmt_a = optarg; break;
 		case 'F': fmt_b = optarg; break;
@@ -160,7 +160,7 @@ int cmd_compare(int argc, char **argv)
 		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
 		case 'p': c.progress = true; break;
 		case 'q': c.quiet = true; break;
-		default: usage(stderr); return 1;
+		default: return bad_option(opt, argv);
 		}
 	}
 	if (c.quiet)

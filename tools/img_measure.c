@@ -123,8 +123,8 @@ static int parse_measure_options(const char *opts, const char *fmt,
 				ret = -1;
 			}
 		} else if (!strcmp(fmt, "pcow") && eq && !strcmp(tok, "capacity")) {
-			if (!parse_size(eq, capacity) || *capacity > (1ull << 50)) {
-				die_msg("Invalid capacity '%s' (at most 1 PiB)", eq);
+			if (!parse_size(eq, capacity) || !*capacity || *capacity > (1ull << 50)) {
+				die_msg("Invalid capacity '%s' (from the image size to 1 PiB)", eq);
 				ret = -1;
 			}
 		} else {
@@ -166,7 +166,7 @@ int cmd_measure(int argc, char **argv)
 		{"force-share", no_argument, 0, 'U'},
 		{0}};
 
-	while ((c = getopt_long(argc, argv, "+f:O:o:U", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:f:O:o:U", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': ifmt = optarg; break;
 		case 'O': ofmt = optarg; break;
@@ -174,7 +174,7 @@ int cmd_measure(int argc, char **argv)
 		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
 		case 'J': output = optarg; break;
 		case 'S': size_arg = optarg; break;
-		default: usage(stderr); return 1;
+		default: return bad_option(c, argv);
 		}
 	}
 	if (strcmp(output, "human") && strcmp(output, "json"))
@@ -190,6 +190,10 @@ int cmd_measure(int argc, char **argv)
 	if (size_arg) {
 		if (!parse_size(size_arg, &size))
 			FAIL(NULL, "Invalid image size specified: '%s'", size_arg);
+		/* As create: an image has at least one sector. */
+		if (!size)
+			FAIL(NULL, "Invalid image size specified: '%s' (must be greater than 0)",
+			     size_arg);
 	} else {
 		if (img_source_open(&src, argv[optind], ifmt, flags) < 0)
 			return 1;

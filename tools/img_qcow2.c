@@ -158,6 +158,10 @@ int convert_qcow2(const struct qcow2_convert *c)
 	bool existed = stat(c->out, &st) == 0;
 	int n = 0, rc = 1;
 
+	/* Like a pcow output: never overwrite (it may be an image in use, or
+	 * the input itself). */
+	if (existed)
+		FAIL(c->out, "%s: could not create: File exists", c->out);
 	if (!on_path(QEMU_IMG))
 		FAIL(c->in, "%s: " QEMU_IMG " is needed to convert to or from qcow2 (install qemu-utils)",
 		     from ? c->in : c->out);
@@ -228,6 +232,8 @@ int convert_qcow2(const struct qcow2_convert *c)
 		args[n++] = (char *)c->in;
 		args[n++] = tmp;
 		args[n] = NULL;
+		/* The raw output is created anew (it never overwrites). */
+		unlink(tmp);
 		if (run_convert(c, args))
 			goto out;
 		n = 0;
@@ -245,8 +251,7 @@ int convert_qcow2(const struct qcow2_convert *c)
 		args[n++] = (char *)c->out;
 		args[n] = NULL;
 		if (run_qemu_img(c->out, args) < 0) {
-			if (!existed)
-				unlink(c->out);
+			unlink(c->out);
 			goto out;
 		}
 		rc = 0;

@@ -35,13 +35,13 @@ int cmd_resize(int argc, char **argv)
 	if (argc < 3)
 		FAIL(NULL, "resize: expecting an image file name and a size");
 	size_arg = argv[--argc];
-	while ((c = getopt_long(argc, argv, "f:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":f:qh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 'q': quiet = true; break;
 		case 'S': shrink = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 1;
+		default: return bad_option(c, argv);
 		}
 	}
 	if (optind != argc - 1)

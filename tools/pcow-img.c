@@ -26,18 +26,18 @@ void usage(FILE *f)
 		"usage: pcow-img COMMAND [OPTIONS] ...\n"
 		"\n"
 		"Commands:\n"
-		"  create [-f pcow] [-b BACKING -F FMT] [-o block_size=SIZE,capacity=SIZE] FILE [SIZE]\n"
-		"  info [--output=human|json] [--backing-chain] [-U] FILE\n"
-		"  snapshot [-U] -l | -c NAME | -a NAME | -d NAME FILE\n"
-		"  rebase [-u] [-p] -b BACKING [-F FMT] FILE\n"
-		"  check [-r leaks|all] [-p] [--output=human|json] FILE\n"
-		"  convert [-f raw|pcow|qcow2] -O raw|pcow|qcow2 [-o block_size=SIZE] [-p] IN OUT\n"
-		"  map [--output=human|json] [-U] FILE\n"
-		"  commit [-f pcow] [-b BASE] [-d] [-p] [-q] FILE\n"
+		"  create [-f pcow] [-q] [-u] [-b BACKING -F FMT] [-o block_size=SIZE,capacity=SIZE] FILE [SIZE]\n"
+		"  info [-f pcow] [--output=human|json] [--backing-chain] [-U] FILE\n"
+		"  snapshot [-f pcow] [-q] [-U] [-l | -c NAME | -a NAME | -d NAME] FILE\n"
+		"  rebase [-f pcow] [-u] [-p] [-q] -b BACKING [-F FMT] FILE\n"
+		"  check [-f pcow] [-r leaks|all] [-p] [-q] [-U] [--output=human|json] FILE\n"
+		"  convert [-f raw|pcow|qcow2] -O raw|pcow|qcow2 [-o block_size=SIZE,capacity=SIZE] [-p] [-q] [-U] IN OUT\n"
+		"  map [-f pcow] [--output=human|json] [-U] FILE\n"
+		"  commit [-f pcow] [-t CACHE] [-b BASE] [-d] [-p] [-q] FILE\n"
 		"  resize [--shrink] [-f pcow] [-q] FILE [+|-]SIZE\n"
-		"  compare [-f FMT] [-F FMT] [-s] [-U] A B\n"
-		"  measure [-O pcow] [-o block_size=SIZE] (--size SIZE | IN)\n"
-		"  amend -o OPTIONS FILE\n"
+		"  compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] A B\n"
+		"  measure [-f FMT] [-O pcow|raw] [-o block_size=SIZE,capacity=SIZE] [-U] [--output=human|json] (--size SIZE | IN)\n"
+		"  amend [-f pcow] [-p] [-q] -o OPTIONS FILE   (-o help lists the options)\n"
 		"\n"
 		"SIZE takes the suffixes K, M, G, T (powers of 1024).\n");
 }
@@ -63,15 +63,18 @@ static int parse_create_options(const char *file, const char *opts,
 		}
 		*eq++ = '\0';
 		if (!strcmp(tok, "block_size") || !strcmp(tok, "cluster_size")) {
-			if (!parse_size(eq, &v) || v > UINT32_MAX) {
-				die_msg("%s: invalid block size '%s'", file, eq);
+			/* 0 is refused, not taken as the default. */
+			if (!parse_size(eq, &v) || v < PCOW_BLOCK_SIZE_MIN ||
+			    v > PCOW_BLOCK_SIZE_MAX || (v & (v - 1))) {
+				die_msg("%s: invalid block size '%s' (a power of two from 4 KiB to 1 GiB)",
+					file, eq);
 				ret = -1;
 			} else {
 				o->block_size = (uint32_t)v;
 			}
 		} else if (!strcmp(tok, "capacity")) {
-			if (!parse_size(eq, &o->capacity)) {
-				die_msg("%s: invalid capacity '%s'", file, eq);
+			if (!parse_size(eq, &o->capacity) || !o->capacity) {
+				die_msg("%s: invalid capacity '%s' (at least the image size)", file, eq);
 				ret = -1;
 			}
 		} else if (!strcmp(tok, "backing_file")) {
@@ -96,7 +99,7 @@ static int cmd_create(int argc, char **argv)
 	int c, rc = 1;
 	static const struct option longopts[] = {{"help", no_argument, 0, 'h'}, {0}};
 
-	while ((c = getopt_long(argc, argv, "+f:b:F:o:hqu", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:f:b:F:o:hqu", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 'b': free(backing); backing = strdup(optarg); break;
@@ -104,7 +107,8 @@ static int cmd_create(int argc, char **argv)
 		case 'o': options = optarg; break;
 		case 'q': quiet = true; break;
 		case 'u': break;
-		default: usage(stderr); return 1;
+		case 'h': usage(stdout); return 0;
+		default: return bad_option(c, argv);
 		}
 	}
 	if (optind >= argc) {
@@ -162,6 +166,18 @@ out:
 	free(backing);
 	free(bfmt);
 	return rc;
+}
+
+/*
+ * Opens an image for a verb that shows only its own metadata: a missing or
+ * unusable backing file must not hide it (qemu-img opens such verbs without
+ * the chain).  The chain is still opened when it can be, for its locks.
+ */
+static int open_without_chain(pcow_image **img, const char *file, unsigned flags)
+{
+	if (pcow_open(img, file, flags) == 0)
+		return 0;
+	return pcow_open(img, file, flags | PCOW_OPEN_NO_BACKING);
 }
 
 static void date_str(int64_t sec, char *buf, size_t len)
@@ -319,7 +335,7 @@ static int cmd_info(int argc, char **argv)
 		{"force-share", no_argument, 0, 'U'},
 		{0}};
 
-	while ((c = getopt_long(argc, argv, "+f:U", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:f:U", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'O': output = optarg; break;
 		case 'B': chain = true; break;
@@ -328,7 +344,7 @@ static int cmd_info(int argc, char **argv)
 			if (strcmp(optarg, "pcow"))
 				FAIL(optarg, "unsupported format '%s' (only pcow)", optarg);
 			break;
-		default: usage(stderr); return 1;
+		default: return bad_option(c, argv);
 		}
 	}
 	if (strcmp(output, "human") && strcmp(output, "json"))
@@ -338,7 +354,7 @@ static int cmd_info(int argc, char **argv)
 	file = argv[optind];
 	if (!file_is_pcow(file) && access(file, R_OK) == 0)
 		FAIL(file, "%s: not a pcow image (bad magic)", file);
-	if (pcow_open(&img, file, flags) < 0)
+	if (chain ? pcow_open(&img, file, flags) < 0 : open_without_chain(&img, file, flags) < 0)
 		return lib_fail(file);
 	if (!strcmp(output, "json")) {
 		json_object *top = chain ? json_object_new_array() : NULL, *o;
@@ -400,7 +416,7 @@ static int cmd_snapshot(int argc, char **argv)
 	pcow_image *img;
 	int c, ret = 0;
 
-	while ((c = getopt(argc, argv, "+lc:a:d:Uqf:")) != -1) {
+	while ((c = getopt(argc, argv, "+:lc:a:d:Uqf:")) != -1) {
 		switch (c) {
 		case 'l': case 'c': case 'a': case 'd':
 			if (action)
@@ -410,7 +426,7 @@ static int cmd_snapshot(int argc, char **argv)
 			break;
 		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
 		case 'q': case 'f': break;
-		default: usage(stderr); return 1;
+		default: return bad_option(c, argv);
 		}
 	}
 	if (optind != argc - 1)
@@ -424,7 +440,7 @@ static int cmd_snapshot(int argc, char **argv)
 	else if (flags & PCOW_OPEN_FORCE_SHARE)
 		FAIL(file, "%s: force-share=on (-U) can only be used with read-only images (-l)",
 		     file);
-	if (pcow_open(&img, file, flags) < 0)
+	if ((action == 'l' ? open_without_chain(&img, file, flags) : pcow_open(&img, file, flags)) < 0)
 		return lib_fail(file);
 	switch (action) {
 	case 'l': print_snapshots(img); break;
@@ -444,7 +460,7 @@ static int cmd_rebase(int argc, char **argv)
 	pcow_image *img;
 	int c;
 
-	while ((c = getopt(argc, argv, "+ub:F:f:pq")) != -1) {
+	while ((c = getopt(argc, argv, "+:ub:F:f:pq")) != -1) {
 		switch (c) {
 		case 'u': flags |= PCOW_REBASE_UNSAFE; break;
 		case 'b': backing = optarg; break;
@@ -452,7 +468,7 @@ static int cmd_rebase(int argc, char **argv)
 		case 'p': progress = true; break;
 		case 'q': quiet = true; break;
 		case 'f': break;
-		default: usage(stderr); return 1;
+		default: return bad_option(c, argv);
 		}
 	}
 	if (optind != argc - 1)
@@ -481,13 +497,13 @@ static int cmd_check(int argc, char **argv)
 {
 	const char *output = "human", *file;
 	unsigned fix = 0, share = 0;
-	bool progress = false;
+	bool progress = false, quiet = false;
 	struct pcow_check_result r;
 	pcow_image *img;
 	int c, ret;
 	static const struct option longopts[] = {{"output", required_argument, 0, 'O'}, {0}};
 
-	while ((c = getopt_long(argc, argv, "+r:f:qUp", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:r:f:qUp", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			if (!strcmp(optarg, "leaks"))
@@ -500,8 +516,9 @@ static int cmd_check(int argc, char **argv)
 		case 'O': output = optarg; break;
 		case 'U': share = PCOW_OPEN_FORCE_SHARE; break;
 		case 'p': progress = true; break;
-		case 'f': case 'q': break;
-		default: usage(stderr); return 1;
+		case 'q': quiet = true; break;
+		case 'f': break;
+		default: return bad_option(c, argv);
 		}
 	}
 	if (strcmp(output, "human") && strcmp(output, "json"))
@@ -520,8 +537,8 @@ static int cmd_check(int argc, char **argv)
 			return 63;
 		return ret == -EINVAL && file_is_pcow(file) ? 2 : 1;
 	}
-	/* Progress lines would break JSON output. */
-	if (progress && !strcmp(output, "human"))
+	/* Progress lines would break JSON output; quiet mode has none. */
+	if (progress && !quiet && !strcmp(output, "human"))
 		pcow_set_progress(img, print_progress, NULL);
 	ret = pcow_check(img, fix, &r);
 	if (ret < 0) {
@@ -566,8 +583,9 @@ static int cmd_check(int argc, char **argv)
 		if (r.check_errors)
 			printf("%" PRIu64 " internal errors have occurred during the check.\n",
 			       r.check_errors);
+		/* Quiet mode keeps only the problems. */
 		if (r.corruptions == r.corruptions_fixed && r.leaks == r.leaks_fixed &&
-		    !r.check_errors)
+		    !r.check_errors && !quiet)
 			printf("No errors were found on the image.\n");
 	}
 	if (r.check_errors)
@@ -622,23 +640,26 @@ static int cmd_convert(int argc, char **argv)
 	struct source src = {.fd = -1};
 	pcow_image *dst = NULL;
 	int dfd = -1, c, rc = 1;
-	bool progress = false, created = false;
+	bool progress = false, quiet = false, created = false;
 	unsigned share = 0;
 	uint64_t pos, chunk;
 	uint8_t *buf = NULL;
 	char *ob = NULL, *obf = NULL;
 
-	while ((c = getopt(argc, argv, "+f:O:o:pqU")) != -1) {
+	while ((c = getopt(argc, argv, "+:f:O:o:pqU")) != -1) {
 		switch (c) {
 		case 'f': ifmt = optarg; break;
 		case 'O': ofmt = optarg; break;
 		case 'o': options = optarg; break;
 		case 'p': progress = true; break;
 		case 'U': share = PCOW_OPEN_FORCE_SHARE; break;
-		case 'q': break;
-		default: usage(stderr); return 1;
+		case 'q': quiet = true; break;
+		default: return bad_option(c, argv);
 		}
 	}
+	/* As qemu-img: no progress in quiet mode. */
+	if (quiet)
+		progress = false;
 	if (optind != argc - 2)
 		FAIL(NULL, "convert: expecting an input and an output file name");
 	in = argv[optind];
@@ -649,7 +670,7 @@ static int cmd_convert(int argc, char **argv)
 		struct qcow2_convert q = {
 			.convert = cmd_convert, .in = in, .out = out, .in_fmt = ifmt,
 			.out_fmt = ofmt, .options = options, .progress = progress,
-			.force_share = share != 0,
+			.quiet = quiet, .force_share = share != 0,
 		};
 
 		return convert_qcow2(&q);
@@ -696,7 +717,9 @@ static int cmd_convert(int argc, char **argv)
 			goto out;
 		}
 	} else {
-		dfd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		/* Never overwrite: the file may be an image in use, or the
+		 * input itself (a pcow output refuses the same way). */
+		dfd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 		if (dfd < 0) {
 			die_msg("%s: could not create: %s", out, strerror(errno));
 			goto out;
@@ -739,10 +762,8 @@ static int cmd_convert(int argc, char **argv)
 			}
 		}
 		if (progress)
-			printf("    (%.2f/100%%)\r", 100.0 * (double)(pos + n) / (double)src.size);
+			print_progress(pos + n, src.size, NULL);
 	}
-	if (progress)
-		printf("    (100.00/100%%)\n");
 	if (dst && pcow_flush(dst) < 0) {
 		lib_fail(out);
 		goto out;
@@ -779,12 +800,12 @@ static int cmd_map(int argc, char **argv)
 	int c;
 	static const struct option longopts[] = {{"output", required_argument, 0, 'O'}, {0}};
 
-	while ((c = getopt_long(argc, argv, "+f:U", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:f:U", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'O': output = optarg; break;
 		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
 		case 'f': break;
-		default: usage(stderr); return 1;
+		default: return bad_option(c, argv);
 		}
 	}
 	if (strcmp(output, "human") && strcmp(output, "json"))
@@ -859,6 +880,8 @@ int main(int argc, char **argv)
 	size_t i;
 
 	progname = "pcow-img";
+	/* Option errors are reported by bad_option, on one line. */
+	opterr = 0;
 	if (argc < 2) {
 		usage(stderr);
 		return 1;

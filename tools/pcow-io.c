@@ -46,8 +46,7 @@ static void report(const char *verb, uint64_t len, uint64_t off, double secs)
 
 static int cmd_fail(struct ctx *c)
 {
-	die_msg("%s: %s", c->file, pcow_errormsg());
-	return 1;
+	return lib_fail(c->file);
 }
 
 /* Parses "[-P PATTERN] OFF LEN" into its parts. */
@@ -283,8 +282,10 @@ int main(int argc, char **argv)
 		{0}};
 
 	progname = "pcow-io";
+	/* Option errors are reported by bad_option, on one line. */
+	opterr = 0;
 	cmds = calloc((size_t)argc, sizeof(*cmds));
-	while ((opt = getopt_long(argc, argv, "c:rUmf:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":c:rUmf:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': cmds[ncmds++] = optarg; break;
 		case 'r': flags |= PCOW_OPEN_RDONLY; break;
@@ -297,7 +298,7 @@ int main(int argc, char **argv)
 			       "          discard OFF LEN | map | flush | stats\n");
 			free(cmds);
 			return 0;
-		default: free(cmds); return 1;
+		default: free(cmds); return bad_option(opt, argv);
 		}
 	}
 	if (optind != argc - 1) {
@@ -307,7 +308,7 @@ int main(int argc, char **argv)
 	}
 	c.file = file_for_signal = argv[optind];
 	if (pcow_open(&c.img, c.file, flags) < 0) {
-		die_msg("%s", pcow_errormsg());
+		lib_fail(c.file);
 		free(cmds);
 		return 1;
 	}
@@ -316,7 +317,7 @@ int main(int argc, char **argv)
 	c.size = info.virtual_size;
 	if (use_map) {
 		if (pcow_map_new(&c.map, c.img, c.readonly ? PCOW_MAP_RDONLY : 0) < 0) {
-			die_msg("%s", pcow_errormsg());
+			lib_fail(c.file);
 			pcow_close(&c.img);
 			free(cmds);
 			return 1;

@@ -1,6 +1,7 @@
 /* util.c -- helpers shared by pcow-img and pcow-io. */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +20,46 @@ void die_msg(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+int lib_fail(const char *file)
+{
+	const char *m = pcow_errormsg();
+	size_t n = strlen(file);
+
+	/* Library messages often start with the file name already. */
+	if (!strncmp(m, file, n) && m[n] == ':')
+		die_msg("%s", m);
+	else
+		die_msg("%s: %s", file, m);
+	return 1;
+}
+
+int bad_option(int c, char **argv)
+{
+	const char *arg = argv[optind - 1], *cur = argv[optind];
+	int len = (int)strcspn(arg, "=");
+	/* A bad letter inside "-qZ" leaves optind on that word, so the word
+	 * before it (maybe a long option) is not the culprit. */
+	bool in_word = cur && cur[0] == '-' && cur[1] != '-' && optopt &&
+		       strchr(cur + 1, optopt);
+
+	/* Plain getopt takes "--bogus" for letters, the first being '-'. */
+	if (optopt == '-' && c == '?' && cur && !strncmp(cur, "--", 2)) {
+		die_msg("unrecognized option '%.*s'", (int)strcspn(cur, "="), cur);
+	} else if (!strncmp(arg, "--", 2) && !in_word) {
+		if (c == ':')
+			die_msg("option '%.*s' requires an argument", len, arg);
+		else if (optopt)
+			die_msg("option '%.*s' doesn't allow an argument", len, arg);
+		else
+			die_msg("unrecognized option '%.*s'", len, arg);
+	} else if (c == ':') {
+		die_msg("option requires an argument -- '%c'", optopt);
+	} else {
+		die_msg("invalid option -- '%c'", optopt);
+	}
+	return 1;
 }
 
 bool parse_size(const char *s, uint64_t *out)

@@ -13,6 +13,18 @@ extern const char *progname;
 /* Prints "progname: msg" on stderr. */
 void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Prints the library's message as "progname: FILE: msg" (naming the file
+ * once, though the message may start with it already); returns 1. */
+int lib_fail(const char *file);
+
+/*
+ * Reports the option getopt_long stopped at (c: its '?' or ':' return; the
+ * option string must start with ':', after any '+', so that a missing
+ * argument is told apart) in one line, as getopt would word it; returns 1.
+ * opterr must be 0, so that getopt prints nothing itself.
+ */
+int bad_option(int c, char **argv);
+
 /*
  * Parses a size: digits with an optional binary suffix (k/K, M, G, T, P,
  * E; b or B for bytes).  Returns false on junk, overflow or a negative.

@@ -96,4 +96,20 @@ expect_fail --grep "in use" "$PCOW_IMG" amend -o backing_file= img.pcow
 hold_stop
 assert_unchanged img.pcow
 
+# -p over a resize and a backing change: one line from 0 to 100%, which
+# shows once.
+ok "$PCOW_IMG" create -o block_size=4K prog.pcow 8M
+ok "$PCOW_IMG" create progb.pcow 8M
+pio prog.pcow "write -P 0x11 0 8M"
+ok "$PCOW_IMG" amend -p -o size=16M,backing_file=progb.pcow,backing_fmt=pcow prog.pcow
+check_eq "$(grep -o "(100.00/100%)" "$T/.out" | wc -l)" 1 "100% lines of amend -p"
+pcts=$(tr '\r' '\n' <"$T/.out" | sed -n 's/.*(\([0-9.]*\)\/100%)/\1/p')
+check_true "amend -p counts up" "$PY" -c 'import sys; v = [float(x) for x in sys.argv[1].split()]; sys.exit(not v or v != sorted(v))' "$pcts"
+ok "$PCOW_IMG" amend -q -p -o size=24M prog.pcow
+check_eq "$(wc -c <"$T/.out")" 0 "bytes written by amend -q -p"
+# A backing loop is refused and changes nothing.
+remember prog.pcow
+expect_fail --file prog.pcow --grep "loop" "$PCOW_IMG" amend -o backing_file=prog.pcow,backing_fmt=pcow prog.pcow
+assert_unchanged prog.pcow
+
 finish

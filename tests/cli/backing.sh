@@ -150,8 +150,15 @@ remember m1.pcow m2.pcow
 for img in m1.pcow m2.pcow; do
     b=gone.raw
     [[ $img == m2.pcow ]] && b=gone.pcow
-    expect_fail --file $b "$PCOW_IMG" info $img
-    expect_fail --file $b "$PCOW_IMG" map $img
+    # info and snapshot -l show the image's own metadata, as qemu-img does
+    # without --backing-chain; what needs the chain names the missing file.
+    ok "$PCOW_IMG" info $img
+    check_out "^backing file: $b " "info of $img without its backing file"
+    ok "$PCOW_IMG" info --output=json $img
+    check_out "\"backing-filename\": \"$b\"" "info --output=json of $img without its backing file"
+    ok "$PCOW_IMG" snapshot -l $img
+    expect_fail --file $b --grep "could not open backing file" "$PCOW_IMG" info --backing-chain $img
+    expect_fail --file $b --grep "could not open backing file" "$PCOW_IMG" map $img
     # Not a damaged image: check could not run (1), it found no corruption (2).
     expect_fail --file $b --rc 1 "$PCOW_IMG" check $img
     expect_fail --file $b "$PCOW_IMG" convert -O raw $img out.raw
@@ -162,27 +169,57 @@ done
 check_true "a failed convert left out.raw behind" test ! -e out.raw
 assert_unchanged m1.pcow m2.pcow
 
-# Loops, made with unsafe rebase: each open fails cleanly.
+# Loops: rebase and amend refuse to make one, even unsafely, and leave the
+# image as it was.
 ok "$PCOW_IMG" create A.pcow 1M
 ok "$PCOW_IMG" create B.pcow 1M
 ok "$PCOW_IMG" create C.pcow 1M
 ok "$PCOW_IMG" rebase -u -b B.pcow -F pcow A.pcow
-ok "$PCOW_IMG" rebase -u -b A.pcow -F pcow B.pcow
-ok "$PCOW_IMG" rebase -u -b C.pcow -F pcow C.pcow
 remember A.pcow B.pcow C.pcow
-expect_fail --grep "loop" "$PCOW_IMG" info A.pcow
+for u in -u ""; do
+    expect_fail --file B.pcow --grep "loop.*'A.pcow' comes back" "$PCOW_IMG" rebase $u -b A.pcow -F pcow B.pcow
+    expect_fail --file C.pcow --grep "loop.*is the image itself" "$PCOW_IMG" rebase $u -b C.pcow -F pcow C.pcow
+    expect_fail --file C.pcow --grep "loop.*is the image itself" "$PCOW_IMG" rebase $u -b ./C.pcow -F raw C.pcow
+done
+expect_fail --file B.pcow --grep "loop" "$PCOW_IMG" amend -o backing_file=A.pcow,backing_fmt=pcow B.pcow
+expect_fail --file C.pcow --grep "loop" "$PCOW_IMG" amend -o backing_file=C.pcow,backing_fmt=pcow C.pcow
+assert_unchanged A.pcow B.pcow C.pcow
+# A chain that loops without the image is refused too.
+ok "$PCOW_IMG" create G.pcow 1M
+ok "$PCOW_IMG" rebase -u -b H.pcow -F pcow G.pcow
+ok "$PCOW_IMG" create H2.pcow 1M
+ok "$PCOW_IMG" rebase -u -b G.pcow -F pcow H2.pcow
+mv H2.pcow H.pcow
+expect_fail --file C.pcow --grep "loop" "$PCOW_IMG" rebase -u -b H.pcow -F pcow C.pcow
+assert_unchanged C.pcow
+ok "$PCOW_IMG" info C.pcow
+
+# Loops made behind pcow's back (files renamed): each open fails cleanly.
+ok "$PCOW_IMG" create B2.pcow 1M
+ok "$PCOW_IMG" rebase -u -b A.pcow -F pcow B2.pcow
+mv B2.pcow B.pcow
+ok "$PCOW_IMG" create C2.pcow 1M
+ok "$PCOW_IMG" rebase -u -b C.pcow -F pcow C2.pcow
+mv C2.pcow C.pcow
+remember A.pcow B.pcow C.pcow
+# info without --backing-chain shows the image itself.
+ok "$PCOW_IMG" info A.pcow
+check_out "^backing file: B.pcow " "info of an image in a loop"
+expect_fail --grep "loop" "$PCOW_IMG" info --backing-chain A.pcow
 expect_fail --grep "loop" "$PCOW_IMG" info --backing-chain B.pcow
 expect_fail --grep "loop" "$PCOW_IMG" check A.pcow
 expect_fail --grep "loop" "$PCOW_IMG" map A.pcow
 expect_fail --grep "loop" "$PCOW_IO" -c "read 0 512" A.pcow
 expect_fail --grep "loop" "$PCOW_IO" -c "write 0 512" B.pcow
-expect_fail --grep "loop" "$PCOW_IMG" info C.pcow
+ok "$PCOW_IMG" info C.pcow
+expect_fail --grep "loop" "$PCOW_IMG" info --backing-chain C.pcow
 expect_fail --grep "loop" "$PCOW_IMG" create -b C.pcow -F pcow D.pcow
 check_true "a failed create left D.pcow behind" test ! -e D.pcow
 assert_unchanged A.pcow B.pcow C.pcow
 # An image naming itself as its raw backing file.
-ok "$PCOW_IMG" create E.pcow 1M
-ok "$PCOW_IMG" rebase -u -b E.pcow -F raw E.pcow
+ok "$PCOW_IMG" create E2.pcow 1M
+ok "$PCOW_IMG" rebase -u -b E.pcow -F raw E2.pcow
+mv E2.pcow E.pcow
 expect_fail --grep "loop" "$PCOW_IO" -c "read 0 512" E.pcow
 # A loop is broken by rebasing unsafely (which does not open the chain).
 ok "$PCOW_IMG" rebase -u -b "" A.pcow

@@ -181,4 +181,40 @@ else
     echo "SKIP (sub-case): neither chattr +i nor a read-only bind mount works here"
 fi
 
+# Option errors: one "pcow-img: " line in getopt's words, no usage text,
+# exit 1, for every verb.
+ok "$PCOW_IMG" create opt.pcow 1M
+remember opt.pcow
+for verb in create info snapshot rebase check convert map commit resize compare measure amend; do
+    expect_fail --rc 1 --nofile --grep "^pcow-img: unrecognized option '--bogus'$" \
+        "$PCOW_IMG" $verb --bogus opt.pcow 1M
+    expect_fail --rc 1 --nofile --grep "^pcow-img: invalid option -- 'Z'$" \
+        "$PCOW_IMG" $verb -Z opt.pcow 1M
+done
+expect_fail --nofile --grep "^pcow-img: option requires an argument -- 'f'$" "$PCOW_IMG" info -f
+expect_fail --nofile --grep "^pcow-img: option requires an argument -- 'o'$" "$PCOW_IMG" amend -o
+expect_fail --nofile --grep "^pcow-img: option '--output' requires an argument$" "$PCOW_IMG" check --output
+expect_fail --nofile --grep "^pcow-img: option '--backing-chain' doesn't allow an argument$" \
+    "$PCOW_IMG" info --backing-chain=yes opt.pcow
+# A bad letter after a long option is still the letter.
+expect_fail --nofile --grep "^pcow-img: invalid option -- 'Z'$" "$PCOW_IMG" info --output=json -UZ opt.pcow
+assert_unchanged opt.pcow
+
+# --help lists, for every verb, each option the verb takes.
+ok "$PCOW_IMG" --help
+help_line() { # VERB
+    sed -n "s/^  $1 //p" "$T/.out"
+}
+for spec in "create -f -q -u -b -F -o" "info -f --output --backing-chain -U" \
+    "snapshot -f -q -U -l -c -a -d" "rebase -f -u -p -q -b -F" \
+    "check -f -r -p -q -U --output" "convert -f -O -o -p -q -U" "map -f --output -U" \
+    "commit -f -t -b -d -p -q" "resize --shrink -f -q" "compare -f -F -s -p -q -U" \
+    "measure -f -O raw -o -U --output --size" "amend -f -p -q -o help"; do
+    read -r verb opts <<<"$spec"
+    line=$(help_line "$verb")
+    for o in $opts; do
+        check_true "--help: $verb lists $o" grep -qE -- "(^|[[ |(])$o([] =|)]|$)" <<<"$line"
+    done
+done
+
 finish

@@ -153,4 +153,17 @@ expect_fail "$PCOW_IMG" check nothere.pcow
 expect_fail --nofile "$PCOW_IMG" check -r everything c1.pcow
 expect_fail --nofile "$PCOW_IMG" check --output=xml c1.pcow
 
+# -q: nothing on success, the problems still; no progress.
+ok "$PCOW_IMG" check -q c1.pcow
+check_eq "$(cat "$T/.out")" "" "check -q of a clean image"
+ok "$PCOW_IMG" check -q -p c1.pcow
+check_eq "$(cat "$T/.out")" "" "check -q -p of a clean image"
+ok "$PCOW_IMG" create qleak.pcow $((15 * MiB))
+pio qleak.pcow "write -P 0x21 0 64K"
+dd if=/dev/urandom of=qleak.pcow bs=4096 count=3 seek=$(((2 * MiB + 32 * MiB) / 4096)) \
+    conv=notrunc status=none
+run "$PCOW_IMG" check -q qleak.pcow
+check_eq "$RC" 3 "exit code of check -q with a leak"
+check_out "leaked clusters were found" "check -q with a leak"
+
 finish

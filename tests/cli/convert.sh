@@ -85,8 +85,28 @@ check_true "a failed convert left o.pcow behind" test ! -e o.pcow
 expect_fail --file o.pcow "$PCOW_IMG" convert -O pcow -o backing_file=in.raw in.raw o.pcow
 expect_fail --file nodir/o.raw "$PCOW_IMG" convert -O raw p.pcow nodir/o.raw
 expect_fail --nofile "$PCOW_IMG" convert in.raw
+# An existing output is never overwritten, whatever its format: it may be
+# an image in use, or the input itself.
+"$PCOW_IMG" create -q -f pcow self.pcow 1M
+remember self.pcow exists.pcow
+expect_fail --file self.pcow --grep "File exists" "$PCOW_IMG" convert -O raw self.pcow self.pcow
+expect_fail --file exists.pcow --grep "File exists" "$PCOW_IMG" convert -O raw self.pcow exists.pcow
+expect_fail --file exists.pcow --grep "File exists" "$PCOW_IMG" convert -O qcow2 self.pcow exists.pcow
+assert_unchanged self.pcow exists.pcow
+
 mkraw empty.raw 0
 expect_fail --file empty.pcow "$PCOW_IMG" convert -O pcow empty.raw empty.pcow
 check_true "a failed convert left empty.pcow behind" test ! -e empty.pcow
+
+# -p: one update per whole percent (not per block), 100% once; -q: none.
+mkraw big.raw 16M "0 16M 0x5a"
+ok "$PCOW_IMG" convert -p -O pcow -o block_size=4K big.raw big.pcow
+updates=$(tr '\r' '\n' <"$T/.out" | grep -c "/100%)")
+check_le "$updates" 102 "progress updates of convert -p (4096 blocks)"
+check_ge "$updates" 2 "progress updates of convert -p"
+check_eq "$(grep -o "(100.00/100%)" "$T/.out" | wc -l)" 1 "100% lines of convert -p"
+rm -f big.pcow
+ok "$PCOW_IMG" convert -q -p -O pcow big.raw big.pcow
+check_eq "$(wc -c <"$T/.out")" 0 "bytes written by convert -q -p"
 
 finish

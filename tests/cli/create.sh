@@ -81,4 +81,12 @@ check_true "a failed create left n.pcow behind" test ! -e n.pcow
 expect_fail --file n.pcow --grep "too large" "$PCOW_IMG" create n.pcow $(((1 << 50) + 512))
 check_true "a refused create left n.pcow behind" test ! -e n.pcow
 
+# A zero block size or capacity is refused, not taken as the default.
+expect_fail --file n.pcow --grep "block size '0'.*power of two from 4 KiB to 1 GiB" \
+    "$PCOW_IMG" create -o block_size=0 n.pcow 1M
+expect_fail --file n.pcow --grep "block size '6K'" "$PCOW_IMG" create -o block_size=6K n.pcow 1M
+expect_fail --file n.pcow --grep "block size '2G'" "$PCOW_IMG" create -o block_size=2G n.pcow 1M
+expect_fail --file n.pcow --grep "capacity '0'" "$PCOW_IMG" create -o capacity=0 n.pcow 1M
+check_true "a refused create left n.pcow behind" test ! -e n.pcow
+
 finish

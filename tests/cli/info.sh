@@ -97,4 +97,18 @@ expect_fail --nofile "$PCOW_IMG" info --output=yaml plain.pcow
 expect_fail --file raw "$PCOW_IMG" info -f raw plain.pcow
 expect_fail --file sub/base.raw "$PCOW_IMG" info sub/base.raw
 
+# A missing backing file: info shows the image and names the backing file,
+# as qemu-img info does without --backing-chain; --backing-chain fails on
+# one line naming the missing file.
+ok "$PCOW_IMG" create mb.pcow 1M
+ok "$PCOW_IMG" amend -o backing_file=missing.pcow,backing_fmt=pcow mb.pcow
+remember mb.pcow
+ok "$PCOW_IMG" info mb.pcow
+check_out "^backing file: missing.pcow " "info of an image whose backing file is missing"
+ok "$PCOW_IMG" info --output=json mb.pcow
+check_eq "$(json 'd["backing-filename"]' <"$T/.out")" missing.pcow "JSON backing-filename of a missing backing file"
+ok "$PCOW_IMG" snapshot -l mb.pcow
+expect_fail --file missing.pcow --grep "could not open backing file" "$PCOW_IMG" info --backing-chain mb.pcow
+assert_unchanged mb.pcow
+
 finish

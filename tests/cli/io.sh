@@ -108,4 +108,10 @@ expect_fail --file s.pcow --grep "read-only" "$PCOW_IO" -r --mmap -c "write 0 51
 expect_fail --file s.pcow --grep "read-only" "$PCOW_IO" -r -c "discard 0 1M" s.pcow
 assert_unchanged s.pcow
 
+# Option errors and a missing image: one "pcow-io: " line.
+expect_fail --nofile --grep "^pcow-io: invalid option -- 'Z'$" "$PCOW_IO" -Z s.pcow
+expect_fail --nofile --grep "^pcow-io: unrecognized option '--bogus'$" "$PCOW_IO" --bogus s.pcow
+expect_fail --nofile --grep "^pcow-io: option '--cmd' requires an argument$" "$PCOW_IO" s.pcow --cmd
+expect_fail --grep "^pcow-io: missing.pcow: " "$PCOW_IO" -c "read 0 512" missing.pcow
+
 finish

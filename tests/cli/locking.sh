@@ -104,4 +104,22 @@ pio other.pcow "write -P 0x66 0 4K"
 verify other.pcow "0x66 0 4K" "0x11 4K 60K"
 hold_stop
 
+# -U is suggested to readers only: writers cannot use it.
+hold_start img.pcow
+expect_fail --grep "in use.*-U to read it anyway" "$PCOW_IMG" info img.pcow
+expect_fail --grep "in use.*-U to read it anyway" "$PCOW_IO" -r -c "read 0 512" img.pcow
+for cmd in "snapshot -c s9 img.pcow" "rebase -u -b base.pcow -F pcow img.pcow" \
+    "resize img.pcow 8M" "amend -o size=8M img.pcow" "commit img.pcow"; do
+    read -ra args <<<"$cmd"
+    expect_fail --file img.pcow --grep "in use \(locked by another process\)$" "$PCOW_IMG" "${args[@]}"
+done
+expect_fail --grep "in use \(locked by another process\)$" "$PCOW_IO" -c "write 0 512" img.pcow
+hold_stop
+# The backing file of an image opened for writing: no -U either.
+hold_start base.pcow
+expect_fail --grep "base.pcow: image is in use \(locked by another process\)$" --file base.pcow \
+    "$PCOW_IO" -c "write 0 512" other.pcow
+expect_fail --grep "base.pcow: image is in use.*-U" --file base.pcow "$PCOW_IMG" info --backing-chain other.pcow
+hold_stop
+
 finish

@@ -108,4 +108,10 @@ ok "$PCOW_IMG" map -U mt.pcow
 expect_fail "$PCOW_IMG" map nothere.pcow
 expect_fail --nofile "$PCOW_IMG" map --output=xml mt.pcow
 
+# map needs the chain: a missing backing file is one line naming it.
+ok "$PCOW_IMG" create mb.pcow 1M
+ok "$PCOW_IMG" amend -o backing_file=missing.pcow,backing_fmt=pcow mb.pcow
+expect_fail --file missing.pcow --grep "could not open backing file" "$PCOW_IMG" map mb.pcow
+expect_fail --file missing.pcow "$PCOW_IMG" map --output=json mb.pcow
+
 finish

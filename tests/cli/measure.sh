@@ -143,4 +143,8 @@ expect_fail "$PCOW_IMG" measure nothere.raw
 expect_fail --grep "bad magic" "$PCOW_IMG" measure -f pcow sparse.raw
 assert_unchanged sparse.raw ov.pcow
 
+# A zero size is refused, as create refuses it.
+expect_fail --nofile --grep "Invalid image size specified: '0'" "$PCOW_IMG" measure --size 0
+expect_fail --nofile --grep "capacity '0'" "$PCOW_IMG" measure -o capacity=0 --size 1M
+
 finish

@@ -137,4 +137,16 @@ expect_fail --file missing.pcow "$PCOW_IMG" rebase -b new-raw.raw -F raw missing
 assert_unchanged e.pcow old-raw.raw
 check_eq "$(info_get e.pcow 'd["backing-filename"]')" old-raw.raw "backing name after failed rebases"
 
+# -u refuses a backing loop (the image itself, or a chain back to it) and
+# changes nothing; a new backing file that does not exist is allowed.
+ok "$PCOW_IMG" create lp.pcow 1M
+ok "$PCOW_IMG" create -b lp.pcow -F pcow lp2.pcow
+remember lp.pcow
+expect_fail --file lp.pcow --grep "loop.*the image itself" "$PCOW_IMG" rebase -u -b lp.pcow -F pcow lp.pcow
+expect_fail --file lp.pcow --grep "loop.*comes back" "$PCOW_IMG" rebase -u -b lp2.pcow -F pcow lp.pcow
+assert_unchanged lp.pcow
+ok "$PCOW_IMG" rebase -u -b notyet.pcow -F pcow lp.pcow
+ok "$PCOW_IMG" info lp.pcow
+check_out "^backing file: notyet.pcow " "rebase -u onto a file that does not exist"
+
 finish

@@ -156,8 +156,16 @@ int main(void)
 	OK(pcow_rebase(mid, "../top.pcow", PCOW_FORMAT_PCOW, PCOW_REBASE_UNSAFE));
 	OK(pcow_close(&mid));
 	OK(pcow_open(&img, "top.pcow", 0));
-	OK(pcow_rebase(img, "sub/mid.pcow", PCOW_FORMAT_PCOW, PCOW_REBASE_UNSAFE));
+	CHECK(pcow_rebase(img, "sub/mid.pcow", PCOW_FORMAT_PCOW, PCOW_REBASE_UNSAFE) == -ELOOP);
+	CHECK(strstr(pcow_errormsg(), "loop"));
+	CHECK(pcow_rebase(img, "top.pcow", PCOW_FORMAT_RAW, PCOW_REBASE_UNSAFE) == -ELOOP);
+	OK(pcow_get_info(img, &info));
+	CHECK(info.backing_file[0] == '\0');
+	/* a missing new backing file is allowed; renamed into place, it makes
+	 * a loop that every open refuses */
+	OK(pcow_rebase(img, "sub/later.pcow", PCOW_FORMAT_PCOW, PCOW_REBASE_UNSAFE));
 	OK(pcow_close(&img));
+	CHECK(rename("sub/mid.pcow", "sub/later.pcow") == 0);
 	ret = pcow_open(&img, "top.pcow", 0);
 	CHECK(ret == -ELOOP && strstr(pcow_errormsg(), "loop"));
 	OK(pcow_open(&img, "top.pcow", PCOW_OPEN_NO_BACKING));

@@ -123,20 +123,22 @@ static void one_case(int n)
 	CHECK(pwrite(fd, buf, 100, (off_t)raw_size - 100) == 100);
 	close(fd);
 
-	/* A pcow base over the raw file, or the raw file directly. */
-	o.size = SIZE;
+	/* A pcow base over the raw file, or the raw file directly; the base
+	 * may end inside a page, before the image on top does. */
+	o.size = SIZE - rnd(3) * 1536;
 	o.block_size = sizes[rnd(3)];
 	o.backing_file = raw;
 	o.backing_format = PCOW_FORMAT_RAW;
 	OK(pcow_create(test_path(base), &o));
 	OK(pcow_open(&b, test_path(base), 0));
-	scribble(b, SIZE, 20, 2000 + (uint64_t)n);
+	scribble(b, o.size, 20, 2000 + (uint64_t)n);
 	if (rnd(2)) {
 		OK(pcow_snapshot_create(b, "s"));
-		scribble(b, SIZE, 20, 3000 + (uint64_t)n);
+		scribble(b, o.size, 20, 3000 + (uint64_t)n);
 	}
 	OK(pcow_close(&b));
 
+	o.size = SIZE;
 	o.block_size = sizes[rnd(3)];
 	o.backing_file = rnd(3) ? base : raw;
 	o.backing_format = o.backing_file == raw ? PCOW_FORMAT_RAW : PCOW_FORMAT_PCOW;
