@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,7 @@ struct pcow_pending {
 	uint64_t shadow_len;
 	bool writable;          /* ours; otherwise a dead writer's, read-only */
 	char path[96];
+	char scratch[PATH_MAX];
 	struct pending_word list[PENDING_MAX];
 	uint32_t count;
 };
@@ -88,14 +90,12 @@ static int identity(pcow_image *img, struct pending_header *h)
 	return 0;
 }
 
-/* The header with the image's absolute path, as a new file gets it. */
-static void name_image(pcow_image *img, struct pending_header *h)
+/* The header with the image's absolute path, as a new file gets it;
+ * scratch is PATH_MAX bytes (not malloc: this runs in the fault handler). */
+static void name_image(pcow_image *img, struct pending_header *h, char *scratch)
 {
-	char *abs = realpath(img->path, NULL);
-
-	if (abs && strlen(abs) < sizeof(h->image))
-		strcpy(h->image, abs);
-	free(abs);
+	if (realpath(img->path, scratch) && strlen(scratch) < sizeof(h->image))
+		strcpy(h->image, scratch);
 }
 
 /* True when the header's image no longer exists as that file. */
@@ -190,7 +190,7 @@ static int create_file(pcow_image *img)
 
 	if (identity(img, &h) < 0 || !(ps = new_state()))
 		return -ENOTSUP;
-	name_image(img, &h);
+	name_image(img, &h, ps->scratch);
 	img->pending = ps;
 	path_of(&h, ps->path, sizeof(ps->path));
 	ps->shadow_len = h.shadow_len;
