@@ -72,7 +72,7 @@ done
 
 link "$OUT/fuzz_image" "$OUT/obj/fuzz_image.o" "${lib_objs[@]}"
 link "$OUT/fuzz_meta" "$OUT/obj/fuzz_meta.o" "${lib_objs[@]}"
-link "$OUT/fuzz_size" "$OUT/obj/fuzz_size.o" "$OUT/obj/tools_util.o"
+link "$OUT/fuzz_size" "$OUT/obj/fuzz_size.o" "$OUT/obj/tools_util.o" "${lib_objs[@]}"
 
 if [[ ! -e $OUT/mkseed || $SRC/tests/fuzz/mkseed.c -nt $OUT/mkseed || $newest_header -nt $OUT/mkseed ]]; then
 	echo "  CC mkseed"

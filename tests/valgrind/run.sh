@@ -158,7 +158,7 @@ vg 0 img convert -O raw small.pcow small.raw
 vg 0 img convert -O pcow -o block_size=4096 base.raw from-raw.pcow
 vg 0 img convert -p -O pcow over-pcow.pcow flat.pcow
 vg 0 img convert -f pcow -O raw over-raw.pcow over.raw
-vg 1 img convert -O qcow2 small.pcow x.qcow2
+vg 1 img convert -O vmdk small.pcow x.vmdk
 vg 1 img convert -O raw missing.pcow x.raw
 
 # map
