@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "extent.h"
@@ -223,13 +224,42 @@ int pcow_block_status(pcow_image *img, uint64_t offset, uint64_t len,
 		st->file_offset = -1;
 		st->filename = NULL;
 	} else {
-		uint64_t run_end = f.run.off + f.run.len;
+		uint64_t run_end = f.run.off + f.run.len, file;
+		off_t d;
 
 		st->length = (run_end < end ? run_end : end) - offset;
 		st->flags = PCOW_STATUS_DATA;
 		st->depth = f.run.depth;
-		st->file_offset = (int64_t)(f.run.file + (offset - f.run.off));
+		file = f.run.file + (offset - f.run.off);
+		st->file_offset = (int64_t)file;
 		st->filename = run_file(img, &f.run);
+		/* A layer's run covers whole blocks; a block of it with no
+		 * data at all (discarded over older data) reads zeros. */
+		if (f.run.img) {
+			uint64_t bs = f.run.img->block_size;
+			uint64_t block_end = (offset / bs + 1) * bs - offset + file;
+
+			d = lseek(f.run.fd, (off_t)file, SEEK_DATA);
+			if (d < 0 && errno != ENXIO) {
+				ret = pcow_err_sys(-errno, "cannot query allocation");
+			} else if (d < 0 || (uint64_t)d >= block_end) {
+				uint64_t zero = d < 0 ? st->length
+					      : ((uint64_t)d - file + offset) / bs * bs - offset;
+
+				st->flags = PCOW_STATUS_ZERO;
+				if (zero < st->length)
+					st->length = zero;
+			} else {
+				/* Data up to the first block without any. */
+				uint64_t h;
+
+				d = lseek(f.run.fd, (off_t)file, SEEK_HOLE);
+				h = d < 0 ? UINT64_MAX
+				    : ((uint64_t)d - file + offset + bs - 1) / bs * bs - offset;
+				if (h < st->length)
+					st->length = h;
+			}
+		}
 	}
 out:
 	pthread_mutex_unlock(&img->lock);

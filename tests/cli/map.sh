@@ -52,16 +52,19 @@ for bs in $BLOCK_SIZES; do
     check_eq "$(map_runs "$img")" \
         "0+$bs:1:data:$r0 $bs+$bs:0:data:$((r1 + bs)) $((2 * bs))+$((2 * bs)):0:zero $((4 * bs))+$bs:1:data:$((r0 + 4 * bs)) $((5 * bs))+$((SIZE - 5 * bs)):0:zero" \
         "bs $bs: map after a snapshot"
-    # A discarded block that a lower layer holds is ours, and reads zeros.
+    # A discarded block that a lower layer holds is ours, and reads zeros:
+    # present at depth 0 and zero, as qemu-img shows a zero cluster.
     pio "$img" "discard $((4 * bs)) $bs"
-    check_eq "$(map_runs "$img" | cut -d' ' -f4)" "$((4 * bs))+$bs:0:data:$((r1 + 4 * bs))" \
+    check_eq "$(map_runs "$img" | cut -d' ' -f4)" "$((4 * bs))+$bs:0:zero" \
         "bs $bs: map of a discarded block over a snapshot"
+    check_eq "$("$PCOW_IMG" map --output=json "$img" | grep -c "\"start\": $((4 * bs)), .*\"present\": true, \"zero\": true, \"data\": false")" 1 \
+        "bs $bs: json: the discarded block is present and zero"
     verify "$img" "0 $((4 * bs)) $bs"
 
     # Human output: a header, then one line per run with data.
     ok "$PCOW_IMG" map "$img"
     check_eq "$(head -n 1 "$T/.out" | tr -s ' ')" "Offset Length Mapped to File" "bs $bs: map header"
-    check_eq "$(wc -l <"$T/.out")" 4 "bs $bs: lines of the human map"
+    check_eq "$(wc -l <"$T/.out")" 3 "bs $bs: lines of the human map"
     # qemu-img's "%#-16x": offset 0 is "0", others "0x...".
     check_out "^0 +$(printf '0x%x' $bs) +$(printf '0x%x' $r0) +$img$" "bs $bs: first line of the human map"
     check_out "^$(printf '0x%x' $bs) +$(printf '0x%x' $bs) +$(printf '0x%x' $((r1 + bs))) +$img$" \
