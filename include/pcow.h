@@ -132,7 +132,9 @@ struct pcow_block_status {
 	/*
 	 * Which layer provides the data: 0 = active layer, 1..n = the n-th
 	 * older layer (snapshot) below it, then layers of the backing chain.
-	 * -1 when nothing has data.
+	 * -1 when nothing has data.  With PCOW_STATUS_ZERO, a depth >= 0 names
+	 * the layer that owns the range without data (a discarded block over
+	 * older data): present, and zeros.
 	 */
 	int depth;
 	int64_t file_offset;  /* offset in the providing file, or -1 */

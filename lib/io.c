@@ -253,7 +253,7 @@ int pcow_block_status(pcow_image *img, uint64_t offset, uint64_t len,
 				/* Data up to the first block without any. */
 				uint64_t h;
 
-				d = lseek(f.run.fd, (off_t)file, SEEK_HOLE);
+				d = lseek(f.run.fd, d, SEEK_HOLE);
 				h = d < 0 ? UINT64_MAX
 				    : ((uint64_t)d - file + offset + bs - 1) / bs * bs - offset;
 				if (h < st->length)

@@ -17,6 +17,7 @@
 
 #include "pcow.h"
 #include "img.h"
+#include "img_source.h"
 #include "img_qcow2.h"
 #include "util.h"
 
@@ -597,37 +598,6 @@ static int cmd_check(int argc, char **argv)
 	return 0;
 }
 
-/* One input of convert: a pcow image or a raw file. */
-struct source {
-	pcow_image *img;
-	int fd;
-	uint64_t size;
-};
-
-static int source_read(struct source *s, void *buf, uint64_t len, uint64_t off)
-{
-	uint8_t *p = buf;
-
-	if (s->img)
-		return pcow_read(s->img, buf, len, off);
-	while (len) {
-		ssize_t n = pread(s->fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0) {
-			memset(p, 0, len);
-			break;
-		}
-		p += n;
-		len -= (uint64_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 static bool all_zero(const uint8_t *p, uint64_t n)
 {
 	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
@@ -637,7 +607,7 @@ static int cmd_convert(int argc, char **argv)
 {
 	const char *ifmt = NULL, *ofmt = NULL, *options = NULL, *in, *out;
 	struct pcow_create_opts o = {0};
-	struct source src = {.fd = -1};
+	struct img_source src = {.fd = -1};
 	pcow_image *dst = NULL;
 	int dfd = -1, c, rc = 1;
 	bool progress = false, quiet = false, created = false;
@@ -688,23 +658,8 @@ static int cmd_convert(int argc, char **argv)
 		free(obf);
 		FAIL(out, "%s: convert does not take a backing file", out);
 	}
-	if (!strcmp(ifmt, "pcow")) {
-		struct pcow_info info;
-
-		if (pcow_open(&src.img, in, PCOW_OPEN_RDONLY | share) < 0)
-			return lib_fail(in);
-		pcow_get_info(src.img, &info);
-		src.size = info.virtual_size;
-	} else {
-		struct stat st;
-
-		src.fd = open(in, O_RDONLY | O_CLOEXEC);
-		if (src.fd < 0 || fstat(src.fd, &st) < 0) {
-			die_msg("%s: could not open: %s", in, strerror(errno));
-			goto out;
-		}
-		src.size = (uint64_t)st.st_size;
-	}
+	if (img_source_open(&src, in, ifmt, share) < 0)
+		goto out;
 	if (!strcmp(ofmt, "pcow")) {
 		o.size = (src.size + 511) / 512 * 512;
 		if (pcow_create(out, &o) < 0) {
@@ -737,17 +692,21 @@ static int cmd_convert(int argc, char **argv)
 		goto out;
 	}
 	for (pos = 0; pos < src.size; pos += chunk) {
-		uint64_t n = src.size - pos < chunk ? src.size - pos : chunk;
-		int ret = source_read(&src, buf, n, pos);
+		uint64_t n = src.size - pos < chunk ? src.size - pos : chunk, run;
+		bool data;
+		int ret = 0;
 
-		if (ret < 0) {
-			if (src.img)
-				lib_fail(in);
-			else
-				die_msg("%s: read failed: %s", in, strerror(-ret));
+		/* What stores nothing is not even read; zero blocks read are
+		 * left unallocated in the output too. */
+		if (img_source_status(&src, pos, n, &run, &data) < 0)
 			goto out;
+		if (!data && run == n) {
+			if (progress)
+				print_progress(pos + n, src.size, NULL);
+			continue;
 		}
-		/* Zero blocks are left unallocated in the output. */
+		if (img_source_read(&src, buf, n, pos) < 0)
+			goto out;
 		if (!all_zero(buf, n)) {
 			if (dst)
 				ret = pcow_write(dst, buf, n, pos);
@@ -775,10 +734,7 @@ static int cmd_convert(int argc, char **argv)
 	rc = 0;
 out:
 	free(buf);
-	if (src.img)
-		pcow_close(&src.img);
-	if (src.fd >= 0)
-		close(src.fd);
+	img_source_close(&src);
 	if (dst)
 		pcow_close(&dst);
 	if (dfd >= 0)

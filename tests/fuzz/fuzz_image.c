@@ -292,7 +292,10 @@ static void status_walk(pcow_image *img, uint64_t from, uint64_t vsize, int call
 			FAIL("block_status(%llu, %llu) gave offset %llu length %llu",
 			     (unsigned long long)pos, (unsigned long long)len,
 			     (unsigned long long)st.offset, (unsigned long long)st.length);
-		if ((st.depth < 0) != !(st.flags & PCOW_STATUS_DATA))
+		/* Data always comes from somewhere; zeros may too (a block
+		 * a layer owns without data), or from nowhere. */
+		if (!(st.flags & PCOW_STATUS_DATA) == !(st.flags & PCOW_STATUS_ZERO) ||
+		    ((st.flags & PCOW_STATUS_DATA) && st.depth < 0))
 			FAIL("block_status at %llu: depth %d but flags %#x",
 			     (unsigned long long)pos, st.depth, st.flags);
 		pos += st.length;
