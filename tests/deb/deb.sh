@@ -6,7 +6,8 @@
 #   tests/deb/deb.sh [OUTDIR]    OUTDIR receives the .deb files (make deb)
 #
 # The packages are unpacked with dpkg -x into a temporary directory and run
-# from there with LD_LIBRARY_PATH, not installed with dpkg -i: installing
+# from there with LD_LIBRARY_PATH.  They are installed with dpkg -i (and
+# purged again) only on a throwaway machine, CI=true as root: elsewhere that
 # would put a second libpcow and pcow-img into /usr on the machine that runs
 # the other tests (and the QEMU build, which finds libpcow by pkg-config).
 # Exits 0 (pass), 1 (fail) or 77 (skip: the packaging tools are missing).
@@ -148,6 +149,27 @@ fi
 bash -c 'source "$1" && complete -p pcow-img' _ \
 	"$root/usr/share/bash-completion/completions/pcow-img" >/dev/null ||
 	fail "the packaged completion does not load"
+
+# On a throwaway machine (CI=true, as root, no libpcow0 installed yet) the
+# packages are installed for real as well: dpkg -i, the tools run from
+# /usr/bin against /usr's library, then dpkg --purge removes every file.
+if [[ ${CI:-} == true && $(id -u) == 0 ]] && ! dpkg -s libpcow0 >/dev/null 2>&1; then
+	trap 'dpkg --purge pcow-utils libpcow-dev libpcow0 >/dev/null 2>&1; rm -rf "$work"' EXIT
+	dpkg -i "$work/libpcow0_${version}_$arch.deb" "$work/libpcow-dev_${version}_$arch.deb" \
+		"$work/pcow-utils_${version}_$arch.deb" >"$work/dpkg.log" 2>&1 ||
+		fail "dpkg -i: $(tail -n 3 "$work/dpkg.log")"
+	ldd /usr/bin/pcow-img >"$work/ldd.txt" 2>&1 || true
+	grep -Eq "libpcow.so.0 => (/usr)?/lib/" "$work/ldd.txt" ||
+		fail "the installed pcow-img does not load /usr's libpcow: $(grep pcow "$work/ldd.txt")"
+	/usr/bin/pcow-img create -f pcow installed.pcow 16M >/dev/null || fail "installed pcow-img create"
+	/usr/bin/pcow-img info installed.pcow | grep -q '^virtual size: 16 MiB (16777216 bytes)$' ||
+		fail "installed pcow-img info"
+	dpkg --purge pcow-utils libpcow-dev libpcow0 >"$work/dpkg.log" 2>&1 ||
+		fail "dpkg --purge: $(tail -n 3 "$work/dpkg.log")"
+	[ ! -e /usr/bin/pcow-img ] && [ ! -e /usr/include/pcow.h ] ||
+		fail "dpkg --purge left files behind"
+	echo "deb: installed with dpkg -i, ran from /usr/bin, purged"
+fi
 
 if [ -n "$outdir" ]; then
 	mkdir -p "$outdir"
