@@ -6,6 +6,7 @@
 #include "error.h"
 #include "extent.h"
 #include "layer.h"
+#include "pending.h"
 
 #define NONE UINT64_MAX
 
@@ -68,6 +69,8 @@ static int next_bit(pcow_image *img, uint32_t layer, uint64_t from,
 	const uint64_t *bm = pcow_bitmap(img, layer);
 	uint64_t words = (img->nblocks + 63) / 64, w = from / 64, base, x, d = NONE;
 	const uint64_t per_page = 4096 / 8;
+	uint32_t region;
+	bool skip_holes;
 	int ret;
 
 	*out = NONE;
@@ -76,7 +79,12 @@ static int next_bit(pcow_image *img, uint32_t layer, uint64_t from,
 	if (w >= words)
 		return 0;
 	base = region_start(img, layer) + img->span;
-	x = pcow_le64((const uint8_t *)&bm[w]) & (~0ull << (from % 64));
+	region = img->m.layers[layer].region;
+	/* Pending bits (a dead writer's, read-only) live outside the file's
+	 * bitmap: then no word may be skipped. */
+	skip_holes = !pcow_pending_any(img);
+	x = (pcow_le64((const uint8_t *)&bm[w]) | pcow_pending_word(img, region, w)) &
+	    (~0ull << (from % 64));
 	for (;;) {
 		if (x) {
 			*out = w * 64 + (uint64_t)__builtin_ctzll(x);
@@ -84,7 +92,7 @@ static int next_bit(pcow_image *img, uint32_t layer, uint64_t from,
 		}
 		if (++w >= words)
 			return 0;
-		if (w % per_page == 0) {
+		if (skip_holes && w % per_page == 0) {
 			ret = seek(img->fd, base + w * 8, SEEK_DATA, &d);
 			if (ret < 0)
 				return ret;
@@ -92,7 +100,7 @@ static int next_bit(pcow_image *img, uint32_t layer, uint64_t from,
 				return 0;
 			w = (d - base) / 8;
 		}
-		x = pcow_le64((const uint8_t *)&bm[w]);
+		x = pcow_le64((const uint8_t *)&bm[w]) | pcow_pending_word(img, region, w);
 	}
 }
 

@@ -32,7 +32,7 @@ typedef int (*pcow_run_fn)(const struct pcow_run *run, void *opaque);
  * layer of img (PCOW_NO_PARENT: from its backing file only) that some file
  * holds; what is left out reads as zeros.  A run from a layer covers whole
  * blocks of that image (holes inside read as zeros).  Copy bits still
- * pending (pending.h) are not seen: callers persist them first.  fn
+ * pending (pending.h) are seen too.  fn
  * returns 0 to go on, 1 to stop the walk early, or a negative errno.
  */
 int pcow_view_runs(pcow_image *img, uint32_t layer, uint64_t from, uint64_t to,

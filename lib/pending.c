@@ -254,6 +254,20 @@ bool pcow_pending_test(const pcow_image *img, uint32_t region, uint64_t block)
 	return shadow[block / 64] >> (block % 64) & 1;
 }
 
+uint64_t pcow_pending_word(const pcow_image *img, uint32_t region, uint64_t word)
+{
+	const struct pcow_pending *ps = img->pending;
+
+	if (!ps || !ps->body || word >= ps->shadow_len / 8)
+		return 0;
+	return ps->body[region * (ps->shadow_len / 8) + word];
+}
+
+bool pcow_pending_any(const pcow_image *img)
+{
+	return img->pending && img->pending->body;
+}
+
 int pcow_pending_persist(pcow_image *img)
 {
 	struct pcow_pending *ps = img->pending;

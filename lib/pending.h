@@ -25,6 +25,12 @@ int pcow_pending_set(pcow_image *img, uint32_t layer, uint64_t block);
 /* True when the bit of block in region is pending. */
 bool pcow_pending_test(const pcow_image *img, uint32_t region, uint64_t block);
 
+/* The pending bits of one bitmap word of region (0 when none). */
+uint64_t pcow_pending_word(const pcow_image *img, uint32_t region, uint64_t word);
+
+/* True when some bits may be pending (ours, or a dead writer's). */
+bool pcow_pending_any(const pcow_image *img);
+
 /*
  * Persists the data written so far, then writes every pending bit (not yet
  * synced: the caller's next sync makes them durable).

@@ -123,6 +123,14 @@ int main(void)
 	CHECK(pending_files() == 1);
 	OK(pcow_open(&img, test_path("k.pcow"), PCOW_OPEN_RDONLY));
 	expect_block1(img, true);       /* read through the dead writer's bits */
+	{
+		/* Block status (which convert, map and compare trust) sees
+		 * them too: the block is the overlay's, not the raw file's. */
+		struct pcow_block_status st;
+
+		OK(pcow_block_status(img, BS, BS, &st));
+		CHECK(st.depth == 0 && (st.flags & PCOW_STATUS_DATA) && st.length == BS);
+	}
 	OK(pcow_close(&img));
 	CHECK(pending_files() == 1);
 	OK(pcow_open(&img, test_path("k.pcow"), 0));
