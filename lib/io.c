@@ -203,9 +203,7 @@ int pcow_block_status(pcow_image *img, uint64_t offset, uint64_t len,
 	pthread_mutex_lock(&img->lock);
 	/* Runs come from the files' extents, not block by block, so this
 	 * also sees data a smaller-block backing file has inside a block. */
-	ret = pcow_pending_persist(img);
-	if (ret == 0)
-		ret = pcow_view_runs(img, img->m.active, offset / img->block_size *
+	ret = pcow_view_runs(img, img->m.active, offset / img->block_size *
 							 img->block_size,
 				     end, take_first, &f);
 	if (ret < 0)
