@@ -37,26 +37,15 @@ static void note(struct pcow_check_result *res, const char *fmt, ...)
 /* Bytes of data the file holds in [start, end). */
 static int data_bytes(int fd, uint64_t start, uint64_t end, uint64_t *bytes)
 {
-	uint64_t pos = start, n = 0;
+	uint64_t pos = start, n = 0, d, h;
+	int ret = 0;
 
-	while (pos < end) {
-		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
-
-		if (d < 0) {
-			if (errno == ENXIO)
-				break;
-			return pcow_err_sys(-errno, "cannot query allocation");
-		}
-		if ((uint64_t)d >= end)
-			break;
-		h = lseek(fd, d, SEEK_HOLE);
-		if (h < 0)
-			return pcow_err_sys(-errno, "cannot query allocation");
-		if ((uint64_t)h > end)
-			h = (off_t)end;
-		n += (uint64_t)h - (uint64_t)d;
-		pos = (uint64_t)h;
+	while (pos < end && (ret = pcow_data_extent(fd, pos, end, &d, &h)) > 0) {
+		n += h - d;
+		pos = h;
 	}
+	if (ret < 0)
+		return ret;
 	*bytes = n;
 	return 0;
 }

@@ -179,15 +179,9 @@ static int backing_runs(pcow_image *img, int depth, uint64_t from, uint64_t to,
 		struct pcow_run r = {.fd = img->raw_fd, .layer = PCOW_NO_PARENT,
 				     .depth = depth};
 
-		ret = seek(img->raw_fd, from, SEEK_DATA, &d);
-		if (ret == 0 && d != NONE && d < to)
-			ret = seek(img->raw_fd, d, SEEK_HOLE, &h);
-		if (ret < 0)
+		ret = pcow_data_extent(img->raw_fd, from, to, &d, &h);
+		if (ret <= 0)
 			return ret;
-		if (d == NONE || d >= to)
-			break;
-		if (h > to)
-			h = to;
 		r.off = r.file = d;
 		r.len = h - d;
 		ret = fn(&r, opaque);

@@ -26,6 +26,23 @@ int pcow_file_has_data(int fd, uint64_t offset, uint64_t len)
 	return (uint64_t)d < offset + len;
 }
 
+int pcow_data_extent(int fd, uint64_t pos, uint64_t end, uint64_t *start,
+		     uint64_t *stop)
+{
+	off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
+
+	if (d < 0)
+		return errno == ENXIO ? 0 : pcow_err_sys(-errno, "cannot query allocation");
+	if ((uint64_t)d >= end)
+		return 0;
+	h = lseek(fd, d, SEEK_HOLE);
+	if (h < 0)
+		return pcow_err_sys(-errno, "cannot query allocation");
+	*start = (uint64_t)d;
+	*stop = (uint64_t)h < end ? (uint64_t)h : end;
+	return 1;
+}
+
 static const uint64_t *region_bitmap(pcow_image *img, uint32_t r)
 {
 	void *p;
@@ -442,32 +459,18 @@ static int for_data_runs(pcow_image *img, uint64_t base, uint64_t span,
 				   uint64_t end, uint64_t *n),
 			 uint32_t layer, uint64_t *n)
 {
-	uint64_t pos = base, end = base + span;
-	int ret;
+	uint64_t pos = base, end = base + span, d, h;
+	int ret = 0;
 
-	while (pos < end) {
-		off_t d = lseek(img->fd, (off_t)pos, SEEK_DATA), h;
-
-		if (d < 0) {
-			if (errno == ENXIO)
-				break;
-			return pcow_err_sys(-errno, "cannot query allocation");
-		}
-		if ((uint64_t)d >= end)
-			break;
-		h = lseek(img->fd, d, SEEK_HOLE);
-		if (h < 0)
-			return pcow_err_sys(-errno, "cannot query allocation");
-		if ((uint64_t)h > end)
-			h = (off_t)end;
-		ret = fn(img, layer, ((uint64_t)d - base) / bytes_per_block,
-			 ((uint64_t)h - base + bytes_per_block - 1) / bytes_per_block, n);
+	while (pos < end && (ret = pcow_data_extent(img->fd, pos, end, &d, &h)) > 0) {
+		ret = fn(img, layer, (d - base) / bytes_per_block,
+			 (h - base + bytes_per_block - 1) / bytes_per_block, n);
 		if (ret < 0)
 			return ret;
-		pos = base + ((uint64_t)h - base + bytes_per_block - 1) / bytes_per_block *
+		pos = base + (h - base + bytes_per_block - 1) / bytes_per_block *
 				     bytes_per_block;
 	}
-	return 0;
+	return pos < end ? ret : 0;
 }
 
 static int count_owned(pcow_image *img, uint32_t layer, uint64_t first,

@@ -21,6 +21,13 @@
 /* 1 when the file has data in [offset, offset+len), 0 when only holes. */
 int pcow_file_has_data(int fd, uint64_t offset, uint64_t len);
 
+/*
+ * The first extent of data at or after pos that starts below end: 1 with
+ * [*start, *stop) (stop clipped to end), 0 when there is none.
+ */
+int pcow_data_extent(int fd, uint64_t pos, uint64_t end, uint64_t *start,
+		     uint64_t *stop);
+
 /* The layer's on-disk copy bitmap (little-endian words), mapped read-only;
  * NULL when it cannot be mapped. */
 const uint64_t *pcow_bitmap(pcow_image *img, uint32_t layer);
