@@ -40,6 +40,9 @@
  *              copy-on-write over a fully written raw backing file.
  *  7. durable  a 64 B store followed by pcow_map_flush() vs a 64 B store to
  *              a raw MAP_SHARED mapping followed by fdatasync().
+ *  8. cowmodes 4 KiB page writes over a base image with each copy-on-write
+ *              granularity (page, page + fault-ahead, whole block) vs the
+ *              same writes into a sparse raw file (cow_modes.c).
  *
  * 1 and 2 are CPU-bound and timed by the thread's CPU time, so that time
  * other processes hold the CPU is not counted (-W: wall clock); the others
@@ -48,32 +51,7 @@
  * the data of the plots (bench/plot.sh) to PREFIX-first.dat, PREFIX-open.dat
  * and PREFIX-vmas.dat.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/syscall.h>
-#include <sys/utsname.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "pcow.h"
-
-#define PAGE 4096u
-#define LINE 64u
-#define MAX_REPEATS 15
-#define MAX_SAMPLES 64  /* repeats, or rounds of a cheap measurement */
-#define KiB ((uint64_t)1 << 10)
-#define MiB ((uint64_t)1 << 20)
-#define GiB ((uint64_t)1 << 30)
+#include "bench.h"
 
 enum {
 	T_STEADY = 1 << 0,
@@ -83,35 +61,16 @@ enum {
 	T_SNAP = 1 << 4,
 	T_VMAS = 1 << 5,
 	T_DURABLE = 1 << 6,
-	T_ALL = (1 << 7) - 1,
+	T_COW_MODES = 1 << 7,
+	T_ALL = (1 << 8) - 1,
 };
 
 static const char *const test_names[] = {
-	"steady", "first", "cow", "open", "snap", "vmas", "durable",
+	"steady", "first", "cow", "open", "snap", "vmas", "durable", "cowmodes",
 };
 #define N_TESTS (sizeof(test_names) / sizeof(test_names[0]))
 
-static struct {
-	const char *dir;
-	const char *out;        /* prefix of the plot data files, or NULL */
-	uint64_t size;          /* steady-state image */
-	uint64_t first_size;    /* first-write image */
-	uint64_t cow_size;      /* largest copy-on-write image */
-	uint64_t cow_blocks;    /* at most this many blocks copied per pass */
-	uint64_t open_max;      /* most allocated blocks in the open test */
-	uint64_t snap_small;    /* allocated span of the smaller snapshot image */
-	uint64_t snap_large;    /* ... and of the larger one */
-	uint64_t vma_blocks;    /* blocks of the VMA test image */
-	uint64_t vma_budget;    /* PCOW_VMA_BUDGET for it; 0 = the library's */
-	uint64_t ops;           /* steady-state operations per pass */
-	uint64_t durable_size;  /* image of the durable-write test */
-	uint64_t durable_ops;   /* durable writes per pass */
-	double open_cap;        /* seconds after which inherited maps stop repeating */
-	unsigned repeats;
-	unsigned tests;
-	bool verbose;
-	bool wall;
-} opt = {
+struct bench_opts opt = {
 	.dir = ".",
 	.size = 1 * GiB,
 	.first_size = 256 * MiB,
@@ -128,447 +87,6 @@ static struct {
 	.repeats = 5,
 	.tests = T_ALL,
 };
-
-/* Results of loads land here, so that they are not optimised away. */
-static volatile uint64_t sink;
-
-/* ---- helpers ------------------------------------------------------------ */
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "map_bench: %s: %s%s%s\n", what, strerror(err < 0 ? -err : err),
-		err < 0 ? " -- " : "", err < 0 ? pcow_errormsg() : "");
-	exit(1);
-}
-
-#define PCOW_OK(call)                                                      \
-	do {                                                               \
-		int ret_ = (call);                                         \
-		if (ret_ < 0)                                              \
-			die(#call, ret_);                                  \
-	} while (0)
-
-#define SYS_OK(cond, what)                                                 \
-	do {                                                               \
-		if (!(cond))                                               \
-			die(what, errno);                                  \
-	} while (0)
-
-static double now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* The CPU time this thread has used (in the kernel too). */
-static double thread_cpu(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/*
- * The clock of the CPU-bound measurements (1, 2): the thread's CPU time, so
- * that time other processes take the CPU away is not counted (-W: wall
- * clock everywhere).
- */
-static double cpu_now(void)
-{
-	return opt.wall ? now() : thread_cpu();
-}
-
-/*
- * Time spent in fdatasync.  This definition takes the place of the C
- * library's for the whole process, libpcow's calls included (the
- * executable's symbol comes first in the dynamic linker's search), so a
- * copy-up or a snapshot can be split into its flushes and the rest.  It
- * makes the same system call as the C library does.
- */
-static struct {
-	double time;
-	uint64_t calls;
-} flushes;
-
-int fdatasync(int fd)
-{
-	double t = now();
-	long ret = syscall(SYS_fdatasync, fd);
-
-	flushes.time += now() - t;
-	flushes.calls++;
-	return (int)ret;
-}
-
-static long minflt(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return ru.ru_minflt + ru.ru_majflt;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double median(const double *v, unsigned n)
-{
-	double s[MAX_SAMPLES];
-
-	memcpy(s, v, n * sizeof(*v));
-	qsort(s, n, sizeof(*s), cmp_double);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
-
-/* Median of the per-repeat ratios a[i] / b[i]. */
-static double median_ratio(const double *a, const double *b, unsigned n)
-{
-	double r[MAX_SAMPLES];
-	unsigned i;
-
-	for (i = 0; i < n; i++)
-		r[i] = a[i] / b[i];
-	return median(r, n);
-}
-
-/* Smallest and largest of the per-repeat ratios a[i] / b[i]. */
-static void range_ratio(const double *a, const double *b, unsigned n,
-			double *lo, double *hi)
-{
-	unsigned i;
-
-	*lo = *hi = a[0] / b[0];
-	for (i = 1; i < n; i++) {
-		double r = a[i] / b[i];
-
-		if (r < *lo)
-			*lo = r;
-		if (r > *hi)
-			*hi = r;
-	}
-}
-
-static uint64_t xorshift(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	*s = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
-/* Uniform in [0, n) without a division. */
-static uint64_t below(uint64_t x, uint64_t n)
-{
-	return (uint64_t)(((unsigned __int128)x * n) >> 64);
-}
-
-static uint32_t *block_order(uint64_t n, bool shuffled)
-{
-	uint32_t *a = malloc(n * sizeof(*a));
-	uint64_t i, s = 0x9e3779b97f4a7c15ull;
-
-	SYS_OK(a, "malloc");
-	for (i = 0; i < n; i++)
-		a[i] = (uint32_t)i;
-	if (shuffled)
-		for (i = n - 1; i > 0; i--) {
-			uint64_t j = below(xorshift(&s), i + 1);
-			uint32_t t = a[i];
-
-			a[i] = a[j];
-			a[j] = t;
-		}
-	return a;
-}
-
-static const char *size_str(uint64_t v, char *buf, size_t len)
-{
-	if (v == 0)
-		snprintf(buf, len, "0");
-	else if (v % GiB == 0)
-		snprintf(buf, len, "%" PRIu64 " GiB", v / GiB);
-	else if (v % MiB == 0)
-		snprintf(buf, len, "%" PRIu64 " MiB", v / MiB);
-	else if (v % KiB == 0)
-		snprintf(buf, len, "%" PRIu64 " KiB", v / KiB);
-	else
-		snprintf(buf, len, "%" PRIu64 " B", v);
-	return buf;
-}
-
-#define SZ(v) size_str((v), (char[32]){0}, 32)
-
-/* A count with thousands separators: 1,000,000. */
-static const char *count_str(uint64_t v, char *buf, size_t len)
-{
-	char tmp[32];
-	size_t n, i, o = 0;
-
-	snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
-	n = strlen(tmp);
-	for (i = 0; i < n && o + 2 < len; i++) {
-		if (i && (n - i) % 3 == 0)
-			buf[o++] = ',';
-		buf[o++] = tmp[i];
-	}
-	buf[o] = '\0';
-	return buf;
-}
-
-#define CNT(v) count_str((v), (char[40]){0}, 40)
-
-/* Milliseconds from seconds, with about three significant digits. */
-static const char *ms_str(double s, char *buf, size_t len)
-{
-	double v = s * 1e3;
-
-	snprintf(buf, len, v < 1 ? "%.3f" : v < 10 ? "%.2f" : v < 100 ? "%.1f" : "%.0f", v);
-	return buf;
-}
-
-#define MS(s) ms_str((s), (char[32]){0}, 32)
-
-/* A byte count in MiB with one decimal. */
-#define MIB(v) ((double)(v) / (double)MiB)
-
-static uint64_t parse_size(const char *s)
-{
-	char *end;
-	uint64_t v;
-
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno || end == s)
-		goto bad;
-	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	default: break;
-	}
-	if (*end == 'i' && end[1] == 'B')
-		end += 2;
-	else if (*end == 'B')
-		end++;
-	if (*end == '\0')
-		return v;
-bad:
-	fprintf(stderr, "map_bench: bad number '%s'\n", s);
-	exit(2);
-}
-
-static const char *fs_name(const char *dir)
-{
-	struct statfs sf;
-
-	if (statfs(dir, &sf) < 0)
-		return "?";
-	switch ((unsigned long)sf.f_type) {
-	case 0xef53: return "ext4";
-	case 0x01021994: return "tmpfs";
-	case 0x58465342: return "xfs";
-	case 0x9123683e: return "btrfs";
-	default: return "other";
-	}
-}
-
-/* The 1-minute load average, for the notes under each table. */
-static double loadavg(void)
-{
-	double l = -1;
-	FILE *f = fopen("/proc/loadavg", "r");
-
-	if (f) {
-		if (fscanf(f, "%lf", &l) != 1)
-			l = -1;
-		fclose(f);
-	}
-	return l;
-}
-
-static void path_of(char *buf, size_t len, const char *name)
-{
-	snprintf(buf, len, "%s/%s", opt.dir, name);
-}
-
-/* A plot data file PREFIX-name.dat, or NULL without -o. */
-static FILE *data_file(const char *name)
-{
-	char path[4096];
-	FILE *f;
-
-	if (!opt.out)
-		return NULL;
-	snprintf(path, sizeof(path), "%s-%s.dat", opt.out, name);
-	f = fopen(path, "w");
-	SYS_OK(f, "create plot data file");
-	fprintf(f, "# fs: %s\n", fs_name(opt.dir));
-	return f;
-}
-
-/* Bytes a file occupies (allocated blocks). */
-static uint64_t file_allocated(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
-}
-
-/*
- * Counts the mappings (VMAs) that overlap [base, base + len) in
- * /proc/self/maps.
- */
-static uint64_t vmas_in(const void *base, uint64_t len)
-{
-	uintptr_t lo = (uintptr_t)base, hi = lo + len;
-	char line[512];
-	uint64_t n = 0;
-	FILE *f = fopen("/proc/self/maps", "r");
-
-	SYS_OK(f, "open /proc/self/maps");
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long a, b;
-
-		if (sscanf(line, "%lx-%lx", &a, &b) == 2 && a < hi && b > lo)
-			n++;
-		/* A line longer than the buffer: skip the rest of it. */
-		while (!strchr(line, '\n') && fgets(line, sizeof(line), f))
-			;
-	}
-	fclose(f);
-	return n;
-}
-
-/* A new pcow image, opened read-write and mapped. */
-struct pimg {
-	pcow_image *img;
-	pcow_map *map;
-	uint8_t *base;
-	uint64_t size;
-	char path[4096];
-};
-
-static void pimg_create(struct pimg *p, const char *name, uint64_t size,
-			uint32_t block_size, const char *backing)
-{
-	struct pcow_create_opts o = {
-		.size = size,
-		.block_size = block_size,
-		.backing_file = backing,
-		.backing_format = backing ? PCOW_FORMAT_RAW : PCOW_FORMAT_NONE,
-	};
-
-	path_of(p->path, sizeof(p->path), name);
-	p->size = size;
-	unlink(p->path);
-	PCOW_OK(pcow_create(p->path, &o));
-	PCOW_OK(pcow_open(&p->img, p->path, 0));
-	PCOW_OK(pcow_map_new(&p->map, p->img, 0));
-	p->base = pcow_map_addr(p->map);
-}
-
-/* Empties a file, so that closing it writes back nothing. */
-static void empty_file(const char *path)
-{
-	int fd = open(path, O_RDWR | O_CLOEXEC);
-
-	if (fd >= 0) {
-		if (ftruncate(fd, 0) < 0)
-			die("ftruncate", errno);
-		close(fd);
-	}
-}
-
-/*
- * Unmaps, empties the file (so that closing does not write back data the
- * benchmark does not need), closes and removes it.
- */
-static void pimg_destroy(struct pimg *p)
-{
-	if (p->map)
-		PCOW_OK(pcow_map_delete(&p->map));
-	empty_file(p->path);
-	pcow_close(&p->img);
-	unlink(p->path);
-}
-
-static uint64_t pimg_vmas(struct pimg *p, struct pcow_map_stats *st)
-{
-	PCOW_OK(pcow_map_get_stats(p->map, st));
-	return st->vmas;
-}
-
-/* A raw file of the given size, sparse, mapped MAP_SHARED. */
-struct rimg {
-	int fd;
-	uint8_t *base;
-	uint64_t size;
-	char path[4096];
-};
-
-static void rimg_create(struct rimg *r, const char *name, uint64_t size)
-{
-	void *p;
-
-	path_of(r->path, sizeof(r->path), name);
-	r->size = size;
-	unlink(r->path);
-	r->fd = open(r->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	SYS_OK(r->fd >= 0, "open raw file");
-	SYS_OK(ftruncate(r->fd, (off_t)size) == 0, "ftruncate");
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
-	SYS_OK(p != MAP_FAILED, "mmap raw file");
-	r->base = p;
-}
-
-static void rimg_destroy(struct rimg *r)
-{
-	munmap(r->base, r->size);
-	if (ftruncate(r->fd, 0) < 0)
-		die("ftruncate", errno);
-	close(r->fd);
-	unlink(r->path);
-}
-
-/* The backing file's content: every 8-byte word holds its offset | 1. */
-static uint64_t backing_word(uint64_t off)
-{
-	return off | 1;
-}
-
-/* Creates a raw file of size bytes, every word written (not zero). */
-static void write_backing(const char *path, uint64_t size)
-{
-	uint64_t off;
-	uint8_t *buf;
-	int fd;
-
-	unlink(path);
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	SYS_OK(fd >= 0, "create backing file");
-	buf = malloc(MiB);
-	SYS_OK(buf, "malloc");
-	for (off = 0; off < size; off += MiB) {
-		uint64_t n = size - off < MiB ? size - off : MiB, i;
-
-		for (i = 0; i < n; i += 8)
-			*(uint64_t *)(buf + i) = backing_word(off + i);
-		SYS_OK(pwrite(fd, buf, n, (off_t)off) == (ssize_t)n, "write backing file");
-	}
-	SYS_OK(fdatasync(fd) == 0, "fdatasync");
-	close(fd);
-	free(buf);
-}
 
 /* ---- access kernels ----------------------------------------------------- */
 
@@ -691,13 +209,6 @@ static __attribute__((noinline)) void stores_seq(uint8_t *base, uint64_t lines,
 			l = 0;
 	}
 	st->line = l;
-}
-
-/* ---- table output ------------------------------------------------------- */
-
-static const char *met(bool ok)
-{
-	return ok ? "yes" : "**no**";
 }
 
 /* ---- 1. steady state ---------------------------------------------------- */
@@ -1781,7 +1292,7 @@ static void usage(FILE *f)
 		"  -D N       durable writes per pass (default 2000)\n"
 		"  -r N       repeats per measurement, median reported (default 5, max %d)\n"
 		"  -t LIST    tests to run, comma separated:\n"
-		"             steady,first,cow,open,snap,vmas,durable (default all)\n"
+		"             steady,first,cow,open,snap,vmas,durable,cowmodes (default all)\n"
 		"  -v         print every repeat on stderr\n"
 		"  -W         time the CPU-bound tests (steady, first) by the wall clock\n"
 		"             instead of the thread's CPU time\n",
@@ -1872,6 +1383,9 @@ int main(int argc, char **argv)
 		bench_vmas();
 	if (opt.tests & T_DURABLE)
 		bench_durable();
+	if (opt.tests & T_COW_MODES)
+		bench_cow_modes();
 	printf("(%s: %.0f s)\n\n", fs_name(opt.dir), now() - start);
 	return 0;
 }
+

@@ -266,6 +266,21 @@ typedef void (*pcow_map_error_fn)(pcow_map *map, void *addr, int err,
 void pcow_map_set_error_handler(pcow_map *map, pcow_map_error_fn fn,
 				void *opaque);
 
+/*
+ * What the first store to an inherited block copies up: the copy_size
+ * bytes around it (a power of two from the block size to 1 GiB; 0 = the
+ * block size, the default), and, while stores fault in sequence, up to
+ * ahead_max bytes from the faulting block on (a power of two up to 1 GiB;
+ * at most copy_size, e.g. 0: no fault-ahead; default
+ * PCOW_MAP_AHEAD_DEFAULT).  A copy size of 4 KiB on an
+ * image of 4 KiB blocks copies only the page written; larger copies mean
+ * fewer faults and more data held by the active layer.
+ */
+#define PCOW_MAP_AHEAD_DEFAULT (256u << 10)
+#define PCOW_MAP_COPY_MAX (1ull << 30)
+int pcow_map_set_copy_size(pcow_map *map, uint64_t copy_size,
+			   uint64_t ahead_max);
+
 struct pcow_map_stats {
 	uint64_t vmas;          /* mappings (VMAs) that make up the range */
 	uint64_t faults;        /* faults the library handled */

@@ -383,9 +383,11 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
-int pcow_claim_block(pcow_image *img, uint32_t layer, uint64_t block)
+int pcow_claim_blocks(pcow_image *img, uint32_t layer, uint64_t first,
+		      uint64_t n)
 {
-	int ret;
+	uint64_t b;
+	int ret = 0;
 
 	/*
 	 * Through the page cache, the bit waits for the next flush, which
@@ -394,30 +396,69 @@ int pcow_claim_block(pcow_image *img, uint32_t layer, uint64_t block)
 	 * durable, after the copied data, before the guest can store.
 	 */
 	if (!img->map || !pcow_map_is_sync(img->map)) {
-		ret = pcow_pending_set(img, layer, block);
+		for (b = first; ret == 0 && b < first + n; b++)
+			ret = pcow_pending_set(img, layer, b);
 		if (ret != -ENOTSUP)
 			return ret;
 	}
 	ret = pcow_io_sync(img->fd);
-	if (ret == 0)
-		ret = pcow_bit_set(img, layer, block);
+	for (b = first; ret == 0 && b < first + n; b++)
+		ret = pcow_bit_set(img, layer, b);
 	if (ret == 0)
 		ret = pcow_io_sync(img->fd);
 	return ret;
 }
 
-int pcow_copy_up_from(pcow_image *img, uint32_t dst_layer, uint64_t block,
-		      const uint8_t *src)
+int pcow_claim_block(pcow_image *img, uint32_t layer, uint64_t block)
 {
-	uint64_t start = block * img->block_size, done;
-	uint64_t end = start + img->block_size;
+	return pcow_claim_blocks(img, layer, block, 1);
+}
+
+/*
+ * Writes [off, off+len) of src into the region at dst, in pieces of at
+ * most COPY_CHUNK: each piece of piece_size bytes that is all zeros
+ * becomes a hole (an owned block's holes read as zeros; stale zero fill or
+ * a copy cut short may be there), neighbours of a kind in one system call.
+ */
+static int copy_pieces(pcow_image *img, uint64_t dst, const uint8_t *src,
+		       uint64_t off, uint64_t len, uint64_t piece_size)
+{
+	uint64_t pos = 0, run = 0;
+	bool run_zero = false;
+	int ret = 0;
+
+	while (ret == 0 && pos + run < len) {
+		uint64_t n = len - pos - run < piece_size ? len - pos - run : piece_size;
+		bool zero = all_zero(src + pos + run, n);
+
+		if (run && (zero != run_zero || run + n > COPY_CHUNK)) {
+			ret = run_zero ? pcow_io_punch(img->fd, dst + off + pos, run)
+				       : pcow_io_pwrite(img->fd, src + pos, run, dst + off + pos);
+			pos += run;
+			run = 0;
+		}
+		run_zero = zero;
+		run += n;
+	}
+	if (ret == 0 && run)
+		ret = run_zero ? pcow_io_punch(img->fd, dst + off + pos, run)
+			       : pcow_io_pwrite(img->fd, src + pos, run, dst + off + pos);
+	return ret;
+}
+
+int pcow_copy_up_run(pcow_image *img, uint32_t dst_layer, uint64_t first,
+		     uint64_t n, const uint8_t *src)
+{
+	uint64_t start = first * img->block_size, end = (first + n) * img->block_size;
 	uint64_t chunk = img->block_size < COPY_CHUNK ? img->block_size : COPY_CHUNK;
-	uint64_t dst = region_start(img, dst_layer);
+	uint64_t dst = region_start(img, dst_layer), done;
 	uint8_t *buf = NULL;
 	int ret = 0;
 
 	if (end > img->m.virtual_size)
 		end = img->m.virtual_size;
+	if (src)
+		ret = copy_pieces(img, dst, src, start, end - start, chunk);
 	/* mmap, not malloc: this runs inside the write-fault handler too. */
 	if (!src) {
 		buf = mmap(NULL, chunk, PROT_READ | PROT_WRITE,
@@ -425,25 +466,22 @@ int pcow_copy_up_from(pcow_image *img, uint32_t dst_layer, uint64_t block,
 		if (buf == MAP_FAILED)
 			return pcow_err(-ENOMEM, "out of memory");
 	}
-	for (done = start; ret == 0 && done < end; done += chunk) {
-		uint64_t n = end - done < chunk ? end - done : chunk;
-		const uint8_t *piece = src ? src + (done - start) : buf;
+	for (done = start; !src && ret == 0 && done < end; done += chunk) {
+		uint64_t len = end - done < chunk ? end - done : chunk;
 
-		if (!src)
-			ret = pcow_chain_read(img, img->m.layers[dst_layer].parent,
-					      buf, n, done);
-		/* Zero pieces become holes (an owned block's holes read as
-		 * zeros); stale zero fill or a cut-short copy may be there. */
-		if (ret == 0 && all_zero(piece, n))
-			ret = pcow_io_punch(img->fd, dst + done, n);
-		else if (ret == 0)
-			ret = pcow_io_pwrite(img->fd, piece, n, dst + done);
+		ret = pcow_chain_read(img, img->m.layers[dst_layer].parent, buf, len, done);
+		if (ret == 0)
+			ret = copy_pieces(img, dst, buf, done, len, chunk);
 	}
 	if (buf)
 		munmap(buf, chunk);
-	if (ret == 0)
-		ret = pcow_claim_block(img, dst_layer, block);
-	return ret;
+	return ret ? ret : pcow_claim_blocks(img, dst_layer, first, n);
+}
+
+int pcow_copy_up_from(pcow_image *img, uint32_t dst_layer, uint64_t block,
+		      const uint8_t *src)
+{
+	return pcow_copy_up_run(img, dst_layer, block, 1, src);
 }
 
 int pcow_copy_up(pcow_image *img, uint32_t dst_layer, uint64_t block)

@@ -102,9 +102,19 @@ int pcow_copy_up(pcow_image *img, uint32_t dst_layer, uint64_t block);
 int pcow_copy_up_from(pcow_image *img, uint32_t dst_layer, uint64_t block,
 		      const uint8_t *src);
 
+/*
+ * The same for the n blocks from first, all inherited, copied from src (the
+ * mapping's view of them, starting at block first): data in as few writes
+ * as the zero pieces allow, then each block's bit.
+ */
+int pcow_copy_up_run(pcow_image *img, uint32_t dst_layer, uint64_t first,
+		     uint64_t n, const uint8_t *src);
 /* Marks block owned after its new data was written: the bit waits for the
  * next flush (pending.h), or on a MAP_SYNC map is persisted after the data. */
 int pcow_claim_block(pcow_image *img, uint32_t layer, uint64_t block);
+/* The same for n blocks from first (one pair of syncs on MAP_SYNC). */
+int pcow_claim_blocks(pcow_image *img, uint32_t layer, uint64_t first,
+		      uint64_t n);
 
 /* Counts the blocks a layer owns that hold data. */
 int pcow_layer_count_blocks(pcow_image *img, uint32_t layer, uint64_t *count);

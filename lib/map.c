@@ -312,6 +312,9 @@ static void init_vma_budget(struct pcow_map *map)
 	/* Unbridged gaps between inherited runs stay below budget/4. */
 	map->bridge_max = map->len / (map->vma_budget / 4);
 	map->grouped = false;
+	map->copy_size = map->img->block_size;
+	map->ahead_max = map->copy_size < PCOW_MAP_AHEAD_DEFAULT ? PCOW_MAP_AHEAD_DEFAULT : 0;
+	map->ahead_next = UINT64_MAX;
 }
 
 int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
@@ -476,29 +479,69 @@ static uint64_t count_vmas(const struct pcow_map *map)
 	return n;
 }
 
-/* Copies up every inherited block of [first, first+n) and maps it writable. */
+/* Stretches of blocks [first, end) inherited from below, found by a walk. */
+#define MAX_STRETCHES 32
+
+struct inherited_blocks {
+	pcow_image *img;
+	uint64_t first[MAX_STRETCHES], end[MAX_STRETCHES];
+	unsigned n;
+	uint64_t resume;        /* where the walk stopped with the list full */
+};
+
+static int on_inherited_run(const struct pcow_run *r, void *opaque)
+{
+	struct inherited_blocks *in = opaque;
+	pcow_image *img = in->img;
+	uint64_t bs = img->block_size, b0 = r->off / bs;
+	uint64_t b1 = (r->off + r->len + bs - 1) / bs;
+
+	if (r->img == img && r->layer == img->m.active)
+		return 0;
+	/* Some file below holds the run: its blocks need copying, and bits. */
+	if (in->n && b0 <= in->end[in->n - 1]) {
+		if (b1 > in->end[in->n - 1])
+			in->end[in->n - 1] = b1;
+		return 0;
+	}
+	if (in->n == MAX_STRETCHES) {
+		in->resume = b0 * bs;
+		return 1;
+	}
+	in->first[in->n] = b0;
+	in->end[in->n++] = b1;
+	return 0;
+}
+
+/*
+ * Copies up every inherited block of [first, first+n), from the read-only
+ * mapping that shows it, and maps the range writable.  Blocks nothing
+ * below holds need no copy and no bit: their zeros are the active layer's.
+ */
 static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
 {
 	pcow_image *img = map->img;
 	uint32_t active = img->m.active;
-	uint64_t b, start = first * img->block_size, len = n * img->block_size;
+	uint64_t bs = img->block_size, start = first * bs, len = n * bs;
+	uint64_t end = start + len, pos = start;
+	struct inherited_blocks in = {.img = img};
+	unsigned i;
 	int ret = 0;
 
-	for (b = first; b < first + n && b < img->nblocks && ret >= 0; b++) {
-		ret = pcow_layer_owns(img, active, b);
-		if (ret == 0)
-			ret = pcow_below_has_data(img, active, b * img->block_size,
-						  img->block_size);
-		else if (ret > 0)
-			continue;
-		if (ret > 0) {
-			/* The read-only mapping shows the inherited content:
-			 * copy from it, without reading through the chain. */
-			ret = pcow_copy_up_from(img, active, b,
-						map->base + b * img->block_size);
+	if (end > img->m.virtual_size)
+		end = img->m.virtual_size;
+	while (ret == 0 && pos < end) {
+		in.n = 0;
+		in.resume = end;
+		ret = pcow_view_runs(img, active, pos, end, on_inherited_run, &in);
+		for (i = 0; ret >= 0 && i < in.n; i++) {
+			ret = pcow_copy_up_run(img, active, in.first[i],
+					       in.end[i] - in.first[i],
+					       map->base + in.first[i] * bs);
 			if (ret == 0)
-				atomic_fetch_add(&map->copied, 1);
+				atomic_fetch_add(&map->copied, in.end[i] - in.first[i]);
 		}
+		pos = in.resume;
 	}
 	if (ret < 0)
 		return ret;
@@ -508,11 +551,28 @@ static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
 		      region_start(img, active) + start);
 }
 
+/* The range [*start, *start + *len) a fault at off copies up. */
+static void copy_window(struct pcow_map *map, uint64_t off, uint64_t *start,
+			uint64_t *len)
+{
+	uint64_t unit = map->copy_size, at = off / unit * unit, n = unit;
+
+	if (map->ahead_max > unit && at == map->ahead_next) {
+		n = map->ahead_len * 2;
+		if (n > map->ahead_max)
+			n = map->ahead_max;
+	}
+	map->ahead_next = at + n;
+	map->ahead_len = n;
+	*start = at;
+	*len = n;
+}
+
 int pcow_map_handle_write(struct pcow_map *map, void *addr)
 {
 	pcow_image *img = map->img;
 	uint64_t off = (uint64_t)((uint8_t *)addr - map->base);
-	uint64_t per_group = map->group_size / img->block_size;
+	uint64_t bs = img->block_size, start, len;
 	int ret;
 
 	pthread_mutex_lock(&img->lock);
@@ -522,14 +582,40 @@ int pcow_map_handle_write(struct pcow_map *map, void *addr)
 		map->grouped = map->vma_estimate + 2 > map->vma_budget;
 	}
 	if (map->grouped) {
-		ret = own_range(map, off / map->group_size * per_group, per_group);
+		start = off / map->group_size * map->group_size;
+		len = map->group_size;
 	} else {
-		ret = own_range(map, off / img->block_size, 1);
+		copy_window(map, off, &start, &len);
 		map->vma_estimate += 2;
 	}
+	ret = own_range(map, start / bs, len / bs);
 	pthread_mutex_unlock(&img->lock);
 	atomic_fetch_add(&map->faults, 1);
 	return ret;
+}
+
+int pcow_map_set_copy_size(pcow_map *map, uint64_t copy_size,
+			   uint64_t ahead_max)
+{
+	uint64_t bs = map->img->block_size;
+
+	if (!copy_size)
+		copy_size = bs;
+	if (copy_size < bs || copy_size > PCOW_MAP_COPY_MAX ||
+	    (copy_size & (copy_size - 1)))
+		return pcow_err(-EINVAL,
+				"copy size must be a power of two from the block size (%llu) to 1 GiB",
+				(unsigned long long)bs);
+	if (ahead_max > PCOW_MAP_COPY_MAX || (ahead_max & (ahead_max - 1)))
+		return pcow_err(-EINVAL,
+				"fault-ahead size must be 0 or a power of two up to 1 GiB");
+	pthread_mutex_lock(&map->img->lock);
+	map->copy_size = copy_size;
+	map->ahead_max = ahead_max;
+	map->ahead_next = UINT64_MAX;
+	map->ahead_len = 0;
+	pthread_mutex_unlock(&map->img->lock);
+	return 0;
 }
 
 int pcow_map_get_stats(pcow_map *map, struct pcow_map_stats *st)

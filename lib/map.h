@@ -30,6 +30,17 @@ struct pcow_map {
 	uint64_t group_size;
 	uint64_t bridge_max;    /* widest gap bridged between inherited runs */
 	bool grouped;
+	/*
+	 * What a write fault copies up: the copy_size-aligned unit around the
+	 * faulting block, or, when faults run sequentially (each one at
+	 * ahead_next, just past the last copy), twice the last copy, up to
+	 * ahead_max: fewer faults for a guest writing a file out, at the cost
+	 * of copying ahead of it.
+	 */
+	uint64_t copy_size;
+	uint64_t ahead_max;
+	uint64_t ahead_next;
+	uint64_t ahead_len;
 	int registry_slot;
 	int statfs_fd;          /* the last file asked about by reads_allocate */
 	bool statfs_tmpfs;

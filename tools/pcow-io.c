@@ -272,8 +272,11 @@ int main(int argc, char **argv)
 	char **cmds = NULL;
 	int ncmds = 0, opt, rc = 0, i;
 	unsigned flags = 0;
-	bool use_map = false;
+	bool use_map = false, set_copy = false;
+	uint64_t copy_size = 0, ahead_max = PCOW_MAP_AHEAD_DEFAULT;
 	static const struct option longopts[] = {
+		{"copy-size", required_argument, 0, 'C'},
+		{"fault-ahead", required_argument, 0, 'A'},
 		{"cmd", required_argument, 0, 'c'},
 		{"read-only", no_argument, 0, 'r'},
 		{"force-share", no_argument, 0, 'U'},
@@ -292,14 +295,29 @@ int main(int argc, char **argv)
 		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
 		case 'm': use_map = true; break;
 		case 'f': break;
+		case 'C':
+		case 'A':
+			if (!parse_size(optarg, opt == 'C' ? &copy_size : &ahead_max)) {
+				die_msg("invalid size for --%s: '%s'",
+					opt == 'C' ? "copy-size" : "fault-ahead", optarg);
+				free(cmds);
+				return 1;
+			}
+			set_copy = true;
+			break;
 		case 'h':
-			printf("usage: pcow-io [-c CMD]... [-r] [-U] [--mmap] FILE\n"
+			printf("usage: pcow-io [-c CMD]... [-r] [-U] [--mmap [--copy-size SIZE] [--fault-ahead SIZE]] FILE\n"
 			       "commands: write [-P PAT] OFF LEN | read [-P PAT] OFF LEN |\n"
 			       "          discard OFF LEN | map | flush | stats\n");
 			free(cmds);
 			return 0;
 		default: free(cmds); return bad_option(opt, argv);
 		}
+	}
+	if (set_copy && !use_map) {
+		die_msg("--copy-size and --fault-ahead need --mmap");
+		free(cmds);
+		return 1;
 	}
 	if (optind != argc - 1) {
 		die_msg("expecting one image file name");
@@ -323,6 +341,13 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		pcow_map_set_error_handler(c.map, on_map_error, NULL);
+		if (set_copy && pcow_map_set_copy_size(c.map, copy_size, ahead_max) < 0) {
+			lib_fail(c.file);
+			pcow_map_delete(&c.map);
+			pcow_close(&c.img);
+			free(cmds);
+			return 1;
+		}
 	}
 	for (i = 0; i < ncmds; i++) {
 		char *line = strdup(cmds[i]);

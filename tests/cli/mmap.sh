@@ -158,4 +158,26 @@ done
 # stats needs the mapping.
 expect_fail --nofile "$PCOW_IO" -c stats ro.pcow
 
+# What a fault copies: --copy-size around the store, --fault-ahead for
+# stores in sequence; pages nothing below holds are never copied.
+mkraw cs.raw 1M "0 768K 0x41"
+ok "$PCOW_IMG" create -o block_size=4K -b cs.raw -F raw cs.pcow
+pio --mmap --copy-size=64K --fault-ahead=0 cs.pcow "write -P 0x42 70000 1" stats
+check_eq "$(stat_of faults) $(stat_of blocks-copied)" "1 16" "--copy-size 64K: blocks copied by one store"
+pio --mmap --copy-size=4K --fault-ahead=0 cs.pcow "write -P 0x43 256K 128K" stats
+check_eq "$(stat_of faults) $(stat_of blocks-copied)" "32 32" "page copies: faults and blocks for 128 KiB"
+pio --mmap cs.pcow "write -P 0x44 512K 512K" stats
+check_le "$(stat_of faults)" 8 "fault-ahead: faults for 512 KiB in sequence"
+check_eq "$(stat_of blocks-copied)" 64 "fault-ahead: only blocks the backing file holds are copied"
+verify cs.pcow "0x41 0 70000" "0x42 70000 1" "0x41 70001 $((256 * 1024 - 70001))" "0x43 256K 128K" \
+    "0x41 384K 128K" "0x44 512K 512K"
+ok "$PCOW_IMG" check cs.pcow
+remember cs.pcow
+expect_fail --grep "power of two" "$PCOW_IO" --mmap --copy-size 3K -c "write 0 1" cs.pcow
+expect_fail --grep "power of two" "$PCOW_IO" --mmap --copy-size 2K -c "write 0 1" cs.pcow
+expect_fail --grep "power of two" "$PCOW_IO" --mmap --fault-ahead 100K -c "write 0 1" cs.pcow
+expect_fail --nofile --grep "invalid size" "$PCOW_IO" --mmap --copy-size 4Q cs.pcow
+expect_fail --nofile --grep "need --mmap" "$PCOW_IO" --copy-size 64K -c "write 0 1" cs.pcow
+assert_unchanged cs.pcow
+
 finish
