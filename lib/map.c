@@ -62,6 +62,44 @@ static int map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
 	return 0;
 }
 
+/* The inherited-block index (map.h). */
+static int index_new(struct pcow_map *map)
+{
+	uint64_t bytes = (map->img->nblocks + 63) / 64 * 8;
+	void *p = mmap(NULL, bytes ? bytes : 8, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return pcow_err(-ENOMEM, "out of memory");
+	map->inherited = p;
+	map->inherited_bytes = bytes ? bytes : 8;
+	return 0;
+}
+
+static void index_set(struct pcow_map *map, uint64_t first, uint64_t end,
+		      bool on)
+{
+	uint64_t b = first;
+
+	if (end > map->img->nblocks)
+		end = map->img->nblocks;
+	for (; b < end && b % 64; b++)
+		map->inherited[b / 64] = on ? map->inherited[b / 64] | 1ull << (b % 64)
+					    : map->inherited[b / 64] & ~(1ull << (b % 64));
+	if (b + 64 <= end) {
+		memset(&map->inherited[b / 64], on ? 0xff : 0, (end - b) / 64 * 8);
+		b += (end - b) / 64 * 64;
+	}
+	for (; b < end; b++)
+		map->inherited[b / 64] = on ? map->inherited[b / 64] | 1ull << (b % 64)
+					    : map->inherited[b / 64] & ~(1ull << (b % 64));
+}
+
+static bool index_test(const struct pcow_map *map, uint64_t b)
+{
+	return map->inherited[b / 64] >> (b % 64) & 1;
+}
+
 /* Extends the current read-only run, or maps it and starts another. */
 struct ro_run {
 	uint64_t off, len, file;
@@ -225,6 +263,7 @@ static int on_run(const struct pcow_run *r, void *opaque)
 	/* The active layer's own blocks are mapped writable already. */
 	if (r->img == img && r->layer == img->m.active)
 		return 0;
+	index_set(map, r->off / bs, (r->off + r->len + bs - 1) / bs, true);
 	if (in->covered < first && in->covered % bs) {
 		ret = close_block(in, first);
 		if (ret < 0)
@@ -365,11 +404,15 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 			     region_start(img, img->m.active));
 	init_vma_budget(map);
 	if (p != MAP_FAILED || ret == 0)
+		ret = index_new(map);
+	if (ret == 0)
 		ret = map_inherited(map);
 	if (ret == 0)
 		ret = pcow_fault_register(map);
 	if (ret < 0) {
 		pthread_mutex_unlock(&img->lock);
+		if (map->inherited)
+			munmap(map->inherited, map->inherited_bytes);
 		munmap(map->base, map->len);
 		free(map);
 		return ret;
@@ -389,6 +432,7 @@ int pcow_map_delete(pcow_map **pmap)
 		return 0;
 	pcow_fault_unregister(map);
 	munmap(map->base, map->len);
+	munmap(map->inherited, map->inherited_bytes);
 	map->img->map = NULL;
 	free(map);
 	*pmap = NULL;
@@ -428,6 +472,7 @@ int pcow_map_block_owned(struct pcow_map *map, uint64_t block)
 
 	if (n > map->len - start)
 		n = map->len - start;
+	index_set(map, block, block + 1, false);
 	return map_at(map, start, n,
 		      map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE, img->fd,
 		      region_start(img, img->m.active) + start);
@@ -479,72 +524,33 @@ static uint64_t count_vmas(const struct pcow_map *map)
 	return n;
 }
 
-/* Stretches of blocks [first, end) inherited from below, found by a walk. */
-#define MAX_STRETCHES 32
-
-struct inherited_blocks {
-	pcow_image *img;
-	uint64_t first[MAX_STRETCHES], end[MAX_STRETCHES];
-	unsigned n;
-	uint64_t resume;        /* where the walk stopped with the list full */
-};
-
-static int on_inherited_run(const struct pcow_run *r, void *opaque)
-{
-	struct inherited_blocks *in = opaque;
-	pcow_image *img = in->img;
-	uint64_t bs = img->block_size, b0 = r->off / bs;
-	uint64_t b1 = (r->off + r->len + bs - 1) / bs;
-
-	if (r->img == img && r->layer == img->m.active)
-		return 0;
-	/* Some file below holds the run: its blocks need copying, and bits. */
-	if (in->n && b0 <= in->end[in->n - 1]) {
-		if (b1 > in->end[in->n - 1])
-			in->end[in->n - 1] = b1;
-		return 0;
-	}
-	if (in->n == MAX_STRETCHES) {
-		in->resume = b0 * bs;
-		return 1;
-	}
-	in->first[in->n] = b0;
-	in->end[in->n++] = b1;
-	return 0;
-}
-
 /*
  * Copies up every inherited block of [first, first+n), from the read-only
- * mapping that shows it, and maps the range writable.  Blocks nothing
- * below holds need no copy and no bit: their zeros are the active layer's.
+ * mapping that shows it, and maps the range writable.  Blocks not in the
+ * index are the active layer's already, or nothing below holds them: they
+ * need no copy and no bit, their zeros are the active layer's.
  */
 static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
 {
 	pcow_image *img = map->img;
 	uint32_t active = img->m.active;
 	uint64_t bs = img->block_size, start = first * bs, len = n * bs;
-	uint64_t end = start + len, pos = start;
-	struct inherited_blocks in = {.img = img};
-	unsigned i;
-	int ret = 0;
+	uint64_t end = first + n < img->nblocks ? first + n : img->nblocks, b, e;
+	int ret;
 
-	if (end > img->m.virtual_size)
-		end = img->m.virtual_size;
-	while (ret == 0 && pos < end) {
-		in.n = 0;
-		in.resume = end;
-		ret = pcow_view_runs(img, active, pos, end, on_inherited_run, &in);
-		for (i = 0; ret >= 0 && i < in.n; i++) {
-			ret = pcow_copy_up_run(img, active, in.first[i],
-					       in.end[i] - in.first[i],
-					       map->base + in.first[i] * bs);
-			if (ret == 0)
-				atomic_fetch_add(&map->copied, in.end[i] - in.first[i]);
-		}
-		pos = in.resume;
+	for (b = first; b < end; b = e) {
+		for (; b < end && !index_test(map, b); b++)
+			;
+		for (e = b; e < end && index_test(map, e); e++)
+			;
+		if (e == b)
+			break;
+		ret = pcow_copy_up_run(img, active, b, e - b, map->base + b * bs);
+		if (ret < 0)
+			return ret;
+		index_set(map, b, e, false);
+		atomic_fetch_add(&map->copied, e - b);
 	}
-	if (ret < 0)
-		return ret;
 	if (len > map->len - start)
 		len = map->len - start;
 	return map_at(map, start, len, PROT_READ | PROT_WRITE, img->fd,

@@ -41,6 +41,16 @@ struct pcow_map {
 	uint64_t ahead_max;
 	uint64_t ahead_next;
 	uint64_t ahead_len;
+	/*
+	 * One bit per block the active layer inherits from something below,
+	 * set from the runs when the map is built and cleared as blocks are
+	 * copied up or written through the API: a fault knows what to copy
+	 * without asking the file system (SEEK_DATA/SEEK_HOLE are linear in
+	 * pages on tmpfs).  Anonymous and untouched where nothing is
+	 * inherited.
+	 */
+	uint64_t *inherited;
+	uint64_t inherited_bytes;
 	int registry_slot;
 	int statfs_fd;          /* the last file asked about by reads_allocate */
 	bool statfs_tmpfs;
