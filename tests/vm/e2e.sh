@@ -24,7 +24,7 @@ if [[ ! -s $GUEST/vmlinuz ]]; then
 fi
 
 T=$(mktemp -d "${TMPDIR:-/var/tmp}/pcow-e2e.XXXXXX")
-trap 'vm_cleanup; rm -rf "$T"' EXIT
+trap 'vm_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 passed=0 failed=0
 
 ok() { echo "  ok: $*"; passed=$((passed + 1)); }
@@ -36,8 +36,9 @@ check() { # DESCRIPTION COMMAND...
 }
 
 pcow_dev() { # IMAGE [ID] -> -object/-device arguments for an NVDIMM
+	# (PCOW_OBJ_OPTS: more properties of the memory-backend-file object)
 	local id=${2:-pm}
-	echo "-object memory-backend-file,id=$id,mem-path=$1,format=pcow,share=on -device nvdimm,id=nv$id,memdev=$id"
+	echo "-object memory-backend-file,id=$id,mem-path=$1,format=pcow,share=on${PCOW_OBJ_OPTS:+,$PCOW_OBJ_OPTS} -device nvdimm,id=nv$id,memdev=$id"
 }
 
 # boot NAME IMAGE GUEST_SCRIPT [extra QEMU args]: fails the scenario step on
@@ -61,6 +62,15 @@ script() { # NAME: body from stdin
 }
 
 allocated() { "$IMG" info --output=json "$1" | sed -n 's/^ *"allocated-blocks": \([0-9]*\).*/\1/p' | head -1; }
+
+# Bytes of [OFF, OFF+LEN) the image's active layer holds itself (depth 0).
+own_bytes() { # IMAGE OFF LEN
+	"$IMG" map --output=json "$1" | /usr/bin/python3 -c '
+import json, sys
+lo, hi = int(sys.argv[1]), int(sys.argv[1]) + int(sys.argv[2])
+print(sum(max(0, min(e["start"] + e["length"], hi) - max(e["start"], lo))
+          for e in json.load(sys.stdin) if e["depth"] == 0 and e["data"]))' "$2" "$3"
+}
 
 # 1. Thin provisioning: a 1 GiB image; the guest writes at three places.
 # QEMU maps guest memory with transparent huge pages, and the host's page
@@ -143,6 +153,49 @@ EOF
 	check "overlay holds the copied block and the new one" test "$(allocated "$ovl")" -eq 2
 	check "rest of the base block kept (copy-up)" "$IO" -r -c "read -P 0x42 2M 4K" -c "read -P 0x42 2056K 56K" "$ovl"
 	check "overlay checks clean" "$IMG" check "$ovl"
+}
+
+# 3b. What a guest store copies up (pcow-copy-size, pcow-fault-ahead): on
+# an overlay of 4 KiB blocks, a 4 KiB write copies one page with
+# pcow-copy-size=4K and 16 with 64K; bad values stop QEMU in one line.
+scenario_copy() {
+	echo "copy size of guest stores"
+	local base=$T/cbase.pcow ovl rc size want bad_opt
+	"$IMG" create -q -o block_size=4K "$base" 64M >/dev/null
+	"$IO" -c "write -P 0x42 2M 256K" "$base" >/dev/null
+	for size in 4K 64K; do
+		ovl=$T/c$size.pcow
+		want=$([ $size = 4K ] && echo 1 || echo 16)
+		"$IMG" create -q -o block_size=4K -b cbase.pcow -F pcow "$ovl" >/dev/null
+		PCOW_OBJ_OPTS="pcow-copy-size=$size,pcow-fault-ahead=0" \
+			boot "guest writes 4 KiB into the base's data, pcow-copy-size=$size" "$ovl" "$(script "copy$size" <<'EOF'
+pm_wait_dev /dev/pmem0
+pm_fill /dev/pmem0 2105344 4096 page
+pm_check_fill /dev/pmem0 2105344 4096 page
+EOF
+)" || continue
+		# (Not allocated-blocks: the host's page cache writes back the
+		# 2 MiB folio around the page, zero fill past the base's data.)
+		check "copy size $size: the overlay took $want block(s) of the base's data" \
+			test "$(own_bytes "$ovl" 2097152 262144)" -eq $((want * 4096))
+		check "copy size $size: the rest of the base data shows through" \
+			"$IO" -r -c "read -P 0x42 2M 8K" -c "read -P 0x42 2060K 196K" "$ovl"
+		check "copy size $size: the overlay checks clean" "$IMG" check "$ovl"
+	done
+	for bad_opt in pcow-copy-size=3K pcow-copy-size=2K pcow-fault-ahead=100K; do
+		timeout 30 "$QEMU" -accel tcg -machine pc,nvdimm=on -m 256M,slots=2,maxmem=1G -nographic -nic none \
+			-object "memory-backend-file,id=pm,mem-path=$ovl,format=pcow,share=on,$bad_opt" \
+			-device nvdimm,id=nvpm,memdev=pm -S -monitor none -serial none </dev/null >"$T/bad.log" 2>&1
+		rc=$?
+		check "$bad_opt stops QEMU" test "$rc" -ne 0 -a "$rc" -ne 124
+		check "...saying why" grep -q "power of two" "$T/bad.log"
+	done
+	timeout 30 "$QEMU" -accel tcg -machine pc -m 256M -nographic -nic none \
+		-object "memory-backend-file,id=m,mem-path=$T/plain.raw,size=64M,share=on,pcow-copy-size=64K" \
+		-S -monitor none -serial none </dev/null >"$T/raw.log" 2>&1
+	rc=$?
+	check "pcow-copy-size without format=pcow stops QEMU" test "$rc" -ne 0 -a "$rc" -ne 124
+	check "...saying it needs format=pcow" grep -q "need 'format' = 'pcow'" "$T/raw.log"
 }
 
 # 4. DAX inside the guest: ext4 -o dax on the NVDIMM, and on virtio-pmem.
@@ -263,7 +316,7 @@ EOF
 	umount "$d"
 }
 
-all=(thin snapshot overlay dax errors enospc)
+all=(thin snapshot overlay copy dax errors enospc)
 for s in "${@:-${all[@]}}"; do
 	"scenario_$s"
 done
