@@ -154,5 +154,12 @@ const char *met(bool ok);
 
 /* The copy-on-write granularity test (cow_modes.c). */
 void bench_cow_modes(void);
+/*
+ * Seconds to write the 4 KiB pages in order (memcpy from data) over a
+ * read-only mapping of base_path, each first store copied by the kernel
+ * mechanism alone: SIGSEGV, pwrite of the page, mmap of the file over it.
+ */
+double kernel_floor_pass(const char *base_path, uint64_t size,
+			 const uint32_t *pages, uint64_t n, const uint8_t *data);
 
 #endif

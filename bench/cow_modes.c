@@ -185,6 +185,17 @@ static void floor_pass(const char *base_path, uint64_t size, const uint32_t *pag
 	unlink(path);
 }
 
+double kernel_floor_pass(const char *base_path, uint64_t size,
+			 const uint32_t *pages, uint64_t n, const uint8_t *data)
+{
+	struct pass r = {0};
+
+	floor_pass(base_path, size, pages, n, data, &r);
+	if (r.wrong)
+		die("the kernel mechanism's pass", EIO);
+	return r.wall;
+}
+
 /* ---- the table ---------------------------------------------------------- */
 
 /* The pages a pattern writes: all in order, or one in 64 at random. */
