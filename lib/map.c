@@ -56,6 +56,7 @@ static int map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
 
 	if (fd == map->img->fd)
 		flags |= map->extra_flags;
+	map->mmaps++;
 	p = mmap(map->base + off, len, prot, flags, fd, (off_t)file_off);
 	if (p == MAP_FAILED)
 		return pcow_err_sys(-errno, "%s: mmap failed", map->img->path);
@@ -76,6 +77,14 @@ static int index_new(struct pcow_map *map)
 	return 0;
 }
 
+static void index_bit(struct pcow_map *map, uint64_t b, bool on)
+{
+	uint64_t bit = 1ull << (b % 64);
+
+	map->inherited[b / 64] = on ? map->inherited[b / 64] | bit
+				    : map->inherited[b / 64] & ~bit;
+}
+
 static void index_set(struct pcow_map *map, uint64_t first, uint64_t end,
 		      bool on)
 {
@@ -84,15 +93,13 @@ static void index_set(struct pcow_map *map, uint64_t first, uint64_t end,
 	if (end > map->img->nblocks)
 		end = map->img->nblocks;
 	for (; b < end && b % 64; b++)
-		map->inherited[b / 64] = on ? map->inherited[b / 64] | 1ull << (b % 64)
-					    : map->inherited[b / 64] & ~(1ull << (b % 64));
+		index_bit(map, b, on);
 	if (b + 64 <= end) {
 		memset(&map->inherited[b / 64], on ? 0xff : 0, (end - b) / 64 * 8);
 		b += (end - b) / 64 * 64;
 	}
 	for (; b < end; b++)
-		map->inherited[b / 64] = on ? map->inherited[b / 64] | 1ull << (b % 64)
-					    : map->inherited[b / 64] & ~(1ull << (b % 64));
+		index_bit(map, b, on);
 }
 
 static bool index_test(const struct pcow_map *map, uint64_t b)
@@ -196,6 +203,14 @@ struct inherited {
 	struct ro_run run;
 	uint64_t covered;       /* end of the last inherited piece mapped */
 	uint64_t page;
+	/*
+	 * Past a quarter of the VMA budget, small runs (up to bridge_max) and
+	 * small gaps are copied into anonymous memory instead, one mapping
+	 * for a whole stretch of them: [seg_start, seg_end) is the stretch
+	 * being built.
+	 */
+	bool compact;
+	uint64_t seg_start, seg_end;
 };
 
 static uint64_t page_up(const struct inherited *in, uint64_t x)
@@ -251,6 +266,100 @@ static int ro_page_copy(struct inherited *in, uint64_t off)
 	return ret;
 }
 
+/* Maps the pending read-only run, so that nothing later bridges to it. */
+static int flush_run(struct inherited *in)
+{
+	int ret = 0;
+
+	if (in->run.len)
+		ret = map_at(in->map, in->run.off, in->run.len, PROT_READ, in->run.fd,
+			     in->run.file);
+	in->run = (struct ro_run){0};
+	return ret;
+}
+
+/* Makes the anonymous stretch read-only: stores fault, as on inherited
+ * blocks, and the fault handler maps the active region there. */
+static int seg_close(struct inherited *in)
+{
+	struct pcow_map *map = in->map;
+	int ret = 0;
+
+	if (in->seg_end > in->seg_start &&
+	    mprotect(map->base + in->seg_start, in->seg_end - in->seg_start,
+		     PROT_READ) < 0)
+		ret = pcow_err_sys(-errno, "%s: mprotect failed", map->img->path);
+	in->seg_start = in->seg_end = 0;
+	return ret;
+}
+
+/* Extends the anonymous stretch to end, starting one at from if none is open. */
+static int seg_extend(struct inherited *in, uint64_t from, uint64_t end)
+{
+	struct pcow_map *map = in->map;
+	void *p;
+
+	if (in->seg_end == in->seg_start)
+		in->seg_start = in->seg_end = from;
+	if (end <= in->seg_end)
+		return 0;
+	map->mmaps++;
+	p = mmap(map->base + in->seg_end, end - in->seg_end, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return pcow_err_sys(-errno, "%s: mmap failed", map->img->path);
+	in->seg_end = end;
+	return 0;
+}
+
+/*
+ * A run once the map is compacting: small ones are copied into the
+ * anonymous stretch (owned runs too: the stretch replaces the active
+ * region's mapping there), large ones end it.  Returns 1 when the run is
+ * to be mapped as usual (large inherited runs: at most budget/4 of them).
+ */
+static int compact_run(struct inherited *in, const struct pcow_run *r, bool own)
+{
+	struct pcow_map *map = in->map;
+	pcow_image *img = map->img;
+	uint64_t bs = img->block_size, first = r->off / bs * bs;
+	uint64_t end = (r->off + r->len + bs - 1) / bs * bs, len = r->len;
+	int ret;
+
+	if (end > map->len)
+		end = map->len;
+	if (in->covered % bs) {
+		/* The block a run mapped as usual ended in: same way. */
+		if (r->off < (in->covered + bs - 1) / bs * bs)
+			return 1;
+		ret = close_block(in, first);
+		if (ret < 0)
+			return ret;
+	}
+	if (r->len > map->bridge_max && r->off >= in->seg_end) {
+		ret = seg_close(in);
+		if (ret == 0 && own && end > in->covered)
+			in->covered = end;
+		return ret < 0 ? ret : !own;
+	}
+	if (in->seg_end > in->seg_start &&
+	    (first > in->seg_end ? first - in->seg_end : 0) > map->bridge_max) {
+		ret = seg_close(in);
+		if (ret < 0)
+			return ret;
+	}
+	ret = flush_run(in);
+	if (ret == 0)
+		ret = seg_extend(in, first, end);
+	if (len > img->m.virtual_size - r->off)
+		len = img->m.virtual_size - r->off;
+	if (ret == 0)
+		ret = pcow_io_pread(r->fd, map->base + r->off, len, r->file);
+	if (ret == 0 && end > in->covered)
+		in->covered = end;
+	return ret;
+}
+
 static int on_run(const struct pcow_run *r, void *opaque)
 {
 	struct inherited *in = opaque;
@@ -258,12 +367,22 @@ static int on_run(const struct pcow_run *r, void *opaque)
 	pcow_image *img = map->img;
 	uint64_t bs = img->block_size, first = r->off / bs * bs;
 	uint64_t start = r->off, end = r->off + r->len, file = r->file, whole;
+	bool own = r->img == img && r->layer == img->m.active;
 	int ret;
 
+	if (!own)
+		index_set(map, r->off / bs, (r->off + r->len + bs - 1) / bs, true);
+	/* Runs so many that their mappings would outgrow the budget. */
+	if (!in->compact && map->mmaps > map->vma_budget / 4)
+		in->compact = true;
+	if (in->compact) {
+		ret = compact_run(in, r, own);
+		if (ret != 1)
+			return ret;
+	}
 	/* The active layer's own blocks are mapped writable already. */
-	if (r->img == img && r->layer == img->m.active)
+	if (own)
 		return 0;
-	index_set(map, r->off / bs, (r->off + r->len + bs - 1) / bs, true);
 	if (in->covered < first && in->covered % bs) {
 		ret = close_block(in, first);
 		if (ret < 0)
@@ -321,7 +440,10 @@ static int map_inherited(struct pcow_map *map)
 	    img->raw_fd < 0)
 		return 0;
 
+	map->mmaps = 0;
 	ret = pcow_view_runs(img, img->m.active, 0, img->m.virtual_size, on_run, &in);
+	if (ret == 0)
+		ret = seg_close(&in);
 	if (ret == 0 && in.covered % img->block_size)
 		ret = close_block(&in, img->m.virtual_size);
 	if (ret == 0 && in.run.len)

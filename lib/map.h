@@ -51,6 +51,7 @@ struct pcow_map {
 	 */
 	uint64_t *inherited;
 	uint64_t inherited_bytes;
+	uint64_t mmaps;         /* mappings made while building the map */
 	int registry_slot;
 	int statfs_fd;          /* the last file asked about by reads_allocate */
 	bool statfs_tmpfs;
