@@ -1,6 +1,7 @@
 /* extent.c -- the view of an image as runs (see extent.h). */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -45,7 +46,38 @@ static int deeper_run(const struct pcow_run *r, void *opaque)
 	return d->fn(&copy, d->opaque);
 }
 
-static int seek(int fd, uint64_t off, int whence, uint64_t *out)
+/*
+ * What the last lookups of each file found, for the length of one walk:
+ * [lo, data) is a hole and [data, hole) data (hole NONE: not known yet).
+ * A walk asks about the same extent again and again (once per run of the
+ * layers above it), and on tmpfs SEEK_HOLE costs time linear in the data
+ * it skips, so answering from here keeps a walk linear.  Files do not
+ * change during a walk: callers hold the image lock and only read.
+ */
+#define SEEK_CACHE 8
+
+static __thread struct seek_entry {
+	int fd;
+	uint64_t lo, data, hole;
+} seek_cache[SEEK_CACHE];
+static __thread unsigned seek_next;
+static __thread int walk_depth;
+
+static struct seek_entry *seek_find(int fd, uint64_t off)
+{
+	unsigned i;
+
+	for (i = 0; walk_depth && i < SEEK_CACHE; i++) {
+		struct seek_entry *e = &seek_cache[i];
+
+		if (e->fd == fd && off >= e->lo && (e->data == NONE || off < e->data ||
+						     (e->hole != NONE && off < e->hole)))
+			return e;
+	}
+	return NULL;
+}
+
+static int seek_sys(int fd, uint64_t off, int whence, uint64_t *out)
 {
 	off_t r = lseek(fd, (off_t)off, whence);
 
@@ -57,6 +89,61 @@ static int seek(int fd, uint64_t off, int whence, uint64_t *out)
 		return pcow_err_sys(-errno, "cannot query allocation");
 	*out = (uint64_t)r;
 	return 0;
+}
+
+static int seek(int fd, uint64_t off, int whence, uint64_t *out)
+{
+	struct seek_entry *e = seek_find(fd, off);
+	unsigned i;
+	int ret;
+
+	if (e) {
+		bool in_hole = e->data == NONE || off < e->data;
+
+		if (whence == SEEK_DATA) {
+			*out = in_hole ? e->data : off;
+			return 0;
+		}
+		if (!in_hole || e->data != NONE) {
+			*out = in_hole ? off : e->hole;
+			return 0;
+		}
+		/* Past the last data: the system knows where the file ends. */
+	}
+	ret = seek_sys(fd, off, whence, out);
+	if (ret < 0 || !walk_depth)
+		return ret;
+	if (whence == SEEK_HOLE)
+		for (i = 0; i < SEEK_CACHE; i++)
+			if (seek_cache[i].fd == fd && seek_cache[i].data == off &&
+			    seek_cache[i].hole == NONE) {
+				seek_cache[i].hole = *out;
+				return 0;
+			}
+	e = &seek_cache[seek_next++ % SEEK_CACHE];
+	*e = (struct seek_entry){.fd = fd, .lo = off, .data = off, .hole = *out};
+	if (whence == SEEK_DATA) {
+		e->data = *out;
+		e->hole = NONE;
+	}
+	return 0;
+}
+
+/* pcow_data_extent through the cache. */
+static int data_extent(int fd, uint64_t pos, uint64_t end, uint64_t *start,
+		       uint64_t *stop)
+{
+	uint64_t d, h;
+	int ret = seek(fd, pos, SEEK_DATA, &d);
+
+	if (ret < 0 || d == NONE || d >= end)
+		return ret < 0 ? ret : 0;
+	ret = seek(fd, d, SEEK_HOLE, &h);
+	if (ret < 0)
+		return ret;
+	*start = d;
+	*stop = h < end ? h : end;
+	return 1;
 }
 
 /*
@@ -179,7 +266,7 @@ static int backing_runs(pcow_image *img, int depth, uint64_t from, uint64_t to,
 		struct pcow_run r = {.fd = img->raw_fd, .layer = PCOW_NO_PARENT,
 				     .depth = depth};
 
-		ret = pcow_data_extent(img->raw_fd, from, to, &d, &h);
+		ret = data_extent(img->raw_fd, from, to, &d, &h);
 		if (ret <= 0)
 			return ret;
 		r.off = r.file = d;
@@ -366,7 +453,11 @@ static int view_runs(pcow_image *img, uint32_t layer, uint64_t from,
 int pcow_view_runs(pcow_image *img, uint32_t layer, uint64_t from, uint64_t to,
 		   pcow_run_fn fn, void *opaque)
 {
-	int ret = view_runs(img, layer, from, to, fn, opaque);
+	int ret;
 
+	if (walk_depth++ == 0)
+		memset(seek_cache, 0xff, sizeof(seek_cache));
+	ret = view_runs(img, layer, from, to, fn, opaque);
+	walk_depth--;
 	return ret > 0 ? 0 : ret;
 }
