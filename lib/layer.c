@@ -446,47 +446,47 @@ static int copy_pieces(pcow_image *img, uint64_t dst, const uint8_t *src,
 	return ret;
 }
 
-int pcow_copy_up_run(pcow_image *img, uint32_t dst_layer, uint64_t first,
-		     uint64_t n, const uint8_t *src)
+/* Copies [start, end) as seen from below dst_layer, through a buffer. */
+static int copy_from_below(pcow_image *img, uint32_t dst_layer, uint64_t start,
+			   uint64_t end, uint64_t chunk)
 {
-	uint64_t start = first * img->block_size, end = (first + n) * img->block_size;
-	uint64_t chunk = img->block_size < COPY_CHUNK ? img->block_size : COPY_CHUNK;
 	uint64_t dst = region_start(img, dst_layer), done;
-	uint8_t *buf = NULL;
+	/* mmap, not malloc: copy-ups also run in the write-fault handler. */
+	uint8_t *buf = mmap(NULL, chunk, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int ret = 0;
 
-	if (end > img->m.virtual_size)
-		end = img->m.virtual_size;
-	if (src)
-		ret = copy_pieces(img, dst, src, start, end - start, chunk);
-	/* mmap, not malloc: this runs inside the write-fault handler too. */
-	if (!src) {
-		buf = mmap(NULL, chunk, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (buf == MAP_FAILED)
-			return pcow_err(-ENOMEM, "out of memory");
-	}
-	for (done = start; !src && ret == 0 && done < end; done += chunk) {
+	if (buf == MAP_FAILED)
+		return pcow_err(-ENOMEM, "out of memory");
+	for (done = start; ret == 0 && done < end; done += chunk) {
 		uint64_t len = end - done < chunk ? end - done : chunk;
 
 		ret = pcow_chain_read(img, img->m.layers[dst_layer].parent, buf, len, done);
 		if (ret == 0)
 			ret = copy_pieces(img, dst, buf, done, len, chunk);
 	}
-	if (buf)
-		munmap(buf, chunk);
-	return ret ? ret : pcow_claim_blocks(img, dst_layer, first, n);
+	munmap(buf, chunk);
+	return ret;
 }
 
-int pcow_copy_up_from(pcow_image *img, uint32_t dst_layer, uint64_t block,
-		      const uint8_t *src)
+int pcow_copy_up_run(pcow_image *img, uint32_t dst_layer, uint64_t first,
+		     uint64_t n, const uint8_t *src)
 {
-	return pcow_copy_up_run(img, dst_layer, block, 1, src);
+	uint64_t start = first * img->block_size, end = (first + n) * img->block_size;
+	uint64_t chunk = img->block_size < COPY_CHUNK ? img->block_size : COPY_CHUNK;
+	int ret;
+
+	if (end > img->m.virtual_size)
+		end = img->m.virtual_size;
+	ret = src ? copy_pieces(img, region_start(img, dst_layer), src, start,
+				end - start, chunk)
+		  : copy_from_below(img, dst_layer, start, end, chunk);
+	return ret ? ret : pcow_claim_blocks(img, dst_layer, first, n);
 }
 
 int pcow_copy_up(pcow_image *img, uint32_t dst_layer, uint64_t block)
 {
-	return pcow_copy_up_from(img, dst_layer, block, NULL);
+	return pcow_copy_up_run(img, dst_layer, block, 1, NULL);
 }
 
 /* Calls fn for each run [first, end) of blocks whose bytes in

@@ -96,16 +96,10 @@ int pcow_backing_has_data(pcow_image *img, uint64_t offset, uint64_t len);
 int pcow_copy_up(pcow_image *img, uint32_t dst_layer, uint64_t block);
 
 /*
- * The same, copying from src: the block's current content, already in
- * memory (the read-only mapping of the inherited block, in the fault path).
- */
-int pcow_copy_up_from(pcow_image *img, uint32_t dst_layer, uint64_t block,
-		      const uint8_t *src);
-
-/*
  * The same for the n blocks from first, all inherited, copied from src (the
- * mapping's view of them, starting at block first): data in as few writes
- * as the zero pieces allow, then each block's bit.
+ * mapping's view of them, starting at block first; NULL: read through the
+ * layers below): data in as few writes as the zero pieces allow, then each
+ * block's bit.
  */
 int pcow_copy_up_run(pcow_image *img, uint32_t dst_layer, uint64_t first,
 		     uint64_t n, const uint8_t *src);
