@@ -51,7 +51,7 @@ struct pcow_map {
 	 */
 	uint64_t *inherited;
 	uint64_t inherited_bytes;
-	uint64_t mmaps;         /* mappings made while building the map */
+	uint64_t mmaps;         /* mmap calls since map_inherited began */
 	int registry_slot;
 	int statfs_fd;          /* the last file asked about by reads_allocate */
 	bool statfs_tmpfs;

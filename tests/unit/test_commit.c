@@ -23,6 +23,14 @@ static uint8_t *read_all(pcow_image *img)
 	return b;
 }
 
+/* The SIZE bytes expr returns (freed here) equal want. */
+#define EXPECT_SAME(want, expr)                                               \
+	do {                                                                  \
+		uint8_t *got_ = (expr);                                       \
+		CHECK(memcmp((want), got_, SIZE) == 0);                       \
+		free(got_);                                                   \
+	} while (0)
+
 static uint8_t *read_file(const char *path, uint64_t len)
 {
 	uint8_t *b = calloc(1, len);
@@ -175,7 +183,7 @@ static void on_progress(uint64_t done, uint64_t total, void *opaque)
  * same; with KEEP it keeps its blocks. */
 static void test_raw(uint32_t bs, unsigned flags)
 {
-	uint8_t data[8192], *before, *after, *raw;
+	uint8_t data[8192], *before, *raw;
 	struct pcow_info info;
 	struct progress pr = {0};
 	pcow_image *img;
@@ -196,9 +204,7 @@ static void test_raw(uint32_t bs, unsigned flags)
 	pcow_set_progress(img, on_progress, &pr);
 	OK(pcow_commit(img, NULL, flags));
 	CHECK(!pr.bad && pr.calls >= 1 && pr.last == pr.total && pr.total > 0);
-	after = read_all(img);
-	CHECK(memcmp(before, after, SIZE) == 0);
-	free(after);
+	EXPECT_SAME(before, read_all(img));
 	raw = read_file(test_path("r.raw"), SIZE);
 	CHECK(memcmp(before, raw, SIZE) == 0);
 	free(raw);
@@ -214,9 +220,7 @@ static void test_raw(uint32_t bs, unsigned flags)
 	CHECK(open_elsewhere(test_path("r2.pcow"), PCOW_OPEN_RDONLY) == 0);
 	unlink(test_path("r2.pcow"));
 	OK(pcow_close(&img));
-	after = read_image(test_path("r.pcow"));
-	CHECK(memcmp(before, after, SIZE) == 0);
-	free(after);
+	EXPECT_SAME(before, read_image(test_path("r.pcow")));
 	CHECK(check_clean(test_path("r.pcow")));
 	free(before);
 }
@@ -225,7 +229,7 @@ static void test_raw(uint32_t bs, unsigned flags)
  * writes its active layer; its snapshot keeps its content. */
 static void test_pcow(void)
 {
-	uint8_t *before, *after, *snap;
+	uint8_t *before, *snap;
 	pcow_image *img, *mid;
 	uint64_t raw_sum;
 
@@ -252,21 +256,15 @@ static void test_pcow(void)
 	write_pattern(img, 14, 3 << 20, 8192);          /* nothing below */
 	before = read_all(img);
 	OK(pcow_commit(img, NULL, 0));
-	after = read_all(img);
-	CHECK(memcmp(before, after, SIZE) == 0);
-	free(after);
+	EXPECT_SAME(before, read_all(img));
 	OK(pcow_close(&img));
-	after = read_image(test_path("p-mid.pcow"));
-	CHECK(memcmp(before, after, SIZE) == 0);
-	free(after);
+	EXPECT_SAME(before, read_image(test_path("p-mid.pcow")));
 	CHECK(file_sum(test_path("p.raw")) == raw_sum);
 	CHECK(check_clean(test_path("p-mid.pcow")));
 	CHECK(check_clean(test_path("p-top.pcow")));
 	OK(pcow_open(&mid, test_path("p-mid.pcow"), 0));
 	OK(pcow_snapshot_apply(mid, "s"));
-	after = read_all(mid);
-	CHECK(memcmp(snap, after, SIZE) == 0);
-	free(after);
+	EXPECT_SAME(snap, read_all(mid));
 	OK(pcow_close(&mid));
 	free(before);
 	free(snap);
@@ -275,7 +273,7 @@ static void test_pcow(void)
 /* base <- mid <- top: into base, by path and by the stored name. */
 static void test_chain(void)
 {
-	uint8_t *before, *after;
+	uint8_t *before;
 	pcow_image *img;
 	uint64_t mid_blocks;
 	struct pcow_info info;
@@ -299,18 +297,12 @@ static void test_chain(void)
 	/* The images in between become invalid: the image must be kept. */
 	CHECK(pcow_commit(img, test_path("c-base.pcow"), 0) == -EINVAL);
 	OK(pcow_commit(img, test_path("c-base.pcow"), PCOW_COMMIT_KEEP));
-	after = read_all(img);
-	CHECK(memcmp(before, after, SIZE) == 0);
-	free(after);
+	EXPECT_SAME(before, read_all(img));
 	OK(pcow_get_info(img, &info));
 	CHECK(info.allocated_blocks > 0);
 	OK(pcow_close(&img));
-	after = read_image(test_path("c-base.pcow"));
-	CHECK(memcmp(before, after, SIZE) == 0);
-	free(after);
-	after = read_image(test_path("c-top.pcow"));
-	CHECK(memcmp(before, after, SIZE) == 0);
-	free(after);
+	EXPECT_SAME(before, read_image(test_path("c-base.pcow")));
+	EXPECT_SAME(before, read_image(test_path("c-top.pcow")));
 	/* mid keeps its own blocks. */
 	OK(pcow_open(&img, test_path("c-mid.pcow"), PCOW_OPEN_RDONLY));
 	OK(pcow_get_info(img, &info));
@@ -329,13 +321,9 @@ static void test_chain(void)
 	OK(pcow_commit(img, "c-mid.pcow", 0));
 	OK(pcow_get_info(img, &info));
 	CHECK(info.allocated_blocks == 0);
-	after = read_all(img);
-	CHECK(memcmp(before, after, SIZE) == 0);
-	free(after);
+	EXPECT_SAME(before, read_all(img));
 	OK(pcow_close(&img));
-	after = read_image(test_path("c-base.pcow"));
-	CHECK(memcmp(before, after, SIZE) == 0);
-	free(after);
+	EXPECT_SAME(before, read_image(test_path("c-base.pcow")));
 	free(before);
 }
 
@@ -409,7 +397,7 @@ static void test_refusals(void)
 /* An overlay larger than its backing file. */
 static void test_sizes(void)
 {
-	uint8_t *before, *after;
+	uint8_t *before;
 	pcow_image *img;
 	struct stat st;
 	int fd;
@@ -431,14 +419,10 @@ static void test_sizes(void)
 	write_pattern(img, 42, SIZE - 5000, 5000);
 	before = read_all(img);
 	OK(pcow_commit(img, NULL, 0));
-	after = read_all(img);
-	CHECK(memcmp(before, after, SIZE) == 0);
-	free(after);
+	EXPECT_SAME(before, read_all(img));
 	OK(pcow_close(&img));
 	CHECK(stat(test_path("s.raw"), &st) == 0 && (uint64_t)st.st_size == SIZE);
-	after = read_file(test_path("s.raw"), SIZE);
-	CHECK(memcmp(before, after, SIZE) == 0);
-	free(after);
+	EXPECT_SAME(before, read_file(test_path("s.raw"), SIZE));
 	free(before);
 }
 
