@@ -276,6 +276,18 @@ void pcow_map_set_error_handler(pcow_map *map, pcow_map_error_fn fn,
  * image of 4 KiB blocks copies only the page written; larger copies mean
  * fewer faults and more data held by the active layer.
  */
+/*
+ * Copy-ups through a page-cache mapping become durable within interval_ms
+ * even when nothing flushes: a thread of the library persists the copied
+ * data and then the blocks' ownership at that interval (0: only at flushes
+ * and close).  Until then a power failure shows those blocks as they were
+ * inherited; a killed process loses nothing.  Default
+ * PCOW_MAP_PERSIST_INTERVAL_DEFAULT ms.  No effect on MAP_SYNC (DAX)
+ * mappings, where ownership is durable before the store completes.
+ */
+#define PCOW_MAP_PERSIST_INTERVAL_DEFAULT 5000u
+int pcow_map_set_persist_interval(pcow_map *map, uint64_t interval_ms);
+
 #define PCOW_MAP_AHEAD_DEFAULT (256u << 10)
 #define PCOW_MAP_COPY_MAX (1ull << 30)
 int pcow_map_set_copy_size(pcow_map *map, uint64_t copy_size,

@@ -504,6 +504,7 @@ static int empty_image(pcow_image *img)
 	next.layer_count = 1;
 	next.layers[0].region = r;
 	next.layers[0].parent = PCOW_NO_PARENT;
+	next.layers[0].flags = 0;
 	next.active = 0;
 	ret = pcow_image_commit(img, &next);
 	pcow_meta_free(&next);

@@ -103,6 +103,8 @@ int pcow_meta_validate(const struct pcow_meta *m)
 	if (m->incompat & ~PCOW_INCOMPAT_KNOWN)
 		return pcow_err(-ENOTSUP, "unsupported incompatible features 0x%llx",
 				(unsigned long long)(m->incompat & ~PCOW_INCOMPAT_KNOWN));
+	if (m->version >= 2 && !(m->incompat & PCOW_INCOMPAT_DIRTY) != !pcow_meta_unrecorded(m))
+		return pcow_err(-EINVAL, "the dirty bit disagrees with the layers' flags");
 	if (m->block_bits < 12 || m->block_bits > 30)
 		return pcow_err(-EINVAL, "block size 2^%u out of range (4 KiB to 1 GiB)",
 				m->block_bits);
@@ -137,6 +139,8 @@ int pcow_meta_validate(const struct pcow_meta *m)
 		if (l->parent != PCOW_NO_PARENT && l->parent >= m->layer_count)
 			return pcow_err(-EINVAL, "layer %u: parent %u out of range",
 					i, l->parent);
+		if (l->flags & ~PCOW_LAYER_FLAGS_KNOWN)
+			return pcow_err(-EINVAL, "layer %u: unknown flags 0x%x", i, l->flags);
 	}
 	/* Only once every parent is in range may the chains be walked; a loop
 	 * would make reads spin forever. */
@@ -147,6 +151,11 @@ int pcow_meta_validate(const struct pcow_meta *m)
 			if (++steps > m->layer_count)
 				return pcow_err(-EINVAL, "layer %u: parent loop", i);
 	}
+	/* Writes go to the active layer only: a layer inheriting from it
+	 * would change under them (format.md 3.5). */
+	for (i = 0; i < m->layer_count; i++)
+		if (m->layers[i].parent == m->active)
+			return pcow_err(-EINVAL, "layer %u: its parent is the active layer", i);
 	for (i = 0; i < m->snapshot_count; i++) {
 		const struct pcow_snapshot *s = &m->snapshots[i];
 
@@ -169,23 +178,51 @@ int pcow_meta_validate(const struct pcow_meta *m)
 	return 0;
 }
 
-int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m)
+bool pcow_meta_unrecorded(const struct pcow_meta *m)
 {
-	uint32_t meta_len, hdr_len, off, n, i, bo, bl;
+	uint32_t i;
+
+	for (i = 0; i < m->layer_count; i++)
+		if (m->layers[i].flags & PCOW_LAYER_UNRECORDED)
+			return true;
+	return false;
+}
+
+int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m,
+		     uint64_t *generation)
+{
+	uint32_t meta_len, hdr_len, off, n, i, bo, bl, version;
 	int ret;
 
 	memset(m, 0, sizeof(*m));
 	if (len < PCOW_HEADER_SIZE || memcmp(buf, PCOW_MAGIC, PCOW_MAGIC_LEN))
 		return pcow_err(-EINVAL, "not a pcow image (bad magic)");
-	if (pcow_le32(buf + HDR_VERSION) != PCOW_VERSION)
-		return pcow_err(-ENOTSUP, "unsupported pcow version %u",
-				pcow_le32(buf + HDR_VERSION));
+	/* Bytes 0-71 mean the same in every version (format.md 3.2), so a
+	 * newer version's blob is recognised as intact before it is refused. */
 	hdr_len = pcow_le32(buf + HDR_HEADER_LENGTH);
 	meta_len = pcow_le32(buf + HDR_META_LENGTH);
 	if (hdr_len < PCOW_HEADER_SIZE || meta_len < hdr_len || meta_len > len)
 		return pcow_err(-EINVAL, "invalid header length");
 	if (blob_crc(buf, meta_len) != pcow_le32(buf + HDR_CHECKSUM))
 		return pcow_err(-EINVAL, "header checksum mismatch");
+	if (generation)
+		*generation = pcow_le64(buf + HDR_GENERATION);
+	version = pcow_le32(buf + HDR_VERSION);
+	if (version < PCOW_VERSION_OLDEST || version > PCOW_VERSION)
+		return pcow_err(-EPROTO, "image format version %u needs a newer pcow (this one reads versions %u to %u)",
+				version, PCOW_VERSION_OLDEST, PCOW_VERSION);
+	m->version = version;
+	if (pcow_le64(buf + HDR_INCOMPAT) & ~(version == 1 ? 0 : PCOW_INCOMPAT_KNOWN))
+		return pcow_err(-EPROTO, "unsupported incompatible features 0x%llx: the image needs a newer pcow",
+				(unsigned long long)(pcow_le64(buf + HDR_INCOMPAT) &
+						     ~PCOW_INCOMPAT_KNOWN));
+	if (hdr_len > PCOW_HEADER_SIZE) {
+		m->extra_header_len = hdr_len - PCOW_HEADER_SIZE;
+		m->extra_header = malloc(m->extra_header_len);
+		if (!m->extra_header)
+			return pcow_err(-ENOMEM, "out of memory");
+		memcpy(m->extra_header, buf + PCOW_HEADER_SIZE, m->extra_header_len);
+	}
 
 	m->incompat = pcow_le64(buf + HDR_INCOMPAT);
 	m->compat = pcow_le64(buf + HDR_COMPAT);
@@ -198,19 +235,18 @@ int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m)
 	m->next_snapshot_id = pcow_le32(buf + HDR_NEXT_SNAPSHOT_ID);
 	m->region_base = pcow_le64(buf + HDR_REGION_BASE);
 	m->data_capacity = pcow_le64(buf + HDR_DATA_CAPACITY);
-	if (m->incompat & ~PCOW_INCOMPAT_KNOWN)
-		return pcow_err(-ENOTSUP, "unsupported incompatible features 0x%llx",
-				(unsigned long long)(m->incompat & ~PCOW_INCOMPAT_KNOWN));
 
 	bo = pcow_le32(buf + HDR_BACKING_OFFSET);
 	bl = pcow_le32(buf + HDR_BACKING_LENGTH);
 	if (bl) {
 		if (bl > PCOW_BACKING_NAME_MAX || !in_blob(bo, bl, meta_len) ||
-		    memchr(buf + bo, '\0', bl))
-			return pcow_err(-EINVAL, "invalid backing file name");
+		    memchr(buf + bo, '\0', bl)) {
+			ret = pcow_err(-EINVAL, "invalid backing file name");
+			goto fail;
+		}
 		m->backing = strndup((const char *)buf + bo, bl);
 		if (!m->backing)
-			return pcow_err(-ENOMEM, "out of memory");
+			goto nomem;
 	}
 
 	n = pcow_le32(buf + HDR_LAYER_COUNT);
@@ -230,6 +266,8 @@ int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m)
 
 		m->layers[i].region = pcow_le32(e);
 		m->layers[i].parent = pcow_le32(e + 4);
+		/* Version 1 knew no bits: any layer may own blocks by data. */
+		m->layers[i].flags = version == 1 ? PCOW_LAYER_UNRECORDED : pcow_le32(e + 8);
 	}
 
 	n = pcow_le32(buf + HDR_SNAPSHOT_COUNT);
@@ -274,7 +312,8 @@ nomem:
 	ret = pcow_err(-ENOMEM, "out of memory");
 fail:
 	pcow_meta_free(m);
-	return ret;
+	/* The checksum was right: a writer wrote this, it was not torn. */
+	return ret == -EINVAL || ret == -ENOTSUP ? -EUCLEAN : ret;
 }
 
 int pcow_meta_encode(const struct pcow_meta *m, uint8_t *buf, size_t len)
@@ -284,8 +323,13 @@ int pcow_meta_encode(const struct pcow_meta *m, uint8_t *buf, size_t len)
 
 	memset(buf, 0, len);
 	memcpy(buf + HDR_MAGIC, PCOW_MAGIC, PCOW_MAGIC_LEN);
+	if (PCOW_HEADER_SIZE + (size_t)m->extra_header_len > len)
+		return pcow_err(-ENOSPC, "metadata does not fit in its slot");
+	pos += m->extra_header_len;
 	pcow_put_le32(buf + HDR_VERSION, PCOW_VERSION);
-	pcow_put_le32(buf + HDR_HEADER_LENGTH, PCOW_HEADER_SIZE);
+	pcow_put_le32(buf + HDR_HEADER_LENGTH, (uint32_t)pos);
+	if (m->extra_header_len)
+		memcpy(buf + PCOW_HEADER_SIZE, m->extra_header, m->extra_header_len);
 	pcow_put_le64(buf + HDR_INCOMPAT, m->incompat);
 	pcow_put_le64(buf + HDR_COMPAT, m->compat);
 	/* Bits this version does not know are cleared when it writes. */
@@ -306,6 +350,7 @@ int pcow_meta_encode(const struct pcow_meta *m, uint8_t *buf, size_t len)
 	for (i = 0; i < m->layer_count; i++, pos += PCOW_LAYER_ENTRY_SIZE) {
 		pcow_put_le32(buf + pos, m->layers[i].region);
 		pcow_put_le32(buf + pos + 4, m->layers[i].parent);
+		pcow_put_le32(buf + pos + 8, m->layers[i].flags);
 	}
 
 	pcow_put_le32(buf + HDR_SNAPSHOT_COUNT, m->snapshot_count);
@@ -352,8 +397,14 @@ int pcow_meta_copy(struct pcow_meta *dst, const struct pcow_meta *src)
 	dst->layers = NULL;
 	dst->snapshots = NULL;
 	dst->snapshot_count = 0;
+	dst->extra_header = NULL;
 	if (src->backing && !(dst->backing = strdup(src->backing)))
 		goto nomem;
+	if (src->extra_header_len &&
+	    !(dst->extra_header = malloc(src->extra_header_len)))
+		goto nomem;
+	if (src->extra_header_len)
+		memcpy(dst->extra_header, src->extra_header, src->extra_header_len);
 	/* Room for one more of each, so callers can append without realloc. */
 	dst->layers = calloc(src->layer_count + 1, sizeof(*dst->layers));
 	dst->snapshots = calloc(src->snapshot_count + 1, sizeof(*dst->snapshots));
@@ -382,5 +433,6 @@ void pcow_meta_free(struct pcow_meta *m)
 	free(m->snapshots);
 	free(m->layers);
 	free(m->backing);
+	free(m->extra_header);
 	memset(m, 0, sizeof(*m));
 }

@@ -1,5 +1,5 @@
 /*
- * format.h -- the pcow v1 on-disk layout (docs/format.md is the spec).
+ * format.h -- the pcow on-disk layout, version 2 (docs/format.md is the spec).
  *
  * All integers are little-endian.  The metadata is one self-checking blob,
  * stored twice (slots A and B); the valid copy with the higher generation is
@@ -16,7 +16,9 @@
 
 #define PCOW_MAGIC "PCOW\r\n\x1a\n"
 #define PCOW_MAGIC_LEN 8
-#define PCOW_VERSION 1u
+#define PCOW_VERSION 2u
+/* Version 1 images are read, and upgraded on the first read-write open. */
+#define PCOW_VERSION_OLDEST 1u
 
 #define PCOW_META_SLOT_SIZE (256u * 1024)
 #define PCOW_META_SLOT_OFFSET(i) ((uint64_t)(i) * PCOW_META_SLOT_SIZE)
@@ -37,8 +39,13 @@
 /* Largest virtual size: regions must stay addressable with off_t. */
 #define PCOW_MAX_VIRTUAL_SIZE (1ull << 50)
 
-/* Feature bits known to this version (none yet in v1). */
-#define PCOW_INCOMPAT_KNOWN 0ull
+/*
+ * Incompatible bit 0: some layer may own blocks by its data alone, not yet
+ * by its bit (PCOW_LAYER_UNRECORDED).  Set exactly when a layer has that
+ * flag; a reader that does not know the rule must not open the image.
+ */
+#define PCOW_INCOMPAT_DIRTY (1ull << 0)
+#define PCOW_INCOMPAT_KNOWN PCOW_INCOMPAT_DIRTY
 #define PCOW_COMPAT_KNOWN 0ull
 #define PCOW_AUTOCLEAR_KNOWN 0ull
 
@@ -68,10 +75,16 @@ enum {
 	HDR_DATA_CAPACITY = 112,
 };
 
+/* Layer flag: blocks written where nothing lay below may not have their
+ * bit yet (format.md 4.1); pcow_layer_record gives them one. */
+#define PCOW_LAYER_UNRECORDED (1u << 0)
+#define PCOW_LAYER_FLAGS_KNOWN PCOW_LAYER_UNRECORDED
+
 /* One layer: a region of the file plus the layer it inherits from. */
 struct pcow_layer {
 	uint32_t region;
 	uint32_t parent;  /* index into the layer table, or PCOW_NO_PARENT */
+	uint32_t flags;   /* PCOW_LAYER_* */
 };
 
 struct pcow_snapshot {
@@ -84,6 +97,7 @@ struct pcow_snapshot {
 
 /* The decoded metadata blob. */
 struct pcow_meta {
+	uint32_t version;       /* as read; always written as PCOW_VERSION */
 	uint64_t generation;
 	uint64_t incompat, compat, autoclear;
 	uint64_t virtual_size;
@@ -98,10 +112,26 @@ struct pcow_meta {
 	uint32_t next_snapshot_id;
 	uint64_t region_base;   /* file offset of region 0 */
 	uint64_t data_capacity; /* data span of every region */
+	/* Header bytes past the 128 this version knows (a newer writer's
+	 * compatible fields), kept so that a rewrite does not drop them. */
+	uint8_t *extra_header;
+	uint32_t extra_header_len;
 };
 
-/* Decodes and validates one slot's bytes.  Returns -EINVAL with a message. */
-int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m);
+/*
+ * Decodes and validates one slot's bytes.  Returns -EINVAL with a message
+ * for a slot that is not an intact blob (a torn or never written slot);
+ * for an intact blob (magic and checksum right), -EPROTO when this version
+ * cannot read it (a newer version, an unknown incompatible feature) and
+ * -EUCLEAN when it breaks the format's rules.  For an intact blob,
+ * *generation (when not NULL) is set, so that the caller can tell whether
+ * it is the newest slot.
+ */
+int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m,
+		     uint64_t *generation);
+
+/* True when any layer of m may own blocks by data alone. */
+bool pcow_meta_unrecorded(const struct pcow_meta *m);
 
 /* Encodes m into buf (PCOW_META_SLOT_SIZE bytes); returns the blob length. */
 int pcow_meta_encode(const struct pcow_meta *m, uint8_t *buf, size_t len);

@@ -93,6 +93,9 @@ int pcow_require_writable(pcow_image *img)
 {
 	if (img->rdonly)
 		return pcow_err(-EACCES, "%s: image is opened read-only", img->path);
+	if (img->poisoned)
+		return pcow_err(-EIO, "%s: an earlier metadata update failed; reopen the image",
+				img->path);
 	return 0;
 }
 
@@ -103,6 +106,12 @@ int pcow_image_commit(pcow_image *img, struct pcow_meta *next)
 	struct stat st;
 	uint8_t *buf;
 
+	if (img->poisoned)
+		return pcow_require_writable(img);
+	next->version = PCOW_VERSION;
+	next->incompat &= ~PCOW_INCOMPAT_DIRTY;
+	if (pcow_meta_unrecorded(next))
+		next->incompat |= PCOW_INCOMPAT_DIRTY;
 	ret = pcow_meta_validate(next);
 	if (ret == 0)
 		ret = pcow_pending_persist(img);
@@ -127,11 +136,17 @@ int pcow_image_commit(pcow_image *img, struct pcow_meta *next)
 		return pcow_err(-ENOMEM, "out of memory");
 	next->generation = img->m.generation + 1;
 	ret = pcow_meta_encode(next, buf, PCOW_META_SLOT_SIZE);
-	if (ret >= 0)
+	if (ret >= 0) {
 		ret = pcow_io_pwrite(img->fd, buf, (uint64_t)ret,
 				     PCOW_META_SLOT_OFFSET(slot));
-	if (ret >= 0)
-		ret = pcow_io_sync(img->fd);
+		/* A failed write leaves at worst a torn slot, which does not
+		 * count.  A failed sync after it may still have made the slot
+		 * durable: neither the old metadata nor the new one is known to
+		 * be the image's now, so nothing more is written through this
+		 * handle. */
+		if (ret == 0 && (ret = pcow_io_sync(img->fd)) < 0)
+			img->poisoned = true;
+	}
 	free(buf);
 	if (ret < 0)
 		return ret;
@@ -286,7 +301,7 @@ fail:
 
 /* Reads one metadata slot; returns 0 and fills m when it is valid. */
 static int read_slot(int fd, int slot, uint8_t *buf, struct pcow_meta *m,
-		     bool *has_magic)
+		     bool *has_magic, uint64_t *generation)
 {
 	uint32_t len;
 	int ret = pcow_io_pread(fd, buf, PCOW_HEADER_SIZE,
@@ -303,13 +318,21 @@ static int read_slot(int fd, int slot, uint8_t *buf, struct pcow_meta *m,
 		if (ret < 0)
 			return ret;
 	}
-	return pcow_meta_decode(buf, len <= PCOW_META_SLOT_SIZE ? len : PCOW_META_SLOT_SIZE, m);
+	return pcow_meta_decode(buf, len <= PCOW_META_SLOT_SIZE ? len : PCOW_META_SLOT_SIZE, m,
+				generation);
 }
 
+/*
+ * Uses the valid slot with the higher generation.  An intact slot that
+ * cannot be used (a newer version, an unknown incompatible feature, broken
+ * rules) is never passed over for an older one: the image would open at an
+ * older state, and the next commit would overwrite the newer one.
+ */
 static int load_meta(pcow_image *img)
 {
 	struct pcow_meta m[2];
-	int ret[2], i, best = -1;
+	int ret[2], i, best = -1, newer = -1;
+	uint64_t gen[2] = {0, 0};
 	bool magic[2];
 	uint8_t *buf = malloc(PCOW_META_SLOT_SIZE);
 	char msg[2][512];
@@ -317,12 +340,22 @@ static int load_meta(pcow_image *img)
 	if (!buf)
 		return pcow_err(-ENOMEM, "out of memory");
 	for (i = 0; i < 2; i++) {
-		ret[i] = read_slot(img->fd, i, buf, &m[i], &magic[i]);
+		ret[i] = read_slot(img->fd, i, buf, &m[i], &magic[i], &gen[i]);
 		snprintf(msg[i], sizeof(msg[i]), "%s", pcow_errormsg());
 		if (ret[i] == 0 && (best < 0 || m[i].generation > m[best].generation))
 			best = i;
+		if ((ret[i] == -EPROTO || ret[i] == -EUCLEAN) &&
+		    (newer < 0 || gen[i] > gen[newer]))
+			newer = i;
 	}
 	free(buf);
+	if (newer >= 0 && (best < 0 || gen[newer] > m[best].generation)) {
+		if (best >= 0)
+			pcow_meta_free(&m[best]);
+		if (ret[newer] == -EUCLEAN)
+			return pcow_err(-EUCLEAN, "%s: image is corrupt: %s", img->path, msg[newer]);
+		return pcow_err(-ENOTSUP, "%s: %s", img->path, msg[newer]);
+	}
 	if (best < 0) {
 		i = (!magic[0] && magic[1]) ? 1 : 0;
 		return pcow_err(ret[i], "%s: %s", img->path, msg[i]);
@@ -532,6 +565,51 @@ void pcow_backing_close(pcow_image **pcow, int *raw_fd, char **resolved)
 	*resolved = NULL;
 }
 
+int pcow_image_mark_dirty(pcow_image *img)
+{
+	struct pcow_meta next;
+	int ret = pcow_require_writable(img);
+
+	if (ret < 0 || (img->m.version == PCOW_VERSION &&
+			(img->m.layers[img->m.active].flags & PCOW_LAYER_UNRECORDED)))
+		return ret;
+	ret = pcow_meta_copy(&next, &img->m);
+	if (ret < 0)
+		return ret;
+	next.layers[next.active].flags |= PCOW_LAYER_UNRECORDED;
+	ret = pcow_image_commit(img, &next);
+	pcow_meta_free(&next);
+	return ret;
+}
+
+int pcow_image_record(pcow_image *img)
+{
+	struct pcow_meta next;
+	uint32_t l;
+	int ret = pcow_pending_persist(img);
+
+	if (ret < 0 || !pcow_meta_unrecorded(&img->m))
+		return ret;
+	/* Whether data alone makes a block a layer's depends on what the
+	 * backing file holds there: without it, the image stays dirty. */
+	if (img->m.backing && !img->backing && img->raw_fd < 0)
+		return 0;
+	for (l = 0; l < img->m.layer_count && ret == 0; l++)
+		if (img->m.layers[l].flags & PCOW_LAYER_UNRECORDED)
+			ret = pcow_layer_record(img, l);
+	if (ret == 0)
+		ret = pcow_meta_copy(&next, &img->m);
+	if (ret < 0)
+		return ret;
+	for (l = 0; l < next.layer_count; l++)
+		next.layers[l].flags &= ~PCOW_LAYER_UNRECORDED;
+	/* The commit persists the bits before the metadata that says every
+	 * block has one. */
+	ret = pcow_image_commit(img, &next);
+	pcow_meta_free(&next);
+	return ret;
+}
+
 int pcow_close(pcow_image **pimg)
 {
 	pcow_image *img = *pimg;
@@ -541,8 +619,9 @@ int pcow_close(pcow_image **pimg)
 		return 0;
 	if (img->map)
 		pcow_map_delete(&img->map);
-	if (img->fd >= 0 && !img->rdonly)
-		ret = pcow_pending_persist(img);
+	(void)pcow_pending_set_interval(img, 0);
+	if (img->fd >= 0 && !img->rdonly && !img->poisoned)
+		ret = pcow_image_record(img);
 	if (img->fd >= 0 && !img->rdonly && ret == 0 && fdatasync(img->fd) < 0)
 		ret = pcow_err_sys(-errno, "%s: flush failed", img->path);
 	pcow_pending_release(img);
@@ -574,7 +653,7 @@ int pcow_get_info(pcow_image *img, struct pcow_info *info)
 	info->virtual_size = img->m.virtual_size;
 	info->capacity = img->m.data_capacity;
 	info->block_size = (uint32_t)img->block_size;
-	info->format_version = PCOW_VERSION;
+	info->format_version = img->m.version;
 	info->snapshot_count = img->m.snapshot_count;
 	info->layer_count = img->m.layer_count;
 	info->backing_format = img->m.backing_format;

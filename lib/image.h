@@ -19,6 +19,7 @@ struct pcow_image {
 	char *path;
 	char *dir;              /* directory relative backing names resolve in */
 	bool rdonly;
+	bool poisoned;          /* a metadata commit failed: no more changes */
 	unsigned open_flags;
 	pthread_mutex_t lock;
 
@@ -41,6 +42,7 @@ struct pcow_image {
 	/* Each region's copy bitmap, mapped read-only on first use. */
 	const uint64_t **bitmaps;
 	struct pcow_pending *pending;   /* copy bits waiting for a flush */
+	struct pcow_flusher *flusher;   /* persists them at an interval */
 
 	struct pcow_map *map;
 
@@ -81,6 +83,21 @@ uint64_t pcow_image_required_size(const pcow_image *img,
  * only on success.
  */
 int pcow_image_commit(pcow_image *img, struct pcow_meta *next);
+
+/*
+ * Before the first change that may leave a block owned by its data alone
+ * (a write where nothing lies below, through the byte API or a writable
+ * mapping): flags the active layer unrecorded, which sets the image's dirty
+ * bit (and upgrades a version 1 image).  Callers hold img->lock.
+ */
+int pcow_image_mark_dirty(pcow_image *img);
+
+/*
+ * Gives every block that a flagged layer owns by data alone its bit, then
+ * commits metadata without the flags (clean): from then on the image's
+ * content does not depend on which of its bytes are allocated.
+ */
+int pcow_image_record(pcow_image *img);
 
 /* Resolves name relative to dir into a newly allocated path. */
 char *pcow_resolve_path(const char *dir, const char *name);

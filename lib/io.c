@@ -78,6 +78,8 @@ int pcow_write(pcow_image *img, const void *buf, uint64_t len, uint64_t offset)
 	if (ret < 0)
 		return ret;
 	pthread_mutex_lock(&img->lock);
+	if (len)
+		ret = pcow_image_mark_dirty(img);
 	while (len && ret == 0) {
 		uint64_t n = img->block_size - offset % img->block_size;
 

@@ -393,14 +393,13 @@ int pcow_claim_blocks(pcow_image *img, uint32_t layer, uint64_t first,
 	 * Through the page cache, the bit waits for the next flush, which
 	 * persists the data first (pending.h).  On a MAP_SYNC (DAX) mapping
 	 * the guest makes stores durable by itself, so the bit must be
-	 * durable, after the copied data, before the guest can store.
+	 * durable, after the copied data, before the guest can store.  When
+	 * the pending log cannot take it (no space for the log's page), the
+	 * bit is made durable at once instead.
 	 */
-	if (!img->map || !pcow_map_is_sync(img->map)) {
-		for (b = first; ret == 0 && b < first + n; b++)
-			ret = pcow_pending_set(img, layer, b);
-		if (ret != -ENOTSUP)
-			return ret;
-	}
+	if ((!img->map || !pcow_map_is_sync(img->map)) &&
+	    pcow_pending_set_run(img, layer, first, n) == 0)
+		return 0;
 	ret = pcow_io_sync(img->fd);
 	for (b = first; ret == 0 && b < first + n; b++)
 		ret = pcow_bit_set(img, layer, b);

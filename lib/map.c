@@ -507,6 +507,10 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	pthread_mutex_lock(&img->lock);
 	/* The walk over the image's runs reads copy bits from the file. */
 	ret = img->rdonly ? 0 : pcow_pending_persist(img);
+	/* Stores to the writable mapping allocate blocks the library never
+	 * sees until the image is recorded at close. */
+	if (ret == 0 && !map->rdonly)
+		ret = pcow_image_mark_dirty(img);
 	if (ret < 0) {
 		pthread_mutex_unlock(&img->lock);
 		munmap(map->base, map->len);
@@ -543,7 +547,16 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	img->map = map;
 	pthread_mutex_unlock(&img->lock);
 	*out = map;
+	if (!map->rdonly && !pcow_map_is_sync(map))
+		(void)pcow_map_set_persist_interval(map, PCOW_MAP_PERSIST_INTERVAL_DEFAULT);
 	return 0;
+}
+
+int pcow_map_set_persist_interval(pcow_map *map, uint64_t interval_ms)
+{
+	if (map->rdonly || pcow_map_is_sync(map))
+		return 0;
+	return pcow_pending_set_interval(map->img, interval_ms);
 }
 
 int pcow_map_delete(pcow_map **pmap)
@@ -552,6 +565,7 @@ int pcow_map_delete(pcow_map **pmap)
 
 	if (!map)
 		return 0;
+	(void)pcow_pending_set_interval(map->img, 0);
 	pcow_fault_unregister(map);
 	munmap(map->base, map->len);
 	munmap(map->inherited, map->inherited_bytes);

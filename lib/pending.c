@@ -1,26 +1,24 @@
 /*
  * pending.c -- copy bits waiting for the next flush (see pending.h).
  *
- * The bits wait in a file on tmpfs, not in the process: a process that
- * dies (kill -9, a crash) leaves its stores in the page cache, and its
- * copy bits must stay with them, or blocks it copied up would fall back to
- * their inherited content.  A reboot empties tmpfs, and with it the bits
- * whose data the page cache may not have written: the same rule as a
- * power failure before a flush.  The next open of the image finds the
- * file and applies its bits (pcow_pending_recover).
+ * The bits live in memory for lookups and in the image file's pending log
+ * (format.md 5, "The pending log"), written through the page cache with
+ * no sync.  A process that dies (kill -9, a crash) leaves its stores in
+ * the page cache, and the log is there with them, so the next open
+ * applies it.  A power failure or a reboot loses page-cache data the log
+ * may vouch for: the log names the boot it was written in, and a log from
+ * another boot is discarded, which leaves those blocks inherited, as they
+ * were at the last flush.  Nothing lives outside the image file, so
+ * nothing can be planted, go stale or be lost apart from it.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <stddef.h>
-#include <stdio.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <linux/magic.h>
-#include <sys/stat.h>
-#include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -28,142 +26,69 @@
 #include "pending.h"
 #include "persist.h"
 
-/*
- * Words of bitmap that may wait at once.  Each covers 64 blocks, so a full
- * list means thousands of copy-ups share one fdatasync.
- */
-#define PENDING_MAX 4096u
+#define LOG_OFFSET ((uint64_t)PCOW_RESERVED_OFFSET)
+#define LOG_HEADER 4096u
+#define LOG_END ((uint64_t)PCOW_DATA_OFFSET)
+/* Entries the log holds; a full log is persisted at once. */
+#define LOG_CAPACITY ((LOG_END - LOG_OFFSET - LOG_HEADER) / 8)
+#define LOG_MAGIC "PCOWLOG\n"
+#define BOOT_ID_LEN 36u
 
-#define PENDING_MAGIC "PCOWPEND"
-#define PENDING_HEADER 4096u
-
-/* The pending file's header; its body holds one shadow bitmap per region. */
-struct pending_header {
-	char magic[8];
-	uint64_t dev, ino;      /* the image file it belongs to ... */
-	int64_t btime_sec;      /* ... and that file's birth, against reuse */
-	uint64_t btime_nsec;
-	uint64_t shadow_len;    /* bytes per region: the bitmap span */
-	char image[3968];       /* the image's absolute path when written,
-				 * for removing files whose image is gone */
+enum {
+	LOGH_MAGIC = 0,
+	LOGH_GENERATION = 8,
+	LOGH_BOOT_ID = 16,
+	LOGH_SIZE = LOGH_BOOT_ID + BOOT_ID_LEN,
 };
+
+#define ENTRY_VALID (1ull << 63)
+#define ENTRY_REGION_SHIFT 40
+#define ENTRY_BLOCK_MASK ((1ull << ENTRY_REGION_SHIFT) - 1)
 
 struct pending_word {
 	uint32_t region;
 	uint64_t word;
 };
 
-/* The state hangs off the image; mmap, not malloc: it grows inside the
- * write-fault handler. */
+/* mmap, not malloc: the state is used inside the write-fault handler. */
 struct pcow_pending {
-	int fd;
 	uint64_t *body;         /* shadow of region r at r * shadow_len bytes */
 	uint64_t shadow_len;
-	bool writable;          /* ours; otherwise a dead writer's, read-only */
-	char path[96];
-	char scratch[PATH_MAX];
-	struct pending_word list[PENDING_MAX];
-	uint32_t count;
+	bool reader;            /* a read-only view of another writer's log */
+	uint64_t logged;        /* entries in the image's log */
+	uint32_t count;         /* words in list */
+	struct pending_word list[LOG_CAPACITY];
 };
+
+static char boot_id[BOOT_ID_LEN + 1];
+static pthread_once_t boot_once = PTHREAD_ONCE_INIT;
+
+static void read_boot_id(void)
+{
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+
+	/* Without it no log can be proven to be from this boot: each open
+	 * then discards what it finds, as after a power failure. */
+	if (fd >= 0) {
+		if (read(fd, boot_id, BOOT_ID_LEN) != BOOT_ID_LEN)
+			memset(boot_id, 0, sizeof(boot_id));
+		close(fd);
+	}
+}
+
+void pcow_pending_set_boot_id(const char *id)
+{
+	pthread_once(&boot_once, read_boot_id);
+	memset(boot_id, 0, sizeof(boot_id));
+	strncpy(boot_id, id, BOOT_ID_LEN);
+}
 
 static uint64_t body_len(uint64_t shadow_len)
 {
 	return (uint64_t)PCOW_MAX_REGIONS * shadow_len;
 }
 
-/* The header this image's pending file must have. */
-static int identity(pcow_image *img, struct pending_header *h)
-{
-	struct statx sx;
-
-	memset(h, 0, sizeof(*h));
-	if (statx(img->fd, "", AT_EMPTY_PATH, STATX_INO | STATX_BTIME, &sx) < 0)
-		return -errno;
-	memcpy(h->magic, PENDING_MAGIC, 8);
-	h->dev = (uint64_t)sx.stx_dev_major << 32 | sx.stx_dev_minor;
-	h->ino = sx.stx_ino;
-	if (sx.stx_mask & STATX_BTIME) {
-		h->btime_sec = sx.stx_btime.tv_sec;
-		h->btime_nsec = sx.stx_btime.tv_nsec;
-	}
-	h->shadow_len = img->bitmap_span;
-	return 0;
-}
-
-/* The header with the image's absolute path, as a new file gets it;
- * scratch is PATH_MAX bytes (not malloc: this runs in the fault handler). */
-static void name_image(pcow_image *img, struct pending_header *h, char *scratch)
-{
-	if (realpath(img->path, scratch) && strlen(scratch) < sizeof(h->image))
-		strcpy(h->image, scratch);
-}
-
-/* True when the header's image no longer exists as that file. */
-static bool orphan(const struct pending_header *h)
-{
-	struct statx sx;
-
-	if (!h->image[0] || memchr(h->image, 0, sizeof(h->image)) == NULL)
-		return false;
-	if (statx(AT_FDCWD, h->image, 0, STATX_INO | STATX_BTIME, &sx) < 0)
-		return errno == ENOENT;
-	return ((uint64_t)sx.stx_dev_major << 32 | sx.stx_dev_minor) != h->dev ||
-	       sx.stx_ino != h->ino ||
-	       ((sx.stx_mask & STATX_BTIME) &&
-		(sx.stx_btime.tv_sec != h->btime_sec ||
-		 (uint64_t)sx.stx_btime.tv_nsec != h->btime_nsec));
-}
-
-/*
- * Removes pending files whose image is gone (deleted after its writer
- * died): nothing else would.  Runs at each read-write open.
- */
-static void sweep(void)
-{
-	const char *dir = getenv("PCOW_PENDING_DIR");
-	struct pending_header h;
-	struct dirent *e;
-	DIR *d;
-
-	d = opendir(dir && dir[0] ? dir : "/dev/shm");
-	if (!d)
-		return;
-	while ((e = readdir(d))) {
-		int fd;
-
-		if (strncmp(e->d_name, "pcow-pending-", 13))
-			continue;
-		fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0)
-			continue;
-		if (pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
-		    !memcmp(h.magic, PENDING_MAGIC, 8) && orphan(&h))
-			unlinkat(dirfd(d), e->d_name, 0);
-		close(fd);
-	}
-	closedir(d);
-}
-
-static void path_of(const struct pending_header *h, char *buf, size_t len)
-{
-	const char *dir = getenv("PCOW_PENDING_DIR");
-
-	snprintf(buf, len, "%s/pcow-pending-%llx-%llx", dir && dir[0] ? dir : "/dev/shm",
-		 (unsigned long long)h->dev, (unsigned long long)h->ino);
-}
-
-static struct pcow_pending *new_state(void)
-{
-	struct pcow_pending *ps = mmap(NULL, sizeof(*ps), PROT_READ | PROT_WRITE,
-				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (ps == MAP_FAILED)
-		return NULL;
-	ps->fd = -1;
-	return ps;
-}
-
-static void drop_state(pcow_image *img, bool unlink_file)
+static void drop_state(pcow_image *img)
 {
 	struct pcow_pending *ps = img->pending;
 
@@ -171,101 +96,144 @@ static void drop_state(pcow_image *img, bool unlink_file)
 		return;
 	if (ps->body)
 		munmap(ps->body, body_len(ps->shadow_len));
-	if (ps->fd >= 0)
-		close(ps->fd);
-	if (unlink_file && ps->writable)
-		unlink(ps->path);
 	munmap(ps, sizeof(*ps));
 	img->pending = NULL;
 }
 
-/* Creates this image's pending file and maps it: -ENOTSUP when it cannot
- * (no tmpfs), and the caller persists its bit at once instead. */
-static int create_file(pcow_image *img)
+/* The state for the image's current layout (a resize changes it, after
+ * persisting everything). */
+static int get_state(pcow_image *img, struct pcow_pending **out)
 {
-	struct pending_header h;
-	struct pcow_pending *ps;
-	struct statfs sfs;
+	struct pcow_pending *ps = img->pending;
 	void *p;
 
-	if (identity(img, &h) < 0 || !(ps = new_state()))
-		return -ENOTSUP;
-	name_image(img, &h, ps->scratch);
-	img->pending = ps;
-	path_of(&h, ps->path, sizeof(ps->path));
-	ps->shadow_len = h.shadow_len;
-	ps->writable = true;
-	ps->fd = open(ps->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	/* Only memory that a reboot empties may hold bits without their
-	 * data being durable. */
-	if (ps->fd < 0 || fstatfs(ps->fd, &sfs) < 0 ||
-	    (sfs.f_type != TMPFS_MAGIC && sfs.f_type != RAMFS_MAGIC) ||
-	    ftruncate(ps->fd, (off_t)(PENDING_HEADER + body_len(h.shadow_len))) < 0 ||
-	    pwrite(ps->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
-		goto fail;
-	p = mmap(NULL, body_len(h.shadow_len), PROT_READ | PROT_WRITE,
-		 MAP_SHARED | MAP_NORESERVE, ps->fd, PENDING_HEADER);
-	if (p == MAP_FAILED)
-		goto fail;
+	if (ps && ps->shadow_len == img->bitmap_span) {
+		*out = ps;
+		return 0;
+	}
+	if (ps && (ps->count || ps->logged))
+		return pcow_err(-EIO, "%s: pending copy bits of another layout", img->path);
+	drop_state(img);
+	ps = mmap(NULL, sizeof(*ps), PROT_READ | PROT_WRITE,
+		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (ps == MAP_FAILED)
+		return pcow_err(-ENOMEM, "out of memory");
+	ps->shadow_len = img->bitmap_span;
+	p = mmap(NULL, body_len(ps->shadow_len), PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		munmap(ps, sizeof(*ps));
+		return pcow_err(-ENOMEM, "out of memory");
+	}
 	ps->body = p;
+	img->pending = ps;
+	*out = ps;
 	return 0;
-fail:
-	drop_state(img, true);
-	return -ENOTSUP;
+}
+
+static uint64_t *shadow_word(struct pcow_pending *ps, uint32_t region, uint64_t word)
+{
+	return ps->body + region * (ps->shadow_len / 8) + word;
+}
+
+/* Notes block of region in the shadow (not in the log). */
+static void shadow_set(struct pcow_pending *ps, uint32_t region, uint64_t block)
+{
+	uint64_t *w = shadow_word(ps, region, block / 64);
+
+	if (!*w)
+		ps->list[ps->count++] = (struct pending_word){region, block / 64};
+	*w |= 1ull << (block % 64);
+}
+
+static void encode_header(const pcow_image *img, uint8_t *h)
+{
+	memset(h, 0, LOGH_SIZE);
+	memcpy(h + LOGH_MAGIC, LOG_MAGIC, 8);
+	pcow_put_le64(h + LOGH_GENERATION, img->m.generation);
+	memcpy(h + LOGH_BOOT_ID, boot_id, BOOT_ID_LEN);
+}
+
+int pcow_pending_set_run(pcow_image *img, uint32_t layer, uint64_t first,
+			 uint64_t n)
+{
+	uint32_t region = img->m.layers[layer].region;
+	struct pcow_pending *ps;
+	uint64_t entries[64];
+	uint8_t h[LOGH_SIZE];
+	int ret = get_state(img, &ps);
+
+	if (ret < 0)
+		return ret;
+	if (ps->reader)
+		return pcow_err(-EACCES, "%s: image is opened read-only", img->path);
+	while (n) {
+		uint64_t k = n < 64 ? n : 64, i;
+
+		if (ps->logged + k > LOG_CAPACITY) {
+			ret = pcow_pending_persist(img);
+			if (ret < 0)
+				return ret;
+		}
+		if (!ps->logged) {
+			encode_header(img, h);
+			ret = pcow_io_pwrite(img->fd, h, LOGH_SIZE, LOG_OFFSET);
+			if (ret < 0)
+				return ret;
+		}
+		for (i = 0; i < k; i++)
+			pcow_put_le64((uint8_t *)&entries[i], ENTRY_VALID |
+				      (uint64_t)region << ENTRY_REGION_SHIFT | (first + i));
+		/* In the log before the shadow: a bit readers see must
+		 * survive this process. */
+		ret = pcow_io_pwrite(img->fd, entries, k * 8,
+				     LOG_OFFSET + LOG_HEADER + ps->logged * 8);
+		if (ret < 0)
+			return ret;
+		ps->logged += k;
+		for (i = 0; i < k; i++)
+			shadow_set(ps, region, first + i);
+		first += k;
+		n -= k;
+	}
+	return 0;
 }
 
 int pcow_pending_set(pcow_image *img, uint32_t layer, uint64_t block)
 {
-	uint32_t region = img->m.layers[layer].region;
-	struct pcow_pending *ps = img->pending;
-	uint64_t *shadow, word = block / 64;
-	int ret;
-
-	if (ps && !ps->writable)
-		return -ENOTSUP;
-	if (!ps) {
-		ret = create_file(img);
-		if (ret < 0)
-			return ret;
-		ps = img->pending;
-	}
-	if (ps->count == PENDING_MAX) {
-		ret = pcow_pending_persist(img);
-		if (ret < 0)
-			return ret;
-		return pcow_pending_set(img, layer, block);
-	}
-	shadow = ps->body + region * (ps->shadow_len / 8);
-	if (!shadow[word])
-		ps->list[ps->count++] = (struct pending_word){region, word};
-	/* A store to the shared file: it outlives this process. */
-	__atomic_or_fetch(&shadow[word], 1ull << (block % 64), __ATOMIC_RELAXED);
-	return 0;
+	return pcow_pending_set_run(img, layer, block, 1);
 }
 
 bool pcow_pending_test(const pcow_image *img, uint32_t region, uint64_t block)
 {
-	const struct pcow_pending *ps = img->pending;
-	const uint64_t *shadow;
+	struct pcow_pending *ps = img->pending;
 
-	if (!ps || !ps->body || block / 8 >= ps->shadow_len)
+	if (!ps || !ps->count || block / 8 >= ps->shadow_len)
 		return false;
-	shadow = ps->body + region * (ps->shadow_len / 8);
-	return shadow[block / 64] >> (block % 64) & 1;
+	return *shadow_word(ps, region, block / 64) >> (block % 64) & 1;
 }
 
 uint64_t pcow_pending_word(const pcow_image *img, uint32_t region, uint64_t word)
 {
-	const struct pcow_pending *ps = img->pending;
+	struct pcow_pending *ps = img->pending;
 
-	if (!ps || !ps->body || word >= ps->shadow_len / 8)
+	if (!ps || !ps->count || word >= ps->shadow_len / 8)
 		return 0;
-	return ps->body[region * (ps->shadow_len / 8) + word];
+	return *shadow_word(ps, region, word);
 }
 
 bool pcow_pending_any(const pcow_image *img)
 {
-	return img->pending && img->pending->body;
+	return img->pending && img->pending->count;
+}
+
+/* Forgets the log: punched, so that a later open finds no magic. */
+static int clear_log(pcow_image *img, uint64_t entries)
+{
+	uint64_t len = LOG_HEADER + (entries * 8 + 4095) / 4096 * 4096;
+
+	return pcow_io_punch(img->fd, LOG_OFFSET, len > LOG_END - LOG_OFFSET ?
+				     LOG_END - LOG_OFFSET : len);
 }
 
 int pcow_pending_persist(pcow_image *img)
@@ -274,29 +242,34 @@ int pcow_pending_persist(pcow_image *img)
 	uint32_t i;
 	int ret;
 
-	if (!ps || !ps->writable || !ps->count)
+	if (!ps || ps->reader || (!ps->count && !ps->logged))
 		return 0;
+	/* The data the bits vouch for is durable before any of them. */
 	ret = pcow_io_sync(img->fd);
 	for (i = 0; i < ps->count && ret == 0; i++) {
 		struct pending_word *w = &ps->list[i];
-		uint64_t *shadow = ps->body + w->region * (ps->shadow_len / 8);
+		uint64_t *bits = shadow_word(ps, w->region, w->word);
 
-		ret = pcow_bits_or(img, w->region, w->word, shadow[w->word]);
+		ret = pcow_bits_or(img, w->region, w->word, *bits);
 		if (ret < 0)
 			break;
 		/* The image's bitmap holds it now: the shadow may forget it. */
-		shadow[w->word] = 0;
+		*bits = 0;
 	}
 	if (ret < 0) {
-		/* What was not written waits for the next try. */
+		/* What was not written waits for the next try; the log still
+		 * holds all of it. */
 		memmove(ps->list, ps->list + i, (ps->count - i) * sizeof(ps->list[0]));
 		ps->count -= i;
 		return ret;
 	}
 	ps->count = 0;
-	/* A new file next time: the bitmap size may change (resize). */
-	drop_state(img, true);
-	return 0;
+	/* The bits are written, not yet durable: a power failure before the
+	 * caller's sync discards the log anyway (another boot). */
+	ret = clear_log(img, ps->logged);
+	if (ret == 0)
+		ps->logged = 0;
+	return ret;
 }
 
 int pcow_pending_each(pcow_image *img, uint32_t region,
@@ -308,8 +281,7 @@ int pcow_pending_each(pcow_image *img, uint32_t region,
 	int ret;
 
 	for (i = 0; ps && i < ps->count; i++) {
-		const uint64_t *shadow = ps->body + ps->list[i].region * (ps->shadow_len / 8);
-		uint64_t bits = shadow[ps->list[i].word];
+		uint64_t bits = *shadow_word(ps, ps->list[i].region, ps->list[i].word);
 
 		if (ps->list[i].region != region)
 			continue;
@@ -324,85 +296,199 @@ int pcow_pending_each(pcow_image *img, uint32_t region,
 	return 0;
 }
 
-/* ORs every word a dead writer left in its shadow of region r into the
- * image's bitmap; the caller persisted the data first. */
-static int apply_region(pcow_image *img, const uint64_t *shadow, uint32_t r,
-			uint64_t shadow_off)
+/* True when region is one of the image's layers'. */
+static bool region_in_use(const pcow_image *img, uint32_t region)
 {
-	uint64_t words = (img->nblocks + 63) / 64, w;
-	const uint64_t page_words = 4096 / 8;
-	int ret;
+	uint32_t i;
 
-	for (w = 0; w < words; w++) {
-		if (w % page_words == 0) {
-			/* Skip the holes of the shadow a page at a time. */
-			off_t d = lseek(img->pending->fd, (off_t)(shadow_off + w * 8), SEEK_DATA);
+	for (i = 0; i < img->m.layer_count; i++)
+		if (img->m.layers[i].region == region)
+			return true;
+	return false;
+}
 
-			if (d < 0 || (uint64_t)d >= shadow_off + words * 8)
-				return 0;
-			w = ((uint64_t)d - shadow_off) / 8;
-		}
-		if (shadow[w]) {
-			ret = pcow_bits_or(img, r, w, shadow[w]);
-			if (ret < 0)
-				return ret;
-		}
+/*
+ * Reads the log's entries into the shadow; *valid says whether the log
+ * may be applied (this boot, this metadata).  Entries that name no layer
+ * or lie past the image are never applied.
+ */
+static int load_log(pcow_image *img, struct pcow_pending *ps, bool *found,
+		    bool *valid)
+{
+	uint64_t cap = LOG_CAPACITY, i;
+	uint8_t h[LOGH_SIZE], want[LOGH_SIZE];
+	uint64_t *entries;
+	int ret = pcow_io_pread(img->fd, h, LOGH_SIZE, LOG_OFFSET);
+
+	*found = *valid = false;
+	if (ret < 0)
+		return ret;
+	if (memcmp(h + LOGH_MAGIC, LOG_MAGIC, 8))
+		return 0;
+	*found = true;
+	encode_header(img, want);
+	if (!boot_id[0] || memcmp(h, want, LOGH_SIZE))
+		return 0;
+	*valid = true;
+	entries = malloc(cap * 8);
+	if (!entries)
+		return pcow_err(-ENOMEM, "out of memory");
+	ret = pcow_io_pread(img->fd, entries, cap * 8, LOG_OFFSET + LOG_HEADER);
+	for (i = 0; i < cap && ret == 0; i++) {
+		uint64_t e = pcow_le64((const uint8_t *)&entries[i]);
+		uint32_t region = (uint32_t)((e & ~ENTRY_VALID) >> ENTRY_REGION_SHIFT);
+		uint64_t block = e & ENTRY_BLOCK_MASK;
+
+		if (!(e & ENTRY_VALID))
+			break;  /* entries are appended: the first gap ends them */
+		ps->logged = i + 1;
+		if (region < PCOW_MAX_REGIONS && region_in_use(img, region) &&
+		    block < img->nblocks && !pcow_pending_test(img, region, block))
+			shadow_set(ps, region, block);
 	}
-	return 0;
+	free(entries);
+	return ret;
 }
 
 int pcow_pending_recover(pcow_image *img)
 {
-	struct pending_header want, got;
 	struct pcow_pending *ps;
-	uint32_t i;
-	int ret = 0;
-	void *p;
+	bool found = false, valid = false;
+	int ret;
 
-	if (identity(img, &want) < 0 || !(ps = new_state()))
+	pthread_once(&boot_once, read_boot_id);
+	ret = get_state(img, &ps);
+	if (ret == 0)
+		ret = load_log(img, ps, &found, &valid);
+	if (ret < 0 || (!found && img->rdonly)) {
+		drop_state(img);
+		return ret;
+	}
+	/* A writer keeps the state: its first copy-up may come in the
+	 * fault handler, which should not have to map memory. */
+	if (!found)
 		return 0;
-	img->pending = ps;
-	path_of(&want, ps->path, sizeof(ps->path));
-	ps->fd = open(ps->path, (img->rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW);
-	if (!img->rdonly)
-		sweep();
-	if (ps->fd < 0 || pread(ps->fd, &got, sizeof(got), 0) != (ssize_t)sizeof(got) ||
-	    memcmp(&got, &want, offsetof(struct pending_header, image))) {
-		/* None, or left by a deleted file that had this inode. */
-		ps->writable = !img->rdonly && ps->fd >= 0;
-		drop_state(img, true);
+	if (img->rdonly) {
+		/* Read through another writer's bits (or a dead one's); a
+		 * stale log is not read at all. */
+		if (valid)
+			ps->reader = true;
+		else
+			drop_state(img);
 		return 0;
 	}
-	ps->shadow_len = want.shadow_len;
-	p = mmap(NULL, body_len(ps->shadow_len), PROT_READ, MAP_SHARED | MAP_NORESERVE,
-		 ps->fd, PENDING_HEADER);
-	if (p == MAP_FAILED) {
-		drop_state(img, false);
-		return pcow_err(-ENOMEM, "%s: cannot map pending copy bits", img->path);
+	if (!valid) {
+		/* Written in another boot, so its data may be lost; or for
+		 * other metadata.  The blocks stay inherited. */
+		drop_state(img);
+		return clear_log(img, LOG_CAPACITY);
 	}
-	ps->body = p;
-	if (img->rdonly)
-		return 0;  /* read through the shadow; a writer applies it */
-	/* The data the bits vouch for is in the page cache (same boot, or
-	 * the file would be gone): persist it, then the bits. */
-	ret = pcow_io_sync(img->fd);
-	for (i = 0; i < img->m.layer_count && ret == 0; i++) {
-		uint32_t r = img->m.layers[i].region;
-
-		ret = apply_region(img, ps->body + r * (ps->shadow_len / 8), r,
-				   PENDING_HEADER + r * ps->shadow_len);
-	}
+	/* Same boot: the data the bits vouch for is in the page cache.
+	 * Persist it, then the bits, then forget the log. */
+	ret = pcow_pending_persist(img);
 	if (ret == 0)
 		ret = pcow_io_sync(img->fd);
-	ps->writable = ret == 0;
-	drop_state(img, ret == 0);
 	return ret;
 }
 
 void pcow_pending_release(pcow_image *img)
 {
-	struct pcow_pending *ps = img->pending;
+	drop_state(img);
+}
 
-	/* A file still holding bits stays for the next open to apply. */
-	drop_state(img, ps && ps->count == 0);
+/* ---- Bounded loss: a thread that persists pending bits ---------------- */
+
+struct pcow_flusher {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	uint64_t interval_ms;
+	bool stop;
+};
+
+static void *flusher_main(void *opaque)
+{
+	pcow_image *img = opaque;
+	struct pcow_flusher *f = img->flusher;
+	struct timespec t;
+
+	pthread_mutex_lock(&f->mu);
+	while (!f->stop) {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		t.tv_sec += (time_t)(f->interval_ms / 1000);
+		t.tv_nsec += (long)(f->interval_ms % 1000) * 1000000L;
+		if (t.tv_nsec >= 1000000000L) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000L;
+		}
+		if (pthread_cond_timedwait(&f->cond, &f->mu, &t) != ETIMEDOUT || f->stop)
+			continue;
+		pthread_mutex_unlock(&f->mu);
+		pthread_mutex_lock(&img->lock);
+		if (img->pending && img->pending->logged && !img->poisoned &&
+		    pcow_pending_persist(img) == 0)
+			(void)pcow_io_sync(img->fd);
+		pthread_mutex_unlock(&img->lock);
+		pthread_mutex_lock(&f->mu);
+	}
+	pthread_mutex_unlock(&f->mu);
+	return NULL;
+}
+
+int pcow_pending_set_interval(pcow_image *img, uint64_t interval_ms)
+{
+	struct pcow_flusher *f = img->flusher;
+	pthread_condattr_t attr;
+	int ret;
+
+	if (f && interval_ms) {
+		pthread_mutex_lock(&f->mu);
+		f->interval_ms = interval_ms;
+		pthread_cond_signal(&f->cond);
+		pthread_mutex_unlock(&f->mu);
+		return 0;
+	}
+	if (f) {
+		pthread_mutex_lock(&f->mu);
+		f->stop = true;
+		pthread_cond_signal(&f->cond);
+		pthread_mutex_unlock(&f->mu);
+		pthread_join(f->thread, NULL);
+		pthread_cond_destroy(&f->cond);
+		pthread_mutex_destroy(&f->mu);
+		free(f);
+		img->flusher = NULL;
+	}
+	if (!interval_ms || img->rdonly)
+		return 0;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return pcow_err(-ENOMEM, "out of memory");
+	f->interval_ms = interval_ms;
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&f->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	img->flusher = f;
+	{
+		/* The thread takes no signal meant for the application's own
+		 * threads (a hypervisor kicks its vCPU threads with them). */
+		sigset_t all, old;
+
+		sigfillset(&all);
+		sigdelset(&all, SIGSEGV);
+		sigdelset(&all, SIGBUS);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		ret = pthread_create(&f->thread, NULL, flusher_main, img);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	if (ret) {
+		pthread_cond_destroy(&f->cond);
+		pthread_mutex_destroy(&f->mu);
+		free(f);
+		img->flusher = NULL;
+		return pcow_err(-ret, "%s: cannot start the flusher thread", img->path);
+	}
+	return 0;
 }

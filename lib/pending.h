@@ -48,6 +48,20 @@ int pcow_pending_each(pcow_image *img, uint32_t region,
  */
 int pcow_pending_recover(pcow_image *img);
 
+/* The same for n blocks from first (one write to the log). */
+int pcow_pending_set_run(pcow_image *img, uint32_t layer, uint64_t first,
+			 uint64_t n);
+
+/*
+ * Starts, retunes or (interval_ms 0) stops the thread that persists
+ * pending bits at least every interval_ms.  Not with img->lock held.
+ */
+int pcow_pending_set_interval(pcow_image *img, uint64_t interval_ms);
+
+/* Tests only: the boot a log must name to be applied (a power failure is
+ * a reboot: what the page cache held may be lost). */
+void pcow_pending_set_boot_id(const char *id);
+
 /* Frees the state (at close, after pcow_pending_persist); the file goes
  * too unless bits are still in it. */
 void pcow_pending_release(pcow_image *img);

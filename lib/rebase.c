@@ -162,6 +162,24 @@ out:
 	return ret;
 }
 
+/* Gives every block a flagged layer owns by data alone its bit. */
+static int record_layers(pcow_image *img)
+{
+	uint32_t l;
+	int ret = 0;
+
+	if (!pcow_meta_unrecorded(&img->m))
+		return 0;
+	if (img->m.backing && !img->backing && img->raw_fd < 0)
+		return pcow_err(-EINVAL, "%s: some blocks are owned only where the old backing file has no data, and it is not open: open the image read-write with its backing file once (e.g. pcow-img check -r all), then rebase",
+				img->path);
+	ret = pcow_io_sync(img->fd);
+	for (l = 0; l < img->m.layer_count && ret == 0; l++)
+		if (img->m.layers[l].flags & PCOW_LAYER_UNRECORDED)
+			ret = pcow_layer_record(img, l);
+	return ret;
+}
+
 int pcow_rebase(pcow_image *img, const char *backing_file,
 		enum pcow_format backing_format, unsigned flags)
 {
@@ -202,14 +220,19 @@ int pcow_rebase(pcow_image *img, const char *backing_file,
 		ret = keep_views(img, nb, nraw, nraw_size, true);
 	} else {
 		/* Unsafe: nothing is copied, but the image's own data stays its
-		 * own whatever the new backing file holds. */
-		ret = keep_views(img, NULL, -1, 0, false);
+		 * own whatever the new backing file holds.  Blocks recorded by
+		 * their bit are that already; a block owned by its data alone
+		 * is owned only where the old backing file has nothing, which
+		 * cannot be told without it. */
+		ret = record_layers(img);
 	}
 	if (ret < 0)
 		goto out;
 	ret = pcow_meta_copy(&next, &img->m);
 	if (ret < 0)
 		goto out;
+	for (uint32_t l = 0; l < next.layer_count; l++)
+		next.layers[l].flags &= ~PCOW_LAYER_UNRECORDED;
 	free(next.backing);
 	next.backing = has_new ? strdup(backing_file) : NULL;
 	next.backing_format = has_new ? backing_format : PCOW_FORMAT_NONE;

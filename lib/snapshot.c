@@ -92,6 +92,7 @@ static int with_new_active(pcow_image *img, struct pcow_meta *next,
 	}
 	next->layers[next->layer_count].region = region;
 	next->layers[next->layer_count].parent = parent;
+	next->layers[next->layer_count].flags = 0;
 	next->active = next->layer_count++;
 	return 0;
 }

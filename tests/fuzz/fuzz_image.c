@@ -158,7 +158,7 @@ static uint64_t slot_needs(const uint8_t *slot)
 	uint64_t stride, need;
 	uint32_t i, max = 0;
 
-	if (pcow_meta_decode(slot, FUZZ_SLOT_SIZE, &m) < 0)
+	if (pcow_meta_decode(slot, FUZZ_SLOT_SIZE, &m, NULL) < 0)
 		return 0;
 	for (i = 0; i < m.layer_count; i++)
 		if (m.layers[i].region > max)

@@ -102,7 +102,7 @@ static void round_trip(const struct pcow_meta *m)
 	}
 	if ((size_t)n1 != encoded_size(m))
 		FAIL("encode gave %d bytes, expected %zu", n1, encoded_size(m));
-	if (pcow_meta_decode(enc1, (size_t)n1, &m2) < 0)
+	if (pcow_meta_decode(enc1, (size_t)n1, &m2, NULL) < 0)
 		FAIL("re-decode failed: %s", pcow_errormsg());
 	same_meta(m, &m2, true, "encode/decode");
 	n2 = pcow_meta_encode(&m2, enc2, PCOW_META_SLOT_SIZE);
@@ -119,7 +119,7 @@ static void one(const uint8_t *buf, size_t len)
 {
 	struct pcow_meta m;
 
-	if (pcow_meta_decode(buf, len, &m) < 0) {
+	if (pcow_meta_decode(buf, len, &m, NULL) < 0) {
 		/* A failed decode leaves nothing allocated and m zeroed. */
 		if (m.layers || m.snapshots || m.backing || m.snapshot_count)
 			FAIL("failed decode left state behind");

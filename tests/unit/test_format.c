@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "format.h"
 #include "test.h"
 
@@ -45,7 +47,7 @@ static int decode_modified(void (*change)(struct pcow_meta *m))
 	sample(&m, layers, snaps);
 	change(&m);
 	OK(pcow_meta_encode(&m, buf, sizeof(buf)));
-	ret = pcow_meta_decode(buf, sizeof(buf), &out);
+	ret = pcow_meta_decode(buf, sizeof(buf), &out, NULL);
 	if (ret == 0)
 		pcow_meta_free(&out);
 	return ret;
@@ -80,6 +82,33 @@ static void cap_max_base(struct pcow_meta *m)
 	m->data_capacity = 1ull << 50;
 	m->region_base = 1ull << 62;
 }
+/* the active layer is a leaf */
+static void not_leaf(struct pcow_meta *m)
+{
+	m->active = 0;
+	m->snapshots[0].layer = 2;
+}
+/* the dirty bit is set exactly when a layer is flagged unrecorded */
+static void dirty_no_flag(struct pcow_meta *m) { m->incompat = PCOW_INCOMPAT_DIRTY; }
+static void flag_not_dirty(struct pcow_meta *m) { m->layers[1].flags = PCOW_LAYER_UNRECORDED; }
+static void flag_and_dirty(struct pcow_meta *m)
+{
+	m->layers[1].flags = PCOW_LAYER_UNRECORDED;
+	m->incompat = PCOW_INCOMPAT_DIRTY;
+}
+static void unknown_flag(struct pcow_meta *m) { m->layers[1].flags = 1u << 7; }
+
+/* Sets the version field of an encoded blob and fixes its checksum. */
+static void set_version(uint32_t version, int len)
+{
+	uLong crc;
+
+	pcow_put_le32(buf + HDR_VERSION, version);
+	pcow_put_le32(buf + HDR_CHECKSUM, 0);
+	crc = crc32(crc32(0L, Z_NULL, 0), buf, (uInt)len);
+	pcow_put_le32(buf + HDR_CHECKSUM, (uint32_t)crc);
+}
+
 /* found by fuzzing: a chain walked before a later parent was range-checked */
 static void late_bad_parent(struct pcow_meta *m)
 {
@@ -99,7 +128,7 @@ int main(void)
 	len = pcow_meta_encode(&m, buf, sizeof(buf));
 	CHECK(len > (int)PCOW_HEADER_SIZE);
 	CHECK(memcmp(buf, PCOW_MAGIC, 8) == 0);
-	OK(pcow_meta_decode(buf, sizeof(buf), &out));
+	OK(pcow_meta_decode(buf, sizeof(buf), &out, NULL));
 	CHECK(out.virtual_size == m.virtual_size && out.block_bits == 16);
 	CHECK(out.generation == 7 && out.active == 2 && out.layer_count == 3);
 	CHECK(out.layers[1].region == 3 && out.layers[2].parent == 1);
@@ -117,40 +146,86 @@ int main(void)
 		if (i >= HDR_CHECKSUM && i < HDR_CHECKSUM + 4)
 			continue;
 		buf[i] ^= 0x40;
-		CHECK(pcow_meta_decode(buf, sizeof(buf), &out) < 0);
+		CHECK(pcow_meta_decode(buf, sizeof(buf), &out, NULL) < 0);
 		buf[i] ^= 0x40;
 	}
 	buf[0] = 'X';
-	CHECK(pcow_meta_decode(buf, sizeof(buf), &out) == -EINVAL);
+	CHECK(pcow_meta_decode(buf, sizeof(buf), &out, NULL) == -EINVAL);
 	CHECK(strstr(pcow_errormsg(), "magic"));
 
 	/* structural rules, each checked after a valid checksum */
-	CHECK(decode_modified(loop) == -EINVAL && strstr(pcow_errormsg(), "loop"));
-	CHECK(decode_modified(bad_bits) == -EINVAL);
-	CHECK(decode_modified(small_bits) == -EINVAL);
-	CHECK(decode_modified(odd_size) == -EINVAL);
-	CHECK(decode_modified(zero_size) == -EINVAL);
-	CHECK(decode_modified(dup_region) == -EINVAL);
-	CHECK(decode_modified(bad_active) == -EINVAL);
-	CHECK(decode_modified(snap_on_active) == -EINVAL);
-	CHECK(decode_modified(dup_name) == -EINVAL);
-	CHECK(decode_modified(no_fmt) == -EINVAL);
-	CHECK(decode_modified(bad_region) == -EINVAL);
-	CHECK(decode_modified(late_bad_parent) == -EINVAL);
+	CHECK(decode_modified(loop) == -EUCLEAN && strstr(pcow_errormsg(), "loop"));
+	CHECK(decode_modified(bad_bits) == -EUCLEAN);
+	CHECK(decode_modified(small_bits) == -EUCLEAN);
+	CHECK(decode_modified(odd_size) == -EUCLEAN);
+	CHECK(decode_modified(zero_size) == -EUCLEAN);
+	CHECK(decode_modified(dup_region) == -EUCLEAN);
+	CHECK(decode_modified(bad_active) == -EUCLEAN);
+	CHECK(decode_modified(snap_on_active) == -EUCLEAN);
+	CHECK(decode_modified(dup_name) == -EUCLEAN);
+	CHECK(decode_modified(no_fmt) == -EUCLEAN);
+	CHECK(decode_modified(bad_region) == -EUCLEAN);
+	CHECK(decode_modified(late_bad_parent) == -EUCLEAN);
 	/* [R-004] region base and data capacity: bounds, alignment, overflow */
-	CHECK(decode_modified(base_low) == -EINVAL && strstr(pcow_errormsg(), "region base"));
-	CHECK(decode_modified(base_odd) == -EINVAL);
-	CHECK(decode_modified(base_huge) == -EINVAL);
-	CHECK(decode_modified(base_wrap) == -EINVAL);
-	CHECK(decode_modified(cap_small) == -EINVAL && strstr(pcow_errormsg(), "capacity"));
-	CHECK(decode_modified(cap_odd) == -EINVAL);
-	CHECK(decode_modified(cap_huge) == -EINVAL);
-	CHECK(decode_modified(cap_zero) == -EINVAL);
+	CHECK(decode_modified(base_low) == -EUCLEAN && strstr(pcow_errormsg(), "region base"));
+	CHECK(decode_modified(base_odd) == -EUCLEAN);
+	CHECK(decode_modified(base_huge) == -EUCLEAN);
+	CHECK(decode_modified(base_wrap) == -EUCLEAN);
+	CHECK(decode_modified(cap_small) == -EUCLEAN && strstr(pcow_errormsg(), "capacity"));
+	CHECK(decode_modified(cap_odd) == -EUCLEAN);
+	CHECK(decode_modified(cap_huge) == -EUCLEAN);
+	CHECK(decode_modified(cap_zero) == -EUCLEAN);
 	CHECK(decode_modified(cap_max) == 0);
-	CHECK(decode_modified(cap_max_base) == -EINVAL);
+	CHECK(decode_modified(cap_max_base) == -EUCLEAN);
 	/* unknown incompatible bits refuse; unknown compatible bits do not */
-	CHECK(decode_modified(unknown_incompat) == -ENOTSUP);
+	CHECK(decode_modified(unknown_incompat) == -EPROTO);
+	CHECK(strstr(pcow_errormsg(), "newer pcow"));
 	CHECK(decode_modified(unknown_compat) == 0);
+	CHECK(decode_modified(not_leaf) == -EUCLEAN && strstr(pcow_errormsg(), "active layer"));
+	CHECK(decode_modified(dirty_no_flag) == -EUCLEAN);
+	CHECK(decode_modified(flag_not_dirty) == -EUCLEAN);
+	CHECK(decode_modified(flag_and_dirty) == 0);
+	CHECK(decode_modified(unknown_flag) == -EUCLEAN);
+
+	/* [R-003] a newer version is intact but unreadable: the caller learns
+	 * its generation, so that it is not passed over for an older slot */
+	{
+		uint64_t gen = 0;
+
+		sample(&m, layers, snaps);
+		len = pcow_meta_encode(&m, buf, sizeof(buf));
+		set_version(PCOW_VERSION + 1, len);
+		CHECK(pcow_meta_decode(buf, sizeof(buf), &out, &gen) == -EPROTO);
+		CHECK(gen == 7 && strstr(pcow_errormsg(), "newer pcow"));
+		/* version 1: read, every layer may own blocks by data alone */
+		set_version(1, len);
+		OK(pcow_meta_decode(buf, sizeof(buf), &out, &gen));
+		CHECK(out.version == 1);
+		for (i = 0; i < (int)out.layer_count; i++)
+			CHECK(out.layers[i].flags == PCOW_LAYER_UNRECORDED);
+		pcow_meta_free(&out);
+	}
+	/* [R-006] unknown compatible bits and header fields survive a
+	 * rewrite; unknown autoclear bits are cleared */
+	{
+		uint8_t extra[24];
+
+		for (i = 0; i < (int)sizeof(extra); i++)
+			extra[i] = (uint8_t)(0xa0 + i);
+		sample(&m, layers, snaps);
+		m.compat = 1ull << 9;
+		m.autoclear = 1ull << 4;
+		m.extra_header = extra;
+		m.extra_header_len = sizeof(extra);
+		len = pcow_meta_encode(&m, buf, sizeof(buf));
+		CHECK(pcow_le32(buf + HDR_HEADER_LENGTH) == PCOW_HEADER_SIZE + sizeof(extra));
+		OK(pcow_meta_decode(buf, sizeof(buf), &out, NULL));
+		CHECK(out.compat == 1ull << 9 && out.autoclear == 0);
+		CHECK(out.extra_header_len == sizeof(extra) &&
+		      !memcmp(out.extra_header, extra, sizeof(extra)));
+		CHECK(out.layers[2].parent == 1 && !strcmp(out.snapshots[1].name, "second"));
+		pcow_meta_free(&out);
+	}
 
 	/* lengths and offsets pointing outside the blob */
 	sample(&m, layers, snaps);
@@ -165,7 +240,7 @@ int main(void)
 		for (f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
 			memcpy(saved, buf + fields[f], 4);
 			pcow_put_le32(buf + fields[f], 0xfffffff0u);
-			CHECK(pcow_meta_decode(buf, sizeof(buf), &out) < 0);
+			CHECK(pcow_meta_decode(buf, sizeof(buf), &out, NULL) < 0);
 			memcpy(buf + fields[f], saved, 4);
 		}
 	}
@@ -179,7 +254,7 @@ int main(void)
 		len = pcow_meta_encode(&m, buf, sizeof(buf));
 		for (j = 0; j < n; j++)
 			buf[rand() % (len + 64)] = (uint8_t)rand();
-		if (pcow_meta_decode(buf, sizeof(buf), &out) == 0)
+		if (pcow_meta_decode(buf, sizeof(buf), &out, NULL) == 0)
 			pcow_meta_free(&out);
 	}
 

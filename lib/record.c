@@ -1,0 +1,38 @@
+/*
+ * record.c -- turning ownership by data alone into ownership by bit.
+ *
+ * A write where nothing lies below needs no copy bit to be read back
+ * (format.md 4.1, rule 3): the layer's data is all there is.  That is
+ * what lets the kernel allocate a fresh block on the guest's first store
+ * with no fault in user space.  But which bytes of a file are allocated is
+ * not part of its content: a copy that fills holes (cp --sparse=never,
+ * rsync without -S, a download) would make every layer "have data"
+ * everywhere.  So before an image is closed clean, every such block gets
+ * its bit, and a clean image's content depends on its bytes alone.
+ */
+#include <errno.h>
+
+#include "error.h"
+#include "layer.h"
+
+int pcow_layer_record(pcow_image *img, uint32_t layer)
+{
+	uint64_t base = region_start(img, layer), bs = img->block_size;
+	uint64_t end = base + img->nblocks * bs, pos = base, start, stop, b;
+	uint32_t owner;
+	int ret;
+
+	while ((ret = pcow_data_extent(img->fd, pos, end, &start, &stop)) > 0) {
+		for (b = (start - base) / bs; b < (stop - base + bs - 1) / bs; b++) {
+			ret = pcow_bit_test(img, layer, b);
+			if (ret == 0)
+				ret = pcow_block_owner(img, layer, b, &owner);
+			if (ret == 1 && owner == layer)
+				ret = pcow_bit_set(img, layer, b);
+			if (ret < 0)
+				return ret;
+		}
+		pos = base + b * bs;
+	}
+	return ret;
+}
