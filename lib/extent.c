@@ -153,7 +153,6 @@ static int data_extent(int fd, uint64_t pos, uint64_t end, uint64_t *start,
 static int next_bit(pcow_image *img, uint32_t layer, uint64_t from,
 		    uint64_t *out)
 {
-	const uint64_t *bm = pcow_bitmap(img, layer);
 	uint64_t words = (img->nblocks + 63) / 64, w = from / 64, base, x, d = NONE;
 	const uint64_t per_page = 4096 / 8;
 	uint32_t region;
@@ -161,8 +160,6 @@ static int next_bit(pcow_image *img, uint32_t layer, uint64_t from,
 	int ret;
 
 	*out = NONE;
-	if (!bm)
-		return pcow_err(-ENOMEM, "%s: cannot map a copy bitmap", img->path);
 	if (w >= words)
 		return 0;
 	base = region_start(img, layer) + img->span;
@@ -170,8 +167,10 @@ static int next_bit(pcow_image *img, uint32_t layer, uint64_t from,
 	/* Pending bits (a dead writer's, read-only) live outside the file's
 	 * bitmap: then no word may be skipped. */
 	skip_holes = !pcow_pending_any(img);
-	x = (pcow_le64((const uint8_t *)&bm[w]) | pcow_pending_word(img, region, w)) &
-	    (~0ull << (from % 64));
+	ret = pcow_bitmap_word(img, region, w, &x);
+	if (ret < 0)
+		return ret;
+	x = (x | pcow_pending_word(img, region, w)) & (~0ull << (from % 64));
 	for (;;) {
 		if (x) {
 			*out = w * 64 + (uint64_t)__builtin_ctzll(x);
@@ -187,7 +186,10 @@ static int next_bit(pcow_image *img, uint32_t layer, uint64_t from,
 				return 0;
 			w = (d - base) / 8;
 		}
-		x = pcow_le64((const uint8_t *)&bm[w]) | pcow_pending_word(img, region, w);
+		ret = pcow_bitmap_word(img, region, w, &x);
+		if (ret < 0)
+			return ret;
+		x |= pcow_pending_word(img, region, w);
 	}
 }
 

@@ -626,7 +626,6 @@ int pcow_close(pcow_image **pimg)
 		ret = pcow_err_sys(-errno, "%s: flush failed", img->path);
 	pcow_pending_release(img);
 	pcow_backing_close(&img->backing, &img->raw_fd, &img->backing_path);
-	pcow_bitmaps_release(img);
 	if (img->fd >= 0)
 		close(img->fd);
 	pcow_meta_free(&img->m);

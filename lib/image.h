@@ -11,6 +11,8 @@
 #include "format.h"
 #include "pcow.h"
 
+#define PCOW_BITMAP_CACHE_WORDS 512u
+
 /* The deepest backing chain we follow; a crafted chain cannot go further. */
 #define PCOW_MAX_CHAIN_DEPTH 64
 
@@ -39,8 +41,14 @@ struct pcow_image {
 	char *backing_path;     /* resolved name of the backing file */
 	int depth_in_chain;
 
-	/* Each region's copy bitmap, mapped read-only on first use. */
-	const uint64_t **bitmaps;
+	/* The bitmap page read last (layer.c, pcow_bitmap_word). */
+	struct pcow_bitmap_cache {
+		bool valid;
+		uint32_t region;
+		uint64_t page;
+		uint64_t epoch;         /* pcow_io_epoch() when read */
+		uint64_t words[PCOW_BITMAP_CACHE_WORDS];
+	} bitmap_cache;
 	struct pcow_pending *pending;   /* copy bits waiting for a flush */
 	struct pcow_flusher *flusher;   /* persists them at an interval */
 

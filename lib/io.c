@@ -105,8 +105,11 @@ static int discard_block(pcow_image *img, uint64_t block)
 	if (below < 0)
 		return below;
 	ret = pcow_io_punch(img->fd, start, img->block_size);
-	if (ret < 0 || !below)
+	if (ret < 0)
 		return ret;
+	/* Nothing below: zeros either way, and the block is free again. */
+	if (!below)
+		return pcow_bit_clear(img, active, block);
 	/* The copy bit on an empty block makes it ours and all zeros, so
 	 * that older data does not show through. */
 	bit = pcow_bit_test(img, active, block);

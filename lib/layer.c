@@ -43,57 +43,46 @@ int pcow_data_extent(int fd, uint64_t pos, uint64_t end, uint64_t *start,
 	return 1;
 }
 
-static const uint64_t *region_bitmap(pcow_image *img, uint32_t r)
+/*
+ * Bitmap words are read with pread, a page at a time into a one-page cache,
+ * not through a mapping: a read fault on a hole of a tmpfs file allocates
+ * a page, so on a full tmpfs a mapped lookup would kill the process with
+ * SIGBUS, where pread returns zeros.  Every change to the file goes
+ * through persist.c, which counts them: a change empties the cache.
+ */
+int pcow_bitmap_word(pcow_image *img, uint32_t region, uint64_t word,
+		     uint64_t *out)
 {
-	void *p;
+	struct pcow_bitmap_cache *c = &img->bitmap_cache;
+	uint64_t page = word / PCOW_BITMAP_CACHE_WORDS, len, off;
+	int ret;
 
-	if (!img->bitmaps) {
-		img->bitmaps = calloc(PCOW_MAX_REGIONS, sizeof(*img->bitmaps));
-		if (!img->bitmaps)
-			return NULL;
+	if (!c->valid || c->region != region || c->page != page ||
+	    c->epoch != pcow_io_epoch()) {
+		c->valid = false;
+		off = page * sizeof(c->words);
+		len = img->bitmap_span - off < sizeof(c->words) ?
+		      img->bitmap_span - off : sizeof(c->words);
+		c->epoch = pcow_io_epoch();
+		ret = pcow_io_pread(img->fd, c->words, len,
+				    pcow_image_region(img, region) + img->span + off);
+		if (ret < 0)
+			return ret;
+		c->region = region;
+		c->page = page;
+		c->valid = true;
 	}
-	if (!img->bitmaps[r]) {
-		/* Mapped, not read: a lookup touches one page of it. */
-		p = mmap(NULL, img->bitmap_span, PROT_READ, MAP_SHARED, img->fd,
-			 (off_t)(pcow_image_region(img, r) + img->span));
-		if (p == MAP_FAILED)
-			return NULL;
-		img->bitmaps[r] = p;
-	}
-	return img->bitmaps[r];
-}
-
-static const uint64_t *bitmap_of(pcow_image *img, uint32_t layer)
-{
-	return region_bitmap(img, img->m.layers[layer].region);
-}
-
-const uint64_t *pcow_bitmap(pcow_image *img, uint32_t layer)
-{
-	return bitmap_of(img, layer);
-}
-
-void pcow_bitmaps_release(pcow_image *img)
-{
-	uint32_t r;
-
-	if (!img->bitmaps)
-		return;
-	for (r = 0; r < PCOW_MAX_REGIONS; r++)
-		if (img->bitmaps[r])
-			munmap((void *)img->bitmaps[r], img->bitmap_span);
-	free(img->bitmaps);
-	img->bitmaps = NULL;
+	*out = pcow_le64((const uint8_t *)&c->words[word % PCOW_BITMAP_CACHE_WORDS]);
+	return 0;
 }
 
 /* The bit as the image file has it, pending bits left out. */
 static int disk_bit(pcow_image *img, uint32_t layer, uint64_t block)
 {
-	const uint64_t *bm = bitmap_of(img, layer);
+	uint64_t w;
+	int ret = pcow_bitmap_word(img, img->m.layers[layer].region, block / 64, &w);
 
-	if (!bm)
-		return pcow_err(-ENOMEM, "%s: cannot map a copy bitmap", img->path);
-	return (int)((pcow_le64((const uint8_t *)&bm[block / 64]) >> (block % 64)) & 1);
+	return ret < 0 ? ret : (int)((w >> (block % 64)) & 1);
 }
 
 int pcow_bit_test(pcow_image *img, uint32_t layer, uint64_t block)
@@ -105,20 +94,36 @@ int pcow_bit_test(pcow_image *img, uint32_t layer, uint64_t block)
 	return pcow_pending_test(img, img->m.layers[layer].region, block);
 }
 
-int pcow_bits_or(pcow_image *img, uint32_t region, uint64_t word, uint64_t bits)
+int pcow_word_update(int fd, uint64_t off, uint64_t set, uint64_t clear,
+		     uint64_t *old)
 {
-	uint64_t off = pcow_image_region(img, region) + img->span + word * 8;
 	uint8_t buf[8];
+	uint64_t v;
 	int ret;
 
-	/* Read with pread, not through the bitmap's mapping: a file cut
-	 * short under us must give an error, not SIGBUS.  Callers hold the
-	 * image lock, so read-modify-write is safe. */
-	ret = pcow_io_pread(img->fd, buf, 8, off);
+	/* Callers hold the image lock, so read-modify-write is safe. */
+	ret = pcow_io_pread(fd, buf, 8, off);
 	if (ret < 0)
 		return ret;
-	pcow_put_le64(buf, pcow_le64(buf) | bits);
-	return pcow_io_pwrite(img->fd, buf, 8, off);
+	v = pcow_le64(buf);
+	if (old)
+		*old = v;
+	if (((v | set) & ~clear) == v)
+		return 0;
+	pcow_put_le64(buf, (v | set) & ~clear);
+	return pcow_io_pwrite(fd, buf, 8, off);
+}
+
+int pcow_bits_or(pcow_image *img, uint32_t region, uint64_t word, uint64_t bits)
+{
+	return pcow_word_update(img->fd, pcow_image_region(img, region) + img->span + word * 8,
+				bits, 0, NULL);
+}
+
+int pcow_bit_clear(pcow_image *img, uint32_t layer, uint64_t block)
+{
+	return pcow_word_update(img->fd, region_start(img, layer) + img->span + block / 64 * 8,
+				0, 1ull << (block % 64), NULL);
 }
 
 int pcow_bit_set(pcow_image *img, uint32_t layer, uint64_t block)

@@ -28,12 +28,23 @@ int pcow_file_has_data(int fd, uint64_t offset, uint64_t len);
 int pcow_data_extent(int fd, uint64_t pos, uint64_t end, uint64_t *start,
 		     uint64_t *stop);
 
-/* The layer's on-disk copy bitmap (little-endian words), mapped read-only;
- * NULL when it cannot be mapped. */
-const uint64_t *pcow_bitmap(pcow_image *img, uint32_t layer);
+/* Word of region's on-disk copy bitmap (pending bits left out). */
+int pcow_bitmap_word(pcow_image *img, uint32_t region, uint64_t word,
+		     uint64_t *out);
 
 /* The copy bit of block in layer: 1 set, 0 clear, negative on error. */
 int pcow_bit_test(pcow_image *img, uint32_t layer, uint64_t block);
+
+/*
+ * Read-modify-write of the little-endian bitmap word at file offset off:
+ * sets the bits of set, clears those of clear (nothing is written when
+ * the word does not change); *old (when not NULL) gets the word before.
+ */
+int pcow_word_update(int fd, uint64_t off, uint64_t set, uint64_t clear,
+		     uint64_t *old);
+
+/* Clears the copy bit (not yet persisted). */
+int pcow_bit_clear(pcow_image *img, uint32_t layer, uint64_t block);
 
 /* ORs bits into word of region's on-disk bitmap (one aligned 8-byte write,
  * not yet persisted). */
@@ -118,8 +129,5 @@ int pcow_layer_record(pcow_image *img, uint32_t layer);
 
 /* Counts the blocks a layer owns that hold data. */
 int pcow_layer_count_blocks(pcow_image *img, uint32_t layer, uint64_t *count);
-
-/* Unmaps the bitmaps (at close). */
-void pcow_bitmaps_release(pcow_image *img);
 
 #endif

@@ -16,9 +16,19 @@ void pcow_io_set_hook(pcow_io_hook_fn fn, void *opaque)
 	io_hook_opaque = opaque;
 }
 
+static uint64_t io_epoch;
+
+uint64_t pcow_io_epoch(void)
+{
+	return __atomic_load_n(&io_epoch, __ATOMIC_ACQUIRE);
+}
+
 static int hook(enum pcow_io_op op, int fd, uint64_t off, uint64_t len,
 		const void *buf)
 {
+	/* Counted before the change: a read racing with it reads again. */
+	if (op != PCOW_IO_SYNC)
+		__atomic_add_fetch(&io_epoch, 1, __ATOMIC_ACQ_REL);
 	return io_hook ? io_hook(op, fd, off, len, buf, io_hook_opaque) : 0;
 }
 

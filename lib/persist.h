@@ -33,6 +33,10 @@ int pcow_io_punch(int fd, uint64_t offset, uint64_t len);
 int pcow_io_truncate(int fd, uint64_t size);
 int pcow_io_sync(int fd);
 
+/* A count of the changes made through these functions (any file): what
+ * was read before it moved may be stale. */
+uint64_t pcow_io_epoch(void);
+
 /* Makes stores to a MAP_SYNC (DAX) mapping durable: flush + fence. */
 void pcow_persist_cachelines(const void *addr, size_t len);
 

@@ -84,17 +84,7 @@ static int copy_extents(pcow_image *img, uint64_t start, uint64_t end,
 static int or_word(pcow_image *img, uint64_t bitmap, uint64_t word,
 		   uint64_t bits)
 {
-	uint8_t w[8];
-	int ret;
-
-	if (!bits)
-		return 0;
-	ret = pcow_io_pread(img->fd, w, 8, bitmap + word * 8);
-	if (ret == 0) {
-		pcow_put_le64(w, pcow_le64(w) | bits);
-		ret = pcow_io_pwrite(img->fd, w, 8, bitmap + word * 8);
-	}
-	return ret;
+	return bits ? pcow_word_update(img->fd, bitmap + word * 8, bits, 0, NULL) : 0;
 }
 
 /*
@@ -119,19 +109,12 @@ static int trim_region(pcow_image *img, uint64_t start, uint64_t size,
 		return ret;
 	if (first % 64) {
 		uint64_t keep = (1ull << (first % 64)) - 1, v;
-		uint8_t w[8];
 
-		ret = pcow_io_pread(img->fd, w, 8, bitmap + word * 8);
+		ret = pcow_word_update(img->fd, bitmap + word * 8, 0, ~keep, &v);
 		if (ret < 0)
 			return ret;
-		v = pcow_le64(w);
-		if (v & ~keep) {
+		if (v & ~keep)
 			*changed = true;
-			pcow_put_le64(w, v & keep);
-			ret = pcow_io_pwrite(img->fd, w, 8, bitmap + word * 8);
-			if (ret < 0)
-				return ret;
-		}
 		word++;
 	}
 	if (bitmap + word * 8 >= end)
@@ -261,7 +244,7 @@ static int commit_layout(pcow_image *img, uint64_t size, uint64_t base,
 	if (ret < 0)
 		return ret;
 	/* The bitmaps' mappings have the old size and place. */
-	pcow_bitmaps_release(img);
+	img->bitmap_cache.valid = false;  /* the layout moved */
 	pcow_image_set_layout(img);
 	return 0;
 }

@@ -261,14 +261,11 @@ static int push_down_blocks(pcow_image *img, uint32_t layer, uint32_t child)
 		if (b % 64 == 0) {
 			/* Skip 64 blocks at a time where layer has neither data
 			 * nor copy bits (bit-only blocks are discarded ones). */
-			const uint8_t *w;
 			uint64_t word;
 
-			ret = pcow_bit_test(img, layer, b); /* maps the bitmap */
+			ret = pcow_bitmap_word(img, img->m.layers[layer].region, b / 64, &word);
 			if (ret < 0)
 				return ret;
-			w = (const uint8_t *)&img->bitmaps[img->m.layers[layer].region][b / 64];
-			word = pcow_le64(w);
 			ret = pcow_file_has_data(img->fd, region_start(img, layer) +
 								  b * img->block_size, group);
 			if (ret < 0)

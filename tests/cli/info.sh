@@ -19,7 +19,7 @@ check_eq "$(json '[k for k in ("backing-filename", "backing-filename-format", "f
 check_eq "$(json 'd["actual-size"]' <plain.json)" "$(disk_usage plain.pcow)" "actual-size is the disk usage"
 check_eq "$(json 'd["format-specific"]["type"]' <plain.json)" pcow "format-specific type"
 check_eq "$(json '[d["format-specific"]["data"][k] for k in ("version", "layers", "block-size", "allocated-blocks", "incompatible-features")]' <plain.json)" \
-    '[1, 1, 4096, 4, 0]' "format-specific data"
+    '[2, 1, 4096, 4, 0]' "format-specific data"
 
 # Human output.
 ok "$PCOW_IMG" info plain.pcow
