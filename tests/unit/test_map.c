@@ -27,6 +27,50 @@ static bool on_tmpfs(const char *path)
 }
 
 
+/* The VMAs that make up [addr, addr+len), from /proc/self/maps. */
+static unsigned vmas_in(const void *addr, size_t len)
+{
+	uintptr_t lo = (uintptr_t)addr, hi = lo + len, a, b;
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	unsigned n = 0;
+
+	CHECK(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx", &a, &b) == 2 && a < hi && b > lo)
+			n++;
+	fclose(f);
+	return n;
+}
+
+/*
+ * True when the file system under dir lets a page of a file, remapped
+ * read-only and then writable again in place, merge back with its
+ * neighbours into one VMA: what keeps copy-ups from fragmenting a map.
+ * Overlayfs does not (docs/design.md).
+ */
+static bool remaps_merge(const char *dir)
+{
+	char path[512];
+	long pg = sysconf(_SC_PAGESIZE);
+	int fd, prot = PROT_READ | PROT_WRITE;
+	uint8_t *p;
+	unsigned n;
+
+	snprintf(path, sizeof(path), "%s/merge-probe", dir);
+	fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0644);
+	CHECK(fd >= 0 && ftruncate(fd, 3 * pg) == 0);
+	p = mmap(NULL, (size_t)(3 * pg), prot, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED);
+	CHECK(mmap(p + pg, (size_t)pg, PROT_READ, MAP_SHARED | MAP_FIXED, fd, pg) != MAP_FAILED);
+	CHECK(mmap(p + pg, (size_t)pg, prot, MAP_SHARED | MAP_FIXED, fd, pg) != MAP_FAILED);
+	n = vmas_in(p, (size_t)(3 * pg));
+	munmap(p, (size_t)(3 * pg));
+	close(fd);
+	unlink(path);
+	return n == 1;
+}
+
 static void shuffle(uint32_t *a, uint32_t n, unsigned seed)
 {
 	uint32_t i;
@@ -133,7 +177,14 @@ static void cow_threads(void)
 	       (unsigned long long)st.blocks_copied, (unsigned long long)st.vmas);
 	/* no block copied twice, none missed */
 	CHECK(st.blocks_copied == CSIZE / CBS && st.blocks_allocated == CSIZE / CBS);
-	CHECK(st.vmas <= 2);
+	/* Each copy-up remaps its block in place: a file system whose remaps
+	 * merge keeps the whole map in one or two VMAs. */
+	if (remaps_merge(test_dir())) {
+		CHECK(st.vmas <= 2);
+	} else {
+		printf("cow: remaps do not merge on this file system\n");
+		CHECK(st.vmas <= CSIZE / CBS + 2);
+	}
 	/* the API sees what the stores did, and the mapping sees API writes */
 	OK(pcow_read(img, got, CSIZE, 0));
 	CHECK(memcmp(got, want, CSIZE) == 0);
