@@ -33,8 +33,8 @@ int pcow_read(pcow_image *img, void *buf, uint64_t len, uint64_t offset)
 	return ret;
 }
 
-/* Writes a piece that lies inside one block. */
-static int write_in_block(pcow_image *img, const uint8_t *p, uint64_t n,
+/* Writes a piece that lies inside one block, past the mapping. */
+static int store_in_block(pcow_image *img, const uint8_t *p, uint64_t n,
 			  uint64_t offset)
 {
 	uint32_t active = img->m.active;
@@ -63,9 +63,20 @@ static int write_in_block(pcow_image *img, const uint8_t *p, uint64_t n,
 		if (ret == 0)
 			ret = pcow_io_pwrite(img->fd, p, n, dst);
 	}
-	if (ret == 0 && img->map)
-		ret = pcow_map_block_owned(img->map, block);
 	return ret;
+}
+
+/* A live mapping must show what the API changed, whatever it showed. */
+static int show_in_map(pcow_image *img, uint64_t block, int ret)
+{
+	return ret == 0 && img->map ? pcow_map_block_owned(img->map, block) : ret;
+}
+
+static int write_in_block(pcow_image *img, const uint8_t *p, uint64_t n,
+			  uint64_t offset)
+{
+	return show_in_map(img, offset / img->block_size,
+			   store_in_block(img, p, n, offset));
 }
 
 int pcow_write(pcow_image *img, const void *buf, uint64_t len, uint64_t offset)
@@ -92,7 +103,7 @@ int pcow_write(pcow_image *img, const void *buf, uint64_t len, uint64_t offset)
 	return ret;
 }
 
-static int discard_block(pcow_image *img, uint64_t block)
+static int punch_block(pcow_image *img, uint64_t block)
 {
 	uint32_t active = img->m.active;
 	uint64_t start = region_start(img, active) + block * img->block_size;
@@ -110,9 +121,12 @@ static int discard_block(pcow_image *img, uint64_t block)
 	bit = pcow_bit_test(img, active, block);
 	if (bit == 0)
 		ret = pcow_claim_block(img, active, block);
-	if (ret == 0 && img->map)
-		ret = pcow_map_block_owned(img->map, block);
 	return bit < 0 ? bit : ret;
+}
+
+static int discard_block(pcow_image *img, uint64_t block)
+{
+	return show_in_map(img, block, punch_block(img, block));
 }
 
 int pcow_discard(pcow_image *img, uint64_t offset, uint64_t len)

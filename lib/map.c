@@ -48,63 +48,91 @@ static uint8_t *reserve(uint64_t len)
 	return aligned;
 }
 
-static int map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
-		  int fd, uint64_t file_off)
-{
-	int flags = MAP_SHARED | MAP_FIXED;
-	void *p;
-
-	if (fd == map->img->fd)
-		flags |= map->extra_flags;
-	map->mmaps++;
-	p = mmap(map->base + off, len, prot, flags, fd, (off_t)file_off);
-	if (p == MAP_FAILED)
-		return pcow_err_sys(-errno, "%s: mmap failed", map->img->path);
-	return 0;
-}
-
-/* The inherited-block index (map.h). */
+/* The inherited-block index and the detached bits (map.h), one mapping. */
 static int index_new(struct pcow_map *map)
 {
-	uint64_t bytes = (map->img->nblocks + 63) / 64 * 8;
+	uint64_t words = (map->img->nblocks + 63) / 64, bytes = 2 * words * 8;
 	void *p = mmap(NULL, bytes ? bytes : 8, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	if (p == MAP_FAILED)
 		return pcow_err(-ENOMEM, "out of memory");
 	map->inherited = p;
+	map->detached = map->inherited + words;
 	map->inherited_bytes = bytes ? bytes : 8;
 	return 0;
 }
 
-static void index_bit(struct pcow_map *map, uint64_t b, bool on)
+static void index_bit(uint64_t *bits, uint64_t b, bool on)
 {
 	uint64_t bit = 1ull << (b % 64);
 
-	map->inherited[b / 64] = on ? map->inherited[b / 64] | bit
-				    : map->inherited[b / 64] & ~bit;
+	bits[b / 64] = on ? bits[b / 64] | bit : bits[b / 64] & ~bit;
 }
 
-static void index_set(struct pcow_map *map, uint64_t first, uint64_t end,
-		      bool on)
+static void index_set_in(struct pcow_map *map, uint64_t *bits, uint64_t first,
+			 uint64_t end, bool on)
 {
 	uint64_t b = first;
 
 	if (end > map->img->nblocks)
 		end = map->img->nblocks;
 	for (; b < end && b % 64; b++)
-		index_bit(map, b, on);
+		index_bit(bits, b, on);
 	if (b + 64 <= end) {
-		memset(&map->inherited[b / 64], on ? 0xff : 0, (end - b) / 64 * 8);
+		memset(&bits[b / 64], on ? 0xff : 0, (end - b) / 64 * 8);
 		b += (end - b) / 64 * 64;
 	}
 	for (; b < end; b++)
-		index_bit(map, b, on);
+		index_bit(bits, b, on);
 }
 
-static bool index_test(const struct pcow_map *map, uint64_t b)
+static void index_set(struct pcow_map *map, uint64_t first, uint64_t end,
+		      bool on)
 {
-	return map->inherited[b / 64] >> (b % 64) & 1;
+	index_set_in(map, map->inherited, first, end, on);
+}
+
+static bool index_test(const uint64_t *bits, uint64_t b)
+{
+	return bits[b / 64] >> (b % 64) & 1;
+}
+
+/* [off, off+len) of the map now shows something other than the active
+ * region's pages: every block it touches is detached. */
+static void detach(struct pcow_map *map, uint64_t off, uint64_t len)
+{
+	uint64_t bs = map->img->block_size;
+
+	index_set_in(map, map->detached, off / bs, (off + len + bs - 1) / bs, true);
+}
+
+static int map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
+		  int fd, uint64_t file_off)
+{
+	pcow_image *img = map->img;
+	uint64_t bs = img->block_size, end = off + len;
+	int flags = MAP_SHARED | MAP_FIXED;
+	void *p;
+
+	if (fd == img->fd)
+		flags |= map->extra_flags;
+	map->mmaps++;
+	p = mmap(map->base + off, len, prot, flags, fd, (off_t)file_off);
+	if (p == MAP_FAILED)
+		return pcow_err_sys(-errno, "%s: mmap failed", img->path);
+	if (fd != img->fd || file_off != region_start(img, img->m.active) + off ||
+	    prot != (map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE)) {
+		detach(map, off, len);
+		return 0;
+	}
+	/* Attached again: the blocks it covers whole (the last block of the
+	 * image ends at the end of the map). */
+	if (end >= map->len)
+		end = map->img->nblocks * bs;
+	if (end / bs > (off + bs - 1) / bs)
+		index_set_in(map, map->detached, (off + bs - 1) / bs, end / bs, false);
+	return 0;
 }
 
 /* Extends the current read-only run, or maps it and starts another. */
@@ -195,6 +223,7 @@ static int ro_zeros(struct pcow_map *map, struct ro_run *run, uint64_t off,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	if (ret == 0 && p == MAP_FAILED)
 		ret = pcow_err_sys(-errno, "%s: mmap failed", img->path);
+	detach(map, off, len);
 	return ret;
 }
 
@@ -257,6 +286,7 @@ static int ro_page_copy(struct inherited *in, uint64_t off)
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	if (p == MAP_FAILED)
 		return pcow_err_sys(-errno, "%s: mmap failed", img->path);
+	detach(map, off, n);
 	if (n > img->m.virtual_size - off)
 		n = img->m.virtual_size - off;
 	ret = pcow_chain_read(img, img->m.active, p, n, off);
@@ -308,6 +338,7 @@ static int seg_extend(struct inherited *in, uint64_t from, uint64_t end)
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return pcow_err_sys(-errno, "%s: mmap failed", map->img->path);
+	detach(map, in->seg_end, end - in->seg_end);
 	in->seg_end = end;
 	return 0;
 }
@@ -516,17 +547,17 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	prot = map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
 	/* MAP_SYNC keeps DAX metadata durable with the data; fall back quietly
 	 * where the file system cannot (page cache: flushes use fdatasync). */
-	p = mmap(map->base, map->len, prot,
-		 MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED, img->fd,
-		 (off_t)region_start(img, img->m.active));
+	ret = index_new(map);
+	p = ret < 0 ? MAP_FAILED
+		    : mmap(map->base, map->len, prot,
+			   MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED, img->fd,
+			   (off_t)region_start(img, img->m.active));
 	if (p != MAP_FAILED)
 		map->extra_flags = MAP_SHARED_VALIDATE | MAP_SYNC;
-	else
+	else if (ret == 0)
 		ret = map_at(map, 0, map->len, prot, img->fd,
 			     region_start(img, img->m.active));
 	init_vma_budget(map);
-	if (p != MAP_FAILED || ret == 0)
-		ret = index_new(map);
 	if (ret == 0)
 		ret = map_inherited(map);
 	if (ret == 0)
@@ -592,9 +623,12 @@ int pcow_map_block_owned(struct pcow_map *map, uint64_t block)
 	pcow_image *img = map->img;
 	uint64_t start = block * img->block_size, n = img->block_size;
 
+	index_set(map, block, block + 1, false);
+	if (!index_test(map->detached, block))
+		return 0;
 	if (n > map->len - start)
 		n = map->len - start;
-	index_set(map, block, block + 1, false);
+	map->vma_estimate += 2;
 	return map_at(map, start, n,
 		      map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE, img->fd,
 		      region_start(img, img->m.active) + start);
@@ -661,9 +695,9 @@ static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
 	int ret;
 
 	for (b = first; b < end; b = e) {
-		for (; b < end && !index_test(map, b); b++)
+		for (; b < end && !index_test(map->inherited, b); b++)
 			;
-		for (e = b; e < end && index_test(map, e); e++)
+		for (e = b; e < end && index_test(map->inherited, e); e++)
 			;
 		if (e == b)
 			break;

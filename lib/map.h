@@ -50,7 +50,16 @@ struct pcow_map {
 	 * inherited.
 	 */
 	uint64_t *inherited;
-	uint64_t inherited_bytes;
+	/*
+	 * One bit per block the mapping does not show from the active
+	 * region's pages at the map's protection: read-only runs, bridged
+	 * gaps, anonymous copies.  A change through the byte API remaps such
+	 * a block, or the mapping would go on showing what was there.  Set
+	 * for every block a mapping touches, cleared only for blocks a
+	 * mapping of the active region covers whole.
+	 */
+	uint64_t *detached;
+	uint64_t inherited_bytes;       /* both bitmaps */
 	uint64_t mmaps;         /* mmap calls since map_inherited began */
 	int registry_slot;
 	int statfs_fd;          /* the last file asked about by reads_allocate */
@@ -68,8 +77,9 @@ int pcow_fault_register(struct pcow_map *map);
 void pcow_fault_unregister(struct pcow_map *map);
 
 /*
- * The active layer now owns block (written or discarded through the API):
- * show the active region there instead of an inherited read-only block.
+ * Block was written or discarded through the API: the active layer owns
+ * it now, or nothing below has data there.  Shows the active region there
+ * where the mapping showed something else (map.h, detached).
  */
 int pcow_map_block_owned(struct pcow_map *map, uint64_t block);
 

@@ -583,8 +583,89 @@ static void shared_base_stays_sparse(void)
 	OK(pcow_close(&o1));
 }
 
+/* The block as pcow_read sees it is what the mapping shows. */
+static void expect_same(pcow_image *img, const uint8_t *base, uint64_t block)
+{
+	uint8_t got[4096];
+
+	OK(pcow_read(img, got, sizeof(got), block * sizeof(got)));
+	CHECK(memcmp(got, base + block * sizeof(got), sizeof(got)) == 0);
+}
+
+/*
+ * Writes and discards through the byte API show in the mapping, and stores
+ * into the mapping show to pcow_read, on every kind of block a map holds:
+ * inherited, the overlay's own, bridged gaps between inherited runs (on
+ * file systems that bridge), blocks nobody holds, and the same blocks
+ * inside anonymous stretches once the map is compacted (budget "16").
+ */
+static void api_changes_show(const char *budget)
+{
+	/* 32 MiB: gaps of one block are narrow enough to bridge by default. */
+	const uint64_t bs = 4096, size = 32 << 20;
+	/* inherited, own, gap between inherited runs, nobody's */
+	const uint64_t blocks[] = {10, 200, 11, 33, 101, 301, 700, 5000};
+	uint8_t buf[4096];
+	struct pcow_map_stats st;
+	volatile uint8_t *base;
+	pcow_image *img;
+	pcow_map *map;
+	uint64_t b, i;
+	int fd, round;
+
+	unlink(test_path("api.pcow"));
+	img = test_overlay_on_raw("api.raw", size, buf, 0, 0, "api.pcow", bs);
+	fd = open(test_path("api.raw"), O_WRONLY);
+	CHECK(fd >= 0);
+	for (b = 0; b < 512; b += 2) {
+		test_fill(buf, bs, 21, b * bs);
+		CHECK(pwrite(fd, buf, bs, (off_t)(b * bs)) == (ssize_t)bs);
+	}
+	close(fd);
+	/* The overlay's own blocks split the inherited runs below 64. */
+	for (b = 1; b < 64; b += 2) {
+		test_fill(buf, bs, 22, b * bs);
+		OK(pcow_write(img, buf, bs, b * bs));
+	}
+	if (budget)
+		setenv("PCOW_VMA_BUDGET", budget, 1);
+	OK(pcow_map_new(&map, img, 0));
+	unsetenv("PCOW_VMA_BUDGET");
+	base = pcow_map_addr(map);
+	OK(pcow_map_get_stats(map, &st));
+	printf("api changes (budget %s): %llu vmas\n", budget ? budget : "default",
+	       (unsigned long long)st.vmas);
+	for (i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) {
+		b = blocks[i];
+		expect_same(img, (const uint8_t *)base, b);
+		/* the first round writes first, the second discards first */
+		for (round = 0; round < 2; round++) {
+			if (round == 0) {
+				memset(buf, 'Y', 100);
+				OK(pcow_write(img, buf, 100, b * bs + 50));
+				CHECK(base[b * bs + 50] == 'Y' && base[b * bs + 149] == 'Y');
+			} else {
+				OK(pcow_discard(img, b * bs, bs));
+				CHECK(base[b * bs + 50] == 0 && base[b * bs + 4000] == 0);
+			}
+			expect_same(img, (const uint8_t *)base, b);
+			base[b * bs + 300 + round] = 'Z';
+			expect_same(img, (const uint8_t *)base, b);
+		}
+		OK(pcow_discard(img, b * bs, bs));
+		CHECK(base[b * bs + 300] == 0);
+		expect_same(img, (const uint8_t *)base, b);
+	}
+	for (b = 0; b < size / bs; b++)
+		expect_same(img, (const uint8_t *)base, b);
+	OK(pcow_map_delete(&map));
+	OK(pcow_close(&img));
+}
+
 int main(void)
 {
+	api_changes_show(NULL);
+	api_changes_show("16");
 	no_bridge_over_discard();
 	shared_base_stays_sparse();
 	pending_bits();
