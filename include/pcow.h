@@ -75,7 +75,11 @@ int pcow_create(const char *path, const struct pcow_create_opts *opts);
  */
 int pcow_open(pcow_image **img, const char *path, unsigned flags);
 
-/* Closes an image (flushing it first) and sets *img to NULL. */
+/*
+ * Closes an image (flushing it first) and sets *img to NULL.  Fails with
+ * -EBUSY, changing nothing, while the image is mapped: pcow_map_delete()
+ * first.
+ */
 int pcow_close(pcow_image **img);
 
 /* The message describing the last failure of this thread. */
@@ -243,10 +247,17 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res);
  * 2 MiB.  Loads and stores go straight to the image file's pages; the first
  * store to a block inherited from a snapshot or the backing file copies it
  * up (handled inside a SIGSEGV handler the library installs and chains).
- * The image must stay open while it is mapped; at most one mapping per
- * image.
+ * The image must stay open while it is mapped (pcow_close() refuses with
+ * -EBUSY); at most one mapping per image.
  */
 int pcow_map_new(pcow_map **map, pcow_image *img, unsigned flags);
+/*
+ * Unmaps and frees the mapping.  A fault in it that the library is serving
+ * for another thread is finished first; the caller keeps other threads
+ * from touching the range afterwards.  Not to be called from a library
+ * callback (progress, error handler of another map), which may hold an
+ * image lock such a fault waits for.
+ */
 int pcow_map_delete(pcow_map **map);
 void *pcow_map_addr(const pcow_map *map);
 uint64_t pcow_map_length(const pcow_map *map);

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -20,21 +21,38 @@
 #define MAX_MAPS 64
 
 static _Atomic(struct pcow_map *) maps[MAX_MAPS];
+/*
+ * How many handlers may be looking at maps[i]: a handler counts itself in
+ * before it reads the slot and out when it is done with the map, and
+ * unregistering empties the slot and then waits for the count to drop to
+ * zero, so that a map is never freed under a fault another thread is
+ * serving.
+ */
+static atomic_int users[MAX_MAPS];
 static struct sigaction old_segv, old_bus;
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool installed;
 
-static struct pcow_map *find_map(void *addr)
+/* The slot of the map holding addr, counted in (release_slot), or -1. */
+static int find_map(void *addr)
 {
 	int i;
 
 	for (i = 0; i < MAX_MAPS; i++) {
-		struct pcow_map *m = atomic_load(&maps[i]);
+		struct pcow_map *m;
 
+		atomic_fetch_add(&users[i], 1);
+		m = atomic_load(&maps[i]);
 		if (m && (uint8_t *)addr >= m->base && (uint8_t *)addr < m->base + m->len)
-			return m;
+			return i;
+		atomic_fetch_sub(&users[i], 1);
 	}
-	return NULL;
+	return -1;
+}
+
+static void release_slot(int i)
+{
+	atomic_fetch_sub(&users[i], 1);
 }
 
 static void chain(int sig, siginfo_t *info, void *ctx)
@@ -53,23 +71,31 @@ static void chain(int sig, siginfo_t *info, void *ctx)
 
 static void on_fault(int sig, siginfo_t *info, void *ctx)
 {
-	int saved_errno = errno;
-	struct pcow_map *map = find_map(info->si_addr);
+	int saved_errno = errno, slot = find_map(info->si_addr);
+	struct pcow_map *map;
+	pcow_map_error_fn err_fn;
+	void *err_opaque;
 	int ret = -EFAULT;
 
-	if (!map) {
+	if (slot < 0) {
 		chain(sig, info, ctx);
 		goto out;
 	}
+	map = atomic_load(&maps[slot]);
 	if (sig == SIGSEGV && info->si_code == SEGV_ACCERR && !map->rdonly)
 		ret = pcow_map_handle_write(map, info->si_addr);
 	else if (sig == SIGBUS)
 		/* The file system could not back a page: out of space, usually. */
 		ret = -ENOSPC;
+	err_fn = map->err_fn;
+	err_opaque = map->err_opaque;
+	/* The error handler and the chained one may not return (siglongjmp):
+	 * the map is no longer ours to hold from here. */
+	release_slot(slot);
 	if (ret == 0)
 		goto out;
-	if (map->err_fn)
-		map->err_fn(map, info->si_addr, ret, map->err_opaque);
+	if (err_fn)
+		err_fn(map, info->si_addr, ret, err_opaque);
 	else
 		chain(sig, info, ctx);
 out:
@@ -116,7 +142,14 @@ int pcow_fault_register(struct pcow_map *map)
 
 void pcow_fault_unregister(struct pcow_map *map)
 {
-	if (map->registry_slot >= 0)
-		atomic_store(&maps[map->registry_slot], NULL);
+	int i = map->registry_slot;
+
+	if (i < 0)
+		return;
+	atomic_store(&maps[i], NULL);
+	/* A handler that found the map before it left the slot finishes its
+	 * copy-up first (it may wait for the image lock: never hold it here). */
+	while (atomic_load(&users[i]) > 0)
+		sched_yield();
 	map->registry_slot = -1;
 }

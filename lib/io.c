@@ -23,12 +23,12 @@ static int check_range(pcow_image *img, uint64_t len, uint64_t offset)
 
 int pcow_read(pcow_image *img, void *buf, uint64_t len, uint64_t offset)
 {
-	int ret = check_range(img, len, offset);
+	int ret;
 
-	if (ret < 0)
-		return ret;
 	pthread_mutex_lock(&img->lock);
-	ret = pcow_chain_read(img, img->m.active, buf, len, offset);
+	ret = check_range(img, len, offset);
+	if (ret == 0)
+		ret = pcow_chain_read(img, img->m.active, buf, len, offset);
 	pthread_mutex_unlock(&img->lock);
 	return ret;
 }
@@ -82,13 +82,13 @@ static int write_in_block(pcow_image *img, const uint8_t *p, uint64_t n,
 int pcow_write(pcow_image *img, const void *buf, uint64_t len, uint64_t offset)
 {
 	const uint8_t *p = buf;
-	int ret = check_range(img, len, offset);
+	int ret = pcow_require_writable(img);
 
-	if (ret == 0)
-		ret = pcow_require_writable(img);
 	if (ret < 0)
 		return ret;
 	pthread_mutex_lock(&img->lock);
+	/* The size may change under a resize until the lock is held. */
+	ret = check_range(img, len, offset);
 	while (len && ret == 0) {
 		uint64_t n = img->block_size - offset % img->block_size;
 
@@ -132,18 +132,17 @@ static int discard_block(pcow_image *img, uint64_t block)
 int pcow_discard(pcow_image *img, uint64_t offset, uint64_t len)
 {
 	uint64_t first, end;
-	int ret = check_range(img, len, offset);
+	int ret = pcow_require_writable(img);
 
-	if (ret == 0)
-		ret = pcow_require_writable(img);
 	if (ret < 0)
 		return ret;
+	pthread_mutex_lock(&img->lock);
+	ret = check_range(img, len, offset);
 	first = (offset + img->block_size - 1) / img->block_size;
 	end = (offset + len) / img->block_size;
 	/* A final partial block at the end of the image counts as whole. */
 	if (offset + len == img->m.virtual_size)
 		end = img->nblocks;
-	pthread_mutex_lock(&img->lock);
 	for (; first < end && ret == 0; first++)
 		ret = discard_block(img, first);
 	pthread_mutex_unlock(&img->lock);
@@ -206,15 +205,15 @@ int pcow_block_status(pcow_image *img, uint64_t offset, uint64_t len,
 		      struct pcow_block_status *st)
 {
 	struct first_run f = {.from = offset};
-	uint64_t end;
-	int ret = check_range(img, len, offset);
+	uint64_t end = offset + len;
+	int ret;
 
-	if (ret < 0)
-		return ret;
 	if (len == 0)
 		return pcow_err(-EINVAL, "empty range");
-	end = offset + len;
 	pthread_mutex_lock(&img->lock);
+	ret = check_range(img, len, offset);
+	if (ret < 0)
+		goto out;
 	/* Runs come from the files' extents, not block by block, so this
 	 * also sees data a smaller-block backing file has inside a block. */
 	ret = pcow_view_runs(img, img->m.active, offset / img->block_size *

@@ -517,8 +517,6 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	void *p;
 
 	*out = NULL;
-	if (img->map)
-		return pcow_err(-EBUSY, "%s: image is already mapped", img->path);
 	if (!(flags & PCOW_MAP_RDONLY) && img->rdonly)
 		return pcow_err(-EACCES, "%s: image is opened read-only", img->path);
 	map = calloc(1, sizeof(*map));
@@ -537,7 +535,10 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	}
 	pthread_mutex_lock(&img->lock);
 	/* The walk over the image's runs reads copy bits from the file. */
-	ret = img->rdonly ? 0 : pcow_pending_persist(img);
+	if (img->map)
+		ret = pcow_err(-EBUSY, "%s: image is already mapped", img->path);
+	else
+		ret = img->rdonly ? 0 : pcow_pending_persist(img);
 	if (ret < 0) {
 		pthread_mutex_unlock(&img->lock);
 		munmap(map->base, map->len);
@@ -584,9 +585,12 @@ int pcow_map_delete(pcow_map **pmap)
 	if (!map)
 		return 0;
 	pcow_fault_unregister(map);
+	/* No API write may remap a block into the range once it is unmapped. */
+	pthread_mutex_lock(&map->img->lock);
+	map->img->map = NULL;
+	pthread_mutex_unlock(&map->img->lock);
 	munmap(map->base, map->len);
 	munmap(map->inherited, map->inherited_bytes);
-	map->img->map = NULL;
 	free(map);
 	*pmap = NULL;
 	return 0;

@@ -72,7 +72,11 @@ static inline bool pcow_map_is_sync(const struct pcow_map *map)
 	return map->extra_flags != 0;
 }
 
-/* Installs the fault handlers (once) and registers/unregisters a map. */
+/*
+ * Installs the fault handlers (once) and registers/unregisters a map.
+ * Unregistering waits for the faults other threads are serving in the map,
+ * so the caller must not hold the image lock.
+ */
 int pcow_fault_register(struct pcow_map *map);
 void pcow_fault_unregister(struct pcow_map *map);
 
