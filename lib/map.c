@@ -18,6 +18,7 @@
 #include <string.h>
 #include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -757,6 +758,22 @@ int pcow_map_handle_write(struct pcow_map *map, void *addr)
 	ret = own_range(map, start / bs, len / bs);
 	pthread_mutex_unlock(&img->lock);
 	atomic_fetch_add(&map->faults, 1);
+	return ret;
+}
+
+int pcow_map_bus_error(struct pcow_map *map, void *addr)
+{
+	pcow_image *img = map->img;
+	uint64_t off = (uint64_t)((uint8_t *)addr - map->base);
+	struct stat st;
+	int ret = -EIO;
+
+	pthread_mutex_lock(&img->lock);
+	if (!index_test(map->detached, off / img->block_size) &&
+	    fstat(img->fd, &st) == 0 &&
+	    (uint64_t)st.st_size > region_start(img, img->m.active) + off)
+		ret = -ENOSPC;
+	pthread_mutex_unlock(&img->lock);
 	return ret;
 }
 

@@ -90,4 +90,24 @@ int pcow_map_block_owned(struct pcow_map *map, uint64_t block);
 /* Handles a write fault at addr inside map: copy-up and remap. */
 int pcow_map_handle_write(struct pcow_map *map, void *addr);
 
+/*
+ * Why the page at addr could not be had (a SIGBUS with BUS_ADRERR): -EIO
+ * when it lies past the end of its file (truncated under the map) or in
+ * a file below the active layer, -ENOSPC otherwise (the file system could
+ * not allocate it).
+ */
+int pcow_map_bus_error(struct pcow_map *map, void *addr);
+
+/* What the fault handler does with a fault inside a map. */
+enum pcow_fault_action {
+	PCOW_FAULT_CHAIN,       /* not ours: the handler installed before */
+	PCOW_FAULT_COPY_UP,     /* a store to a read-only block: copy it up */
+	PCOW_FAULT_EFAULT,      /* an access the map never allows */
+	PCOW_FAULT_NO_PAGE,     /* no page behind it: pcow_map_bus_error */
+	PCOW_FAULT_EIO,         /* the file system failed to read it */
+};
+
+/* The action for signal sig with si_code code in a map (read-only or not). */
+enum pcow_fault_action pcow_fault_decide(int sig, int code, bool rdonly);
+
 #endif
