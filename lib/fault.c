@@ -113,7 +113,9 @@ enum pcow_fault_action pcow_fault_decide(int sig, int code, bool rdonly)
  * caller's buffers, which may lie in the map; the lock is recursive, so its
  * own fault takes it again; and the library never waits for another thread
  * while holding it (pcow_map_delete waits for faults in other threads
- * without it).  Error messages are formatted without locale or allocation
+ * without it).  What is left to the caller (pcow.h): progress callbacks
+ * that wait for a thread storing into a map, and buffers for one image's
+ * calls inside another image's map, which two threads can use crosswise.  Error messages are formatted without locale or allocation
  * (error.c).
  */
 static void on_fault(int sig, siginfo_t *info, void *ctx)
