@@ -28,9 +28,11 @@ static _Atomic(struct pcow_map *) maps[MAX_MAPS];
  * before it reads the slot and out when it is done with the map, and
  * unregistering empties the slot and then waits for the count to drop to
  * zero, so that a map is never freed under a fault another thread is
- * serving.
+ * serving.  The range each slot's map covers (which may be stale) lets a
+ * handler find its slot without touching every slot's counter.
  */
 static atomic_int users[MAX_MAPS];
+static _Atomic uintptr_t range_lo[MAX_MAPS], range_hi[MAX_MAPS];
 static struct sigaction old_segv, old_bus;
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool installed;
@@ -38,11 +40,15 @@ static bool installed;
 /* The slot of the map holding addr, counted in (release_slot), or -1. */
 static int find_map(void *addr)
 {
+	uintptr_t a = (uintptr_t)addr;
 	int i;
 
 	for (i = 0; i < MAX_MAPS; i++) {
 		struct pcow_map *m;
 
+		if (a < atomic_load(&range_lo[i]) || a >= atomic_load(&range_hi[i]))
+			continue;
+		/* Counted in first: only then may the map be looked at. */
 		atomic_fetch_add(&users[i], 1);
 		m = atomic_load(&maps[i]);
 		if (m && (uint8_t *)addr >= m->base && (uint8_t *)addr < m->base + m->len)
@@ -187,6 +193,8 @@ int pcow_fault_register(struct pcow_map *map)
 		struct pcow_map *expected = NULL;
 
 		if (atomic_compare_exchange_strong(&maps[i], &expected, map)) {
+			atomic_store(&range_lo[i], (uintptr_t)map->base);
+			atomic_store(&range_hi[i], (uintptr_t)map->base + map->len);
 			map->registry_slot = i;
 			break;
 		}
@@ -204,6 +212,7 @@ void pcow_fault_unregister(struct pcow_map *map)
 	if (i < 0)
 		return;
 	atomic_store(&maps[i], NULL);
+	atomic_store(&range_hi[i], 0);
 	/* A handler that found the map before it left the slot finishes its
 	 * copy-up first (it may wait for the image lock: never hold it here). */
 	while (atomic_load(&users[i]) > 0)
