@@ -43,6 +43,27 @@ static unsigned vmas_in(const void *addr, size_t len)
 	return n;
 }
 
+/* The name of the file shown at addr ("" for anonymous memory). */
+static void shown_from(const void *addr, char *name, size_t size)
+{
+	uintptr_t a, b;
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[1024];
+	int pos;
+
+	CHECK(f);
+	name[0] = '\0';
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &a, &b, &pos) == 2 &&
+		    a <= (uintptr_t)addr && (uintptr_t)addr < b) {
+			const char *slash = strrchr(line + pos, '/');
+
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(name, size, "%s", slash ? slash + 1 : "");
+		}
+	fclose(f);
+}
+
 /*
  * True when the file system under dir lets a page of a file, remapped
  * read-only and then writable again in place, merge back with its
@@ -633,8 +654,20 @@ static void api_changes_show(const char *budget)
 	unsetenv("PCOW_VMA_BUDGET");
 	base = pcow_map_addr(map);
 	OK(pcow_map_get_stats(map, &st));
-	printf("api changes (budget %s): %llu vmas\n", budget ? budget : "default",
-	       (unsigned long long)st.vmas);
+	{
+		char gap[256], own[256];
+
+		/* The cases this is about, where the file system allows them. */
+		shown_from((const uint8_t *)base + 101 * bs, gap, sizeof(gap));
+		shown_from((const uint8_t *)base + 33 * bs, own, sizeof(own));
+		printf("api changes (budget %s): %llu vmas; a gap block shows %s, an own block %s\n",
+		       budget ? budget : "default", (unsigned long long)st.vmas,
+		       gap[0] ? gap : "anonymous memory", own[0] ? own : "anonymous memory");
+		if (!on_tmpfs(test_dir()) && !budget)
+			CHECK(strcmp(gap, "api.raw") == 0);
+		if (budget)
+			CHECK(own[0] == '\0');
+	}
 	for (i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) {
 		b = blocks[i];
 		expect_same(img, (const uint8_t *)base, b);
