@@ -5,10 +5,11 @@
  * the block is copied up and mapped writable, and the store is retried when
  * the handler returns.  A page the host file system cannot back raises
  * SIGBUS with BUS_ADRERR: out of space (-ENOSPC), or past the end of a
- * truncated file (-EIO); the map's error handler decides (stop the VM,
- * print and exit...).  Machine checks (BUS_MCEERR_*), faults outside every
- * map and signals sent by other processes go to the handler that was
- * installed before ours, or get the default action.
+ * truncated file or in a file below (-EIO); the map's error handler
+ * decides (stop the VM, print and exit...).  Machine checks
+ * (BUS_MCEERR_*), faults outside every map and signals sent by other
+ * processes go to the handler that was installed before ours, or get the
+ * default action.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -121,8 +122,8 @@ enum pcow_fault_action pcow_fault_decide(int sig, int code, bool rdonly)
  * while holding it (pcow_map_delete waits for faults in other threads
  * without it).  What is left to the caller (pcow.h): progress callbacks
  * that wait for a thread storing into a map, and buffers for one image's
- * calls inside another image's map, which two threads can use crosswise.  Error messages are formatted without locale or allocation
- * (error.c).
+ * calls inside another image's map, which two threads can use crosswise.
+ * Error messages are formatted without locale or allocation (error.c).
  */
 static void on_fault(int sig, siginfo_t *info, void *ctx)
 {
