@@ -75,7 +75,11 @@ int pcow_create(const char *path, const struct pcow_create_opts *opts);
  */
 int pcow_open(pcow_image **img, const char *path, unsigned flags);
 
-/* Closes an image (flushing it first) and sets *img to NULL. */
+/*
+ * Closes an image (flushing it first) and sets *img to NULL.  Fails with
+ * -EBUSY, changing nothing, while the image is mapped: pcow_map_delete()
+ * first.
+ */
 int pcow_close(pcow_image **img);
 
 /* The message describing the last failure of this thread. */
@@ -236,6 +240,36 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res);
 
 /* ---- The mapping engine ---------------------------------------------- */
 
+/*
+ * Signals.  The first pcow_map_new() installs one handler for SIGSEGV and
+ * for SIGBUS (SA_SIGINFO | SA_NODEFER | SA_RESTART), remembering the
+ * handlers installed before; it stays installed.  The contract:
+ *  - Threads that touch a mapping, and threads that call the library with
+ *    buffers inside one, must not block SIGSEGV or SIGBUS: the kernel
+ *    kills a thread that faults with them blocked.
+ *  - A handler installed later must call the one sigaction() reports as
+ *    previous (with the same arguments) for every fault it does not
+ *    handle itself, at least for addresses inside a mapping; without it,
+ *    stores to inherited blocks crash.  The library's handler must not be
+ *    replaced while an image is mapped.
+ *  - Faults that are not the library's (outside every mapping; signals
+ *    sent with kill() or sigqueue(); machine checks, BUS_MCEERR_AR and
+ *    BUS_MCEERR_AO, which QEMU injects into the guest; misaligned
+ *    accesses) go to the handler installed before it, called directly
+ *    from its own, in the same signal context (that handler's sa_mask and
+ *    flags are not applied again).  If that was SIG_DFL, the default
+ *    action is restored, so the fault kills as it would have; SIG_IGN
+ *    ignores what can be ignored.  Faults in a mapping that the library
+ *    cannot serve go to the map's error handler, if it has one (below).
+ *  - The handler is async-signal-safe but for the image's lock, which it
+ *    takes to copy a block up; the library never waits for another thread
+ *    while holding it, and a thread faulting on its own buffer while it
+ *    holds it takes it again (it is recursive).  Callbacks the library
+ *    calls (progress) must not wait for a thread that may store into a
+ *    mapping, and a buffer passed to calls on one image must not lie in
+ *    another image's mapping (two threads doing that crosswise deadlock).
+ */
+
 #define PCOW_MAP_RDONLY 0x1u
 
 /*
@@ -243,10 +277,17 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res);
  * 2 MiB.  Loads and stores go straight to the image file's pages; the first
  * store to a block inherited from a snapshot or the backing file copies it
  * up (handled inside a SIGSEGV handler the library installs and chains).
- * The image must stay open while it is mapped; at most one mapping per
- * image.
+ * The image must stay open while it is mapped (pcow_close() refuses with
+ * -EBUSY); at most one mapping per image.
  */
 int pcow_map_new(pcow_map **map, pcow_image *img, unsigned flags);
+/*
+ * Unmaps and frees the mapping.  A fault in it that the library is serving
+ * for another thread is finished first; the caller keeps other threads
+ * from touching the range afterwards.  Not to be called from a library
+ * callback (progress, error handler of another map), which may hold an
+ * image lock such a fault waits for.
+ */
 int pcow_map_delete(pcow_map **map);
 void *pcow_map_addr(const pcow_map *map);
 uint64_t pcow_map_length(const pcow_map *map);
@@ -255,11 +296,15 @@ uint64_t pcow_map_length(const pcow_map *map);
 int pcow_map_flush(pcow_map *map);
 
 /*
- * Called, in the faulting thread and in signal context, when a store cannot
- * be served (err = -ENOSPC when the host file system is full, or another
- * negative errno).  When the handler returns, the store is retried.  With
- * no handler, the fault is passed to the previously installed handler or
- * kills the process as an unhandled SIGBUS would.
+ * Called, in the faulting thread and in signal context, when an access
+ * cannot be served: err = -ENOSPC when the host file system could not
+ * allocate a page of the image, -EIO when a page lies past the end of a
+ * file truncated under the map or the file system could not read it,
+ * -EFAULT for a store to a read-only map, or the error of a failed
+ * copy-up (pcow_errormsg() describes it, and may be called there).  When
+ * the handler returns, the access is retried.  With no handler, the fault
+ * is passed to the previously installed handler or kills the process as an
+ * unhandled SIGBUS would.
  */
 typedef void (*pcow_map_error_fn)(pcow_map *map, void *addr, int err,
 				  void *opaque);

@@ -617,8 +617,13 @@ int pcow_close(pcow_image **pimg)
 
 	if (!img)
 		return 0;
-	if (img->map)
-		pcow_map_delete(&img->map);
+	/* The caller's map handle would outlive the image: refuse instead. */
+	pthread_mutex_lock(&img->lock);
+	ret = img->map ? pcow_err(-EBUSY, "%s: image is mapped; delete the map first",
+				  img->path) : 0;
+	pthread_mutex_unlock(&img->lock);
+	if (ret < 0)
+		return ret;
 	(void)pcow_pending_set_interval(img, 0);
 	if (img->fd >= 0 && !img->rdonly && !img->poisoned)
 		ret = pcow_image_record(img);

@@ -23,18 +23,18 @@ static int check_range(pcow_image *img, uint64_t len, uint64_t offset)
 
 int pcow_read(pcow_image *img, void *buf, uint64_t len, uint64_t offset)
 {
-	int ret = check_range(img, len, offset);
+	int ret;
 
-	if (ret < 0)
-		return ret;
 	pthread_mutex_lock(&img->lock);
-	ret = pcow_chain_read(img, img->m.active, buf, len, offset);
+	ret = check_range(img, len, offset);
+	if (ret == 0)
+		ret = pcow_chain_read(img, img->m.active, buf, len, offset);
 	pthread_mutex_unlock(&img->lock);
 	return ret;
 }
 
-/* Writes a piece that lies inside one block. */
-static int write_in_block(pcow_image *img, const uint8_t *p, uint64_t n,
+/* Writes a piece that lies inside one block, past the mapping. */
+static int store_in_block(pcow_image *img, const uint8_t *p, uint64_t n,
 			  uint64_t offset)
 {
 	uint32_t active = img->m.active;
@@ -63,22 +63,33 @@ static int write_in_block(pcow_image *img, const uint8_t *p, uint64_t n,
 		if (ret == 0)
 			ret = pcow_io_pwrite(img->fd, p, n, dst);
 	}
-	if (ret == 0 && img->map)
-		ret = pcow_map_block_owned(img->map, block);
 	return ret;
+}
+
+/* A live mapping must show what the API changed, whatever it showed. */
+static int show_in_map(pcow_image *img, uint64_t block, int ret)
+{
+	return ret == 0 && img->map ? pcow_map_block_owned(img->map, block) : ret;
+}
+
+static int write_in_block(pcow_image *img, const uint8_t *p, uint64_t n,
+			  uint64_t offset)
+{
+	return show_in_map(img, offset / img->block_size,
+			   store_in_block(img, p, n, offset));
 }
 
 int pcow_write(pcow_image *img, const void *buf, uint64_t len, uint64_t offset)
 {
 	const uint8_t *p = buf;
-	int ret = check_range(img, len, offset);
+	int ret = pcow_require_writable(img);
 
-	if (ret == 0)
-		ret = pcow_require_writable(img);
 	if (ret < 0)
 		return ret;
 	pthread_mutex_lock(&img->lock);
-	if (len)
+	/* The size may change under a resize until the lock is held. */
+	ret = check_range(img, len, offset);
+	if (ret == 0 && len)
 		ret = pcow_image_mark_dirty(img);
 	while (len && ret == 0) {
 		uint64_t n = img->block_size - offset % img->block_size;
@@ -94,7 +105,7 @@ int pcow_write(pcow_image *img, const void *buf, uint64_t len, uint64_t offset)
 	return ret;
 }
 
-static int discard_block(pcow_image *img, uint64_t block)
+static int punch_block(pcow_image *img, uint64_t block)
 {
 	uint32_t active = img->m.active;
 	uint64_t start = region_start(img, active) + block * img->block_size;
@@ -115,26 +126,28 @@ static int discard_block(pcow_image *img, uint64_t block)
 	bit = pcow_bit_test(img, active, block);
 	if (bit == 0)
 		ret = pcow_claim_block(img, active, block);
-	if (ret == 0 && img->map)
-		ret = pcow_map_block_owned(img->map, block);
 	return bit < 0 ? bit : ret;
+}
+
+static int discard_block(pcow_image *img, uint64_t block)
+{
+	return show_in_map(img, block, punch_block(img, block));
 }
 
 int pcow_discard(pcow_image *img, uint64_t offset, uint64_t len)
 {
 	uint64_t first, end;
-	int ret = check_range(img, len, offset);
+	int ret = pcow_require_writable(img);
 
-	if (ret == 0)
-		ret = pcow_require_writable(img);
 	if (ret < 0)
 		return ret;
+	pthread_mutex_lock(&img->lock);
+	ret = check_range(img, len, offset);
 	first = (offset + img->block_size - 1) / img->block_size;
 	end = (offset + len) / img->block_size;
 	/* A final partial block at the end of the image counts as whole. */
 	if (offset + len == img->m.virtual_size)
 		end = img->nblocks;
-	pthread_mutex_lock(&img->lock);
 	for (; first < end && ret == 0; first++)
 		ret = discard_block(img, first);
 	pthread_mutex_unlock(&img->lock);
@@ -197,15 +210,15 @@ int pcow_block_status(pcow_image *img, uint64_t offset, uint64_t len,
 		      struct pcow_block_status *st)
 {
 	struct first_run f = {.from = offset};
-	uint64_t end;
-	int ret = check_range(img, len, offset);
+	uint64_t end = offset + len;
+	int ret;
 
-	if (ret < 0)
-		return ret;
 	if (len == 0)
 		return pcow_err(-EINVAL, "empty range");
-	end = offset + len;
 	pthread_mutex_lock(&img->lock);
+	ret = check_range(img, len, offset);
+	if (ret < 0)
+		goto out;
 	/* Runs come from the files' extents, not block by block, so this
 	 * also sees data a smaller-block backing file has inside a block. */
 	ret = pcow_view_runs(img, img->m.active, offset / img->block_size *

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -48,63 +49,91 @@ static uint8_t *reserve(uint64_t len)
 	return aligned;
 }
 
-static int map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
-		  int fd, uint64_t file_off)
-{
-	int flags = MAP_SHARED | MAP_FIXED;
-	void *p;
-
-	if (fd == map->img->fd)
-		flags |= map->extra_flags;
-	map->mmaps++;
-	p = mmap(map->base + off, len, prot, flags, fd, (off_t)file_off);
-	if (p == MAP_FAILED)
-		return pcow_err_sys(-errno, "%s: mmap failed", map->img->path);
-	return 0;
-}
-
-/* The inherited-block index (map.h). */
+/* The inherited-block index and the detached bits (map.h), one mapping. */
 static int index_new(struct pcow_map *map)
 {
-	uint64_t bytes = (map->img->nblocks + 63) / 64 * 8;
+	uint64_t words = (map->img->nblocks + 63) / 64, bytes = 2 * words * 8;
 	void *p = mmap(NULL, bytes ? bytes : 8, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	if (p == MAP_FAILED)
 		return pcow_err(-ENOMEM, "out of memory");
 	map->inherited = p;
+	map->detached = map->inherited + words;
 	map->inherited_bytes = bytes ? bytes : 8;
 	return 0;
 }
 
-static void index_bit(struct pcow_map *map, uint64_t b, bool on)
+static void index_bit(uint64_t *bits, uint64_t b, bool on)
 {
 	uint64_t bit = 1ull << (b % 64);
 
-	map->inherited[b / 64] = on ? map->inherited[b / 64] | bit
-				    : map->inherited[b / 64] & ~bit;
+	bits[b / 64] = on ? bits[b / 64] | bit : bits[b / 64] & ~bit;
 }
 
-static void index_set(struct pcow_map *map, uint64_t first, uint64_t end,
-		      bool on)
+static void index_set_in(struct pcow_map *map, uint64_t *bits, uint64_t first,
+			 uint64_t end, bool on)
 {
 	uint64_t b = first;
 
 	if (end > map->img->nblocks)
 		end = map->img->nblocks;
 	for (; b < end && b % 64; b++)
-		index_bit(map, b, on);
+		index_bit(bits, b, on);
 	if (b + 64 <= end) {
-		memset(&map->inherited[b / 64], on ? 0xff : 0, (end - b) / 64 * 8);
+		memset(&bits[b / 64], on ? 0xff : 0, (end - b) / 64 * 8);
 		b += (end - b) / 64 * 64;
 	}
 	for (; b < end; b++)
-		index_bit(map, b, on);
+		index_bit(bits, b, on);
 }
 
-static bool index_test(const struct pcow_map *map, uint64_t b)
+static void index_set(struct pcow_map *map, uint64_t first, uint64_t end,
+		      bool on)
 {
-	return map->inherited[b / 64] >> (b % 64) & 1;
+	index_set_in(map, map->inherited, first, end, on);
+}
+
+static bool index_test(const uint64_t *bits, uint64_t b)
+{
+	return bits[b / 64] >> (b % 64) & 1;
+}
+
+/* [off, off+len) of the map now shows something other than the active
+ * region's pages: every block it touches is detached. */
+static void detach(struct pcow_map *map, uint64_t off, uint64_t len)
+{
+	uint64_t bs = map->img->block_size;
+
+	index_set_in(map, map->detached, off / bs, (off + len + bs - 1) / bs, true);
+}
+
+static int map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
+		  int fd, uint64_t file_off)
+{
+	pcow_image *img = map->img;
+	uint64_t bs = img->block_size, end = off + len;
+	int flags = MAP_SHARED | MAP_FIXED;
+	void *p;
+
+	if (fd == img->fd)
+		flags |= map->extra_flags;
+	map->mmaps++;
+	p = mmap(map->base + off, len, prot, flags, fd, (off_t)file_off);
+	if (p == MAP_FAILED)
+		return pcow_err_sys(-errno, "%s: mmap failed", img->path);
+	if (fd != img->fd || file_off != region_start(img, img->m.active) + off ||
+	    prot != (map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE)) {
+		detach(map, off, len);
+		return 0;
+	}
+	/* Attached again: the blocks it covers whole (the last block of the
+	 * image ends at the end of the map). */
+	if (end >= map->len)
+		end = map->img->nblocks * bs;
+	if (end / bs > (off + bs - 1) / bs)
+		index_set_in(map, map->detached, (off + bs - 1) / bs, end / bs, false);
+	return 0;
 }
 
 /* Extends the current read-only run, or maps it and starts another. */
@@ -195,6 +224,7 @@ static int ro_zeros(struct pcow_map *map, struct ro_run *run, uint64_t off,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	if (ret == 0 && p == MAP_FAILED)
 		ret = pcow_err_sys(-errno, "%s: mmap failed", img->path);
+	detach(map, off, len);
 	return ret;
 }
 
@@ -257,6 +287,7 @@ static int ro_page_copy(struct inherited *in, uint64_t off)
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	if (p == MAP_FAILED)
 		return pcow_err_sys(-errno, "%s: mmap failed", img->path);
+	detach(map, off, n);
 	if (n > img->m.virtual_size - off)
 		n = img->m.virtual_size - off;
 	ret = pcow_chain_read(img, img->m.active, p, n, off);
@@ -308,6 +339,7 @@ static int seg_extend(struct inherited *in, uint64_t from, uint64_t end)
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return pcow_err_sys(-errno, "%s: mmap failed", map->img->path);
+	detach(map, in->seg_end, end - in->seg_end);
 	in->seg_end = end;
 	return 0;
 }
@@ -486,8 +518,6 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	void *p;
 
 	*out = NULL;
-	if (img->map)
-		return pcow_err(-EBUSY, "%s: image is already mapped", img->path);
 	if (!(flags & PCOW_MAP_RDONLY) && img->rdonly)
 		return pcow_err(-EACCES, "%s: image is opened read-only", img->path);
 	map = calloc(1, sizeof(*map));
@@ -506,7 +536,10 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	}
 	pthread_mutex_lock(&img->lock);
 	/* The walk over the image's runs reads copy bits from the file. */
-	ret = img->rdonly ? 0 : pcow_pending_persist(img);
+	if (img->map)
+		ret = pcow_err(-EBUSY, "%s: image is already mapped", img->path);
+	else
+		ret = img->rdonly ? 0 : pcow_pending_persist(img);
 	/* Stores to the writable mapping allocate blocks the library never
 	 * sees until the image is recorded at close. */
 	if (ret == 0 && !map->rdonly)
@@ -520,17 +553,17 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	prot = map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
 	/* MAP_SYNC keeps DAX metadata durable with the data; fall back quietly
 	 * where the file system cannot (page cache: flushes use fdatasync). */
-	p = mmap(map->base, map->len, prot,
-		 MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED, img->fd,
-		 (off_t)region_start(img, img->m.active));
+	ret = index_new(map);
+	p = ret < 0 ? MAP_FAILED
+		    : mmap(map->base, map->len, prot,
+			   MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED, img->fd,
+			   (off_t)region_start(img, img->m.active));
 	if (p != MAP_FAILED)
 		map->extra_flags = MAP_SHARED_VALIDATE | MAP_SYNC;
-	else
+	else if (ret == 0)
 		ret = map_at(map, 0, map->len, prot, img->fd,
 			     region_start(img, img->m.active));
 	init_vma_budget(map);
-	if (p != MAP_FAILED || ret == 0)
-		ret = index_new(map);
 	if (ret == 0)
 		ret = map_inherited(map);
 	if (ret == 0)
@@ -567,9 +600,12 @@ int pcow_map_delete(pcow_map **pmap)
 		return 0;
 	(void)pcow_pending_set_interval(map->img, 0);
 	pcow_fault_unregister(map);
+	/* No API write may remap a block into the range once it is unmapped. */
+	pthread_mutex_lock(&map->img->lock);
+	map->img->map = NULL;
+	pthread_mutex_unlock(&map->img->lock);
 	munmap(map->base, map->len);
 	munmap(map->inherited, map->inherited_bytes);
-	map->img->map = NULL;
 	free(map);
 	*pmap = NULL;
 	return 0;
@@ -606,9 +642,12 @@ int pcow_map_block_owned(struct pcow_map *map, uint64_t block)
 	pcow_image *img = map->img;
 	uint64_t start = block * img->block_size, n = img->block_size;
 
+	index_set(map, block, block + 1, false);
+	if (!index_test(map->detached, block))
+		return 0;
 	if (n > map->len - start)
 		n = map->len - start;
-	index_set(map, block, block + 1, false);
+	map->vma_estimate += 2;
 	return map_at(map, start, n,
 		      map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE, img->fd,
 		      region_start(img, img->m.active) + start);
@@ -675,9 +714,9 @@ static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
 	int ret;
 
 	for (b = first; b < end; b = e) {
-		for (; b < end && !index_test(map, b); b++)
+		for (; b < end && !index_test(map->inherited, b); b++)
 			;
-		for (e = b; e < end && index_test(map, e); e++)
+		for (e = b; e < end && index_test(map->inherited, e); e++)
 			;
 		if (e == b)
 			break;
@@ -733,6 +772,22 @@ int pcow_map_handle_write(struct pcow_map *map, void *addr)
 	ret = own_range(map, start / bs, len / bs);
 	pthread_mutex_unlock(&img->lock);
 	atomic_fetch_add(&map->faults, 1);
+	return ret;
+}
+
+int pcow_map_bus_error(struct pcow_map *map, void *addr)
+{
+	pcow_image *img = map->img;
+	uint64_t off = (uint64_t)((uint8_t *)addr - map->base);
+	struct stat st;
+	int ret = -EIO;
+
+	pthread_mutex_lock(&img->lock);
+	if (!index_test(map->detached, off / img->block_size) &&
+	    fstat(img->fd, &st) == 0 &&
+	    (uint64_t)st.st_size > region_start(img, img->m.active) + off)
+		ret = -ENOSPC;
+	pthread_mutex_unlock(&img->lock);
 	return ret;
 }
 

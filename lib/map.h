@@ -50,7 +50,16 @@ struct pcow_map {
 	 * inherited.
 	 */
 	uint64_t *inherited;
-	uint64_t inherited_bytes;
+	/*
+	 * One bit per block the mapping does not show from the active
+	 * region's pages at the map's protection: read-only runs, bridged
+	 * gaps, anonymous copies.  A change through the byte API remaps such
+	 * a block, or the mapping would go on showing what was there.  Set
+	 * for every block a mapping touches, cleared only for blocks a
+	 * mapping of the active region covers whole.
+	 */
+	uint64_t *detached;
+	uint64_t inherited_bytes;       /* both bitmaps */
 	uint64_t mmaps;         /* mmap calls since map_inherited began */
 	int registry_slot;
 	int statfs_fd;          /* the last file asked about by reads_allocate */
@@ -63,17 +72,42 @@ static inline bool pcow_map_is_sync(const struct pcow_map *map)
 	return map->extra_flags != 0;
 }
 
-/* Installs the fault handlers (once) and registers/unregisters a map. */
+/*
+ * Installs the fault handlers (once) and registers/unregisters a map.
+ * Unregistering waits for the faults other threads are serving in the map,
+ * so the caller must not hold the image lock.
+ */
 int pcow_fault_register(struct pcow_map *map);
 void pcow_fault_unregister(struct pcow_map *map);
 
 /*
- * The active layer now owns block (written or discarded through the API):
- * show the active region there instead of an inherited read-only block.
+ * Block was written or discarded through the API: the active layer owns
+ * it now, or nothing below has data there.  Shows the active region there
+ * where the mapping showed something else (map.h, detached).
  */
 int pcow_map_block_owned(struct pcow_map *map, uint64_t block);
 
 /* Handles a write fault at addr inside map: copy-up and remap. */
 int pcow_map_handle_write(struct pcow_map *map, void *addr);
+
+/*
+ * Why the page at addr could not be had (a SIGBUS with BUS_ADRERR): -EIO
+ * when it lies past the end of its file (truncated under the map) or in
+ * a file below the active layer, -ENOSPC otherwise (the file system could
+ * not allocate it).
+ */
+int pcow_map_bus_error(struct pcow_map *map, void *addr);
+
+/* What the fault handler does with a fault inside a map. */
+enum pcow_fault_action {
+	PCOW_FAULT_CHAIN,       /* not ours: the handler installed before */
+	PCOW_FAULT_COPY_UP,     /* a store to a read-only block: copy it up */
+	PCOW_FAULT_EFAULT,      /* an access the map never allows */
+	PCOW_FAULT_NO_PAGE,     /* no page behind it: pcow_map_bus_error */
+	PCOW_FAULT_EIO,         /* the file system failed to read it */
+};
+
+/* The action for signal sig with si_code code in a map (read-only or not). */
+enum pcow_fault_action pcow_fault_decide(int sig, int code, bool rdonly);
 
 #endif
