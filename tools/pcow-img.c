@@ -647,9 +647,7 @@ static int cmd_convert(int argc, char **argv)
 	}
 	if (strcmp(ofmt, "raw") && strcmp(ofmt, "pcow"))
 		FAIL(out, "%s: unsupported output format '%s' (raw or pcow)", out, ofmt);
-	if (!ifmt)
-		ifmt = file_is_pcow(in) ? "pcow" : "raw";
-	if (strcmp(ifmt, "raw") && strcmp(ifmt, "pcow"))
+	if (ifmt && strcmp(ifmt, "raw") && strcmp(ifmt, "pcow"))
 		FAIL(in, "%s: unsupported input format '%s' (raw or pcow)", in, ifmt);
 	if (options && parse_create_options(out, options, &o, &ob, &obf) < 0)
 		return 1;

@@ -1,0 +1,43 @@
+#!/bin/bash
+# Files from someone else: format probing that a raw file cannot steer,
+# backing files that are not regular files or block devices, and looking at
+# an image without opening its backing file.
+source "$(dirname "$0")/lib.sh"
+
+# ---- Probing: only the magic at offset 0 makes a pcow image ---------------
+
+# A raw disk whose guest wrote a valid pcow metadata blob at 256 KiB (where
+# slot 1 would be) and is long enough for that blob's layout.
+ok "$PCOW_IMG" create -o block_size=64K inner.pcow 1M
+mkraw evil.raw 8M "0 256K r" "512K 64K r"
+dd if=inner.pcow of=evil.raw bs=256K count=1 seek=1 conv=notrunc status=none ||
+    fail "cannot copy slot 0 of inner.pcow into evil.raw"
+remember evil.raw
+ok "$PCOW_IMG" convert -O raw evil.raw evil-out.raw
+check_same evil.raw evil-out.raw "convert without -f: metadata at 256 KiB is raw data"
+check_true "convert warns that it guessed raw" \
+    grep -qF "WARNING: Image format was not specified for 'evil.raw' and probing guessed raw." "$T/.err"
+check_eq "$(wc -l <"$T/.err")" 2 "lines of the raw-probe warning"
+cp evil.raw evil-copy.raw
+ok "$PCOW_IMG" compare -F raw evil.raw evil-copy.raw
+check_out "Images are identical" "compare without -f reads evil.raw as raw"
+ok "$PCOW_IMG" measure -f raw -O pcow evil.raw
+cp "$T/.out" measure-raw.out
+ok "$PCOW_IMG" measure -O pcow evil.raw
+check_true "measure without -f reads evil.raw as raw" cmp -s "$T/.out" measure-raw.out
+assert_unchanged evil.raw
+# -f raw says it explicitly: no warning.
+ok "$PCOW_IMG" convert -f raw -O raw evil.raw evil-out2.raw
+check_eq "$(wc -c <"$T/.err")" 0 "stderr of convert -f raw"
+
+# A pcow image whose slot 0 is torn keeps its magic, and is still probed as
+# pcow (the library then uses slot 1).
+ok "$PCOW_IMG" create -o block_size=64K torn.pcow 1M
+pio torn.pcow "write -P 0x5a 0 64K"
+ok "$PCOW_IO" -c "write -P 0x5b 64K 64K" torn.pcow
+poke torn.pcow 200 ff
+ok "$PCOW_IMG" convert -O raw torn.pcow torn.raw
+check_eq "$(wc -c <"$T/.err")" 0 "stderr of convert of a pcow image"
+check_eq "$(stat -c %s torn.raw)" $MiB "a torn pcow image is probed as pcow"
+
+finish
