@@ -150,6 +150,46 @@ static int check_block_size(uint32_t bs)
 	return 0;
 }
 
+/*
+ * Opens an image or a backing file.  O_NONBLOCK, because opening a FIFO (or
+ * a character device) can wait forever for a peer, and a file named by an
+ * untrusted image may be one; only regular files and block devices hold
+ * images.  Returns the descriptor, or a negative errno.
+ */
+static int open_image_file(const char *path, int oflags, bool backing,
+			   struct stat *st)
+{
+	int fd = open(path, oflags | O_CLOEXEC | O_NONBLOCK), fl, ret;
+
+	if (fd < 0)
+		return pcow_err_sys(-errno, backing ? "could not open backing file '%s'"
+						    : "could not open '%s'", path);
+	if (fstat(fd, st) < 0) {
+		ret = pcow_err_sys(-errno, "%s: stat failed", path);
+	} else if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode)) {
+		ret = pcow_err(-EINVAL, "%s: not a regular file or a block device", path);
+	} else {
+		fl = fcntl(fd, F_GETFL);
+		if (fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0)
+			return fd;
+		ret = pcow_err_sys(-errno, "%s: fcntl failed", path);
+	}
+	close(fd);
+	return ret;
+}
+
+/* A block device's st_size is 0: its size is where it ends. */
+static int raw_file_size(int fd, const struct stat *st, const char *path,
+			 uint64_t *size)
+{
+	off_t end = S_ISBLK(st->st_mode) ? lseek(fd, 0, SEEK_END) : st->st_size;
+
+	if (end < 0)
+		return pcow_err_sys(-errno, "%s: cannot get the size", path);
+	*size = (uint64_t)end;
+	return 0;
+}
+
 static int backing_size(const char *path, const char *name, enum pcow_format fmt,
 			uint64_t *size)
 {
@@ -171,10 +211,12 @@ static int backing_size(const char *path, const char *name, enum pcow_format fmt
 			*size = b->m.virtual_size;
 			pcow_close(&b);
 		}
-	} else if (stat(full, &st) < 0) {
-		ret = pcow_err_sys(-errno, "could not open backing file '%s'", full);
 	} else {
-		*size = (uint64_t)st.st_size;
+		int fd = open_image_file(full, O_RDONLY, true, &st);
+
+		ret = fd < 0 ? fd : raw_file_size(fd, &st, full, size);
+		if (fd >= 0)
+			close(fd);
 	}
 	free(full);
 	return ret;
@@ -372,16 +414,10 @@ int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 		ret = pcow_err(-ENOMEM, "out of memory");
 		goto fail;
 	}
-	img->fd = open(path, (img->rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (img->fd < 0) {
-		ret = pcow_err_sys(-errno, depth ? "could not open backing file '%s'"
-					  : "could not open '%s'", path);
+	ret = open_image_file(path, img->rdonly ? O_RDONLY : O_RDWR, depth, &st);
+	if (ret < 0)
 		goto fail;
-	}
-	if (fstat(img->fd, &st) < 0) {
-		ret = pcow_err_sys(-errno, "%s: stat failed", path);
-		goto fail;
-	}
+	img->fd = ret;
 	for (i = 0; i < chain_len; i++)
 		if (chain_ids[2 * i] == st.st_dev && chain_ids[2 * i + 1] == st.st_ino) {
 			ret = pcow_err(-ELOOP, "%s: backing file loop", path);
@@ -436,24 +472,19 @@ static int open_raw(const char *full, unsigned flags, int *fd_out,
 		    uint64_t *size)
 {
 	struct stat st;
-	int fd = open(full, O_RDONLY | O_CLOEXEC), ret;
+	int fd = open_image_file(full, O_RDONLY, true, &st), ret = 0;
 
 	if (fd < 0)
-		return pcow_err_sys(-errno, "could not open backing file '%s'", full);
-	if (!(flags & PCOW_OPEN_FORCE_SHARE)) {
+		return fd;
+	if (!(flags & PCOW_OPEN_FORCE_SHARE))
 		ret = lock_file(fd, false, flags & PCOW_OPEN_FOR_WRITER, full);
-		if (ret < 0) {
-			close(fd);
-			return ret;
-		}
-	}
-	if (fstat(fd, &st) < 0) {
-		ret = pcow_err_sys(-errno, "%s: stat failed", full);
+	if (ret == 0)
+		ret = raw_file_size(fd, &st, full, size);
+	if (ret < 0) {
 		close(fd);
 		return ret;
 	}
 	*fd_out = fd;
-	*size = (uint64_t)st.st_size;
 	return 0;
 }
 

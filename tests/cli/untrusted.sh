@@ -40,4 +40,26 @@ ok "$PCOW_IMG" convert -O raw torn.pcow torn.raw
 check_eq "$(wc -c <"$T/.err")" 0 "stderr of convert of a pcow image"
 check_eq "$(stat -c %s torn.raw)" $MiB "a torn pcow image is probed as pcow"
 
+# ---- A backing file that is not a regular file or a block device ---------
+
+# Opening a FIFO for reading waits for a writer: that must not hang any
+# tool, and the error must say what is wrong.
+mkfifo fifo
+for fmt in raw pcow; do
+    ok "$PCOW_IMG" create on-fifo-$fmt.pcow 1M
+    ok timeout 20 "$PCOW_IMG" rebase -u -b fifo -F $fmt on-fifo-$fmt.pcow
+    expect_fail --file fifo --grep "not a regular file or a block device" \
+        timeout 20 "$PCOW_IO" -c "read 0 4K" on-fifo-$fmt.pcow
+    expect_fail --file fifo --grep "not a regular file or a block device" \
+        timeout 20 "$PCOW_IMG" info --backing-chain on-fifo-$fmt.pcow
+    # Without the chain, info shows the image itself and names the backing
+    # file it could not open.
+    ok timeout 20 "$PCOW_IMG" info on-fifo-$fmt.pcow
+    check_out "backing file: fifo" "$fmt: info without the chain names the FIFO"
+    expect_fail --file fifo --grep "not a regular file or a block device" \
+        timeout 20 "$PCOW_IMG" create -b fifo -F $fmt new-on-fifo-$fmt.pcow 1M
+done
+expect_fail --file fifo --grep "not a regular file or a block device" \
+    timeout 20 "$PCOW_IMG" rebase -b fifo -F raw inner.pcow
+
 finish
