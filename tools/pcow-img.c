@@ -28,11 +28,11 @@ void usage(FILE *f)
 		"\n"
 		"Commands:\n"
 		"  create [-f pcow] [-q] [-u] [-b BACKING -F FMT] [-o block_size=SIZE,capacity=SIZE] FILE [SIZE]\n"
-		"  info [-f pcow] [--output=human|json] [--backing-chain] [-U] FILE\n"
+		"  info [-f pcow] [--output=human|json] [--backing-chain | --no-backing] [-U] FILE\n"
 		"  snapshot [-f pcow] [-q] [-U] [-l | -c NAME | -a NAME | -d NAME] FILE\n"
 		"  rebase [-f pcow] [-u] [-p] [-q] -b BACKING [-F FMT] FILE\n"
-		"  check [-f pcow] [-r leaks|all] [-p] [-q] [-U] [--output=human|json] FILE\n"
-		"  convert [-f raw|pcow|qcow2] -O raw|pcow|qcow2 [-o block_size=SIZE,capacity=SIZE] [-p] [-q] [-U] IN OUT\n"
+		"  check [-f pcow] [-r leaks|all] [-p] [-q] [-U] [--no-backing] [--output=human|json] FILE\n"
+		"  convert [-f raw|pcow|qcow2] -O raw|pcow|qcow2 [-o block_size=SIZE,capacity=SIZE] [-p] [-q] [-U] [--no-backing] IN OUT\n"
 		"  map [-f pcow] [--output=human|json] [-U] FILE\n"
 		"  commit [-f pcow] [-t CACHE] [-b BASE] [-d] [-p] [-q] FILE\n"
 		"  resize [--shrink] [-f pcow] [-q] FILE [+|-]SIZE\n"
@@ -325,14 +325,15 @@ static json_object *raw_info_json(const char *file)
 static int cmd_info(int argc, char **argv)
 {
 	const char *output = "human";
-	bool chain = false;
+	bool chain = false, no_backing = false;
 	unsigned flags = PCOW_OPEN_RDONLY;
 	pcow_image *img, *cur;
 	const char *file;
-	int c;
+	int c, ret;
 	static const struct option longopts[] = {
 		{"output", required_argument, 0, 'O'},
 		{"backing-chain", no_argument, 0, 'B'},
+		{"no-backing", no_argument, 0, 'N'},
 		{"force-share", no_argument, 0, 'U'},
 		{0}};
 
@@ -340,6 +341,7 @@ static int cmd_info(int argc, char **argv)
 		switch (c) {
 		case 'O': output = optarg; break;
 		case 'B': chain = true; break;
+		case 'N': no_backing = true; break;
 		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
 		case 'f':
 			if (strcmp(optarg, "pcow"))
@@ -353,9 +355,15 @@ static int cmd_info(int argc, char **argv)
 	if (optind != argc - 1)
 		FAIL(NULL, "expecting one image file name");
 	file = argv[optind];
+	if (chain && no_backing)
+		FAIL(file, "%s: --backing-chain and --no-backing exclude each other", file);
 	if (!file_is_pcow(file) && access(file, R_OK) == 0)
 		FAIL(file, "%s: not a pcow image (bad magic)", file);
-	if (chain ? pcow_open(&img, file, flags) < 0 : open_without_chain(&img, file, flags) < 0)
+	if (no_backing)
+		ret = pcow_open(&img, file, flags | PCOW_OPEN_NO_BACKING);
+	else
+		ret = chain ? pcow_open(&img, file, flags) : open_without_chain(&img, file, flags);
+	if (ret < 0)
 		return lib_fail(file);
 	if (!strcmp(output, "json")) {
 		json_object *top = chain ? json_object_new_array() : NULL, *o;
@@ -497,12 +505,15 @@ static int cmd_rebase(int argc, char **argv)
 static int cmd_check(int argc, char **argv)
 {
 	const char *output = "human", *file;
-	unsigned fix = 0, share = 0;
+	unsigned fix = 0, share = 0, no_backing = 0;
 	bool progress = false, quiet = false;
 	struct pcow_check_result r;
 	pcow_image *img;
 	int c, ret;
-	static const struct option longopts[] = {{"output", required_argument, 0, 'O'}, {0}};
+	static const struct option longopts[] = {
+		{"output", required_argument, 0, 'O'},
+		{"no-backing", no_argument, 0, 'N'},
+		{0}};
 
 	while ((c = getopt_long(argc, argv, "+:r:f:qUp", longopts, NULL)) != -1) {
 		switch (c) {
@@ -516,6 +527,7 @@ static int cmd_check(int argc, char **argv)
 			break;
 		case 'O': output = optarg; break;
 		case 'U': share = PCOW_OPEN_FORCE_SHARE; break;
+		case 'N': no_backing = PCOW_OPEN_NO_BACKING; break;
 		case 'p': progress = true; break;
 		case 'q': quiet = true; break;
 		case 'f': break;
@@ -529,7 +541,9 @@ static int cmd_check(int argc, char **argv)
 	file = argv[optind];
 	if (fix && share)
 		FAIL(file, "%s: -U cannot be used with -r", file);
-	ret = pcow_open(&img, file, fix ? 0 : PCOW_OPEN_RDONLY | share);
+	/* check never reads the backing chain: --no-backing only spares
+	 * opening it. */
+	ret = pcow_open(&img, file, (fix ? 0 : PCOW_OPEN_RDONLY | share) | no_backing);
 	if (ret < 0) {
 		lib_fail(file);
 		/* Damaged metadata is corruption (2); an unknown feature is
@@ -611,13 +625,17 @@ static int cmd_convert(int argc, char **argv)
 	pcow_image *dst = NULL;
 	int dfd = -1, c, rc = 1;
 	bool progress = false, quiet = false, created = false;
-	unsigned share = 0;
+	unsigned share = 0, no_backing = 0;
 	uint64_t pos, chunk;
 	uint8_t *buf = NULL;
 	char *ob = NULL, *obf = NULL;
+	static const struct option longopts[] = {
+		{"no-backing", no_argument, 0, 'N'},
+		{0}};
 
-	while ((c = getopt(argc, argv, "+:f:O:o:pqU")) != -1) {
+	while ((c = getopt_long(argc, argv, "+:f:O:o:pqU", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'N': no_backing = PCOW_OPEN_NO_BACKING; break;
 		case 'f': ifmt = optarg; break;
 		case 'O': ofmt = optarg; break;
 		case 'o': options = optarg; break;
@@ -641,6 +659,7 @@ static int cmd_convert(int argc, char **argv)
 			.convert = cmd_convert, .in = in, .out = out, .in_fmt = ifmt,
 			.out_fmt = ofmt, .options = options, .progress = progress,
 			.quiet = quiet, .force_share = share != 0,
+			.no_backing = no_backing != 0,
 		};
 
 		return convert_qcow2(&q);
@@ -656,7 +675,7 @@ static int cmd_convert(int argc, char **argv)
 		free(obf);
 		FAIL(out, "%s: convert does not take a backing file", out);
 	}
-	if (img_source_open(&src, in, ifmt, share) < 0)
+	if (img_source_open(&src, in, ifmt, share | no_backing) < 0)
 		goto out;
 	if (!strcmp(ofmt, "pcow")) {
 		o.size = (src.size + 511) / 512 * 512;

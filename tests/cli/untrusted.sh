@@ -62,4 +62,43 @@ done
 expect_fail --file fifo --grep "not a regular file or a block device" \
     timeout 20 "$PCOW_IMG" rebase -b fifo -F raw inner.pcow
 
+# ---- --no-backing: an image from someone else, its backing file unopened ---
+
+# A downloaded image may name any host file as its backing file; what it
+# shows through it is then the host's data.
+mkraw secret.raw 1M "0 1M 0x73"
+ok "$PCOW_IMG" create -o block_size=4K -b secret.raw -F raw dl.pcow
+pio dl.pcow "write -P 0x61 64K 4K"
+ok "$PCOW_IMG" convert -f pcow -O raw dl.pcow dl-full.raw
+raw_verify dl-full.raw "0x73 0 64K" "0x61 64K 4K"
+ok "$PCOW_IMG" convert --no-backing -O raw dl.pcow dl-own.raw
+check_eq "$(stat -c %s dl-own.raw)" $MiB "size of convert --no-backing"
+raw_verify dl-own.raw "0 0 64K" "0x61 64K 4K" "0 68K 956K"
+ok "$PCOW_IMG" info --no-backing dl.pcow
+check_out "^backing file: secret.raw" "info --no-backing names the backing file"
+check_out "^allocated blocks: 1$" "info --no-backing: the image's own blocks"
+ok "$PCOW_IMG" info --no-backing --output=json dl.pcow
+check_eq "$(json 'd["backing-filename"]' <"$T/.out")" secret.raw "info --no-backing --output=json"
+ok "$PCOW_IMG" check --no-backing dl.pcow
+ok "$PCOW_IMG" check --no-backing --output=json dl.pcow
+expect_fail --file dl.pcow --grep "backing-chain" "$PCOW_IMG" info --no-backing --backing-chain dl.pcow
+expect_fail --file dl.pcow --grep "qcow2" "$PCOW_IMG" convert --no-backing -f qcow2 -O raw dl.pcow x.raw
+if command -v strace >/dev/null; then
+    for cmd in "info --no-backing" "info --no-backing --output=json" \
+        "check --no-backing" "convert --no-backing -O raw"; do
+        rm -f st.raw
+        out=""
+        [[ $cmd == convert* ]] && out=st.raw
+        # shellcheck disable=SC2086  # cmd is words
+        ok strace -f -o trace -e trace=open,openat "$PCOW_IMG" $cmd dl.pcow $out
+        check_true "$cmd does not open the backing file" not grep -q secret.raw trace
+    done
+else
+    echo "strace is not installed: whether --no-backing opens the backing file is not traced"
+fi
+# A missing backing file keeps check from running, unless it is not opened.
+mv secret.raw gone.raw
+expect_fail --file secret.raw "$PCOW_IMG" check dl.pcow
+ok "$PCOW_IMG" check --no-backing dl.pcow
+
 finish
