@@ -322,6 +322,15 @@ static json_object *raw_info_json(const char *file)
 	return o;
 }
 
+/* Prints o as qemu-img prints JSON, and frees it. */
+static void print_json(json_object *o)
+{
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+							   JSON_C_TO_STRING_SPACED |
+							   JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
 static int cmd_info(int argc, char **argv)
 {
 	const char *output = "human";
@@ -383,10 +392,7 @@ static int cmd_info(int argc, char **argv)
 			if (!pcow_backing_image(cur) && info.backing_file[0])
 				json_object_array_add(top, raw_info_json(info.backing_file_full));
 		}
-		printf("%s\n", json_object_to_json_string_ext(top, JSON_C_TO_STRING_PRETTY |
-								     JSON_C_TO_STRING_SPACED |
-								     JSON_C_TO_STRING_NOSLASHESCAPE));
-		json_object_put(top);
+		print_json(top);
 	} else {
 		char name[4096];
 
@@ -502,6 +508,28 @@ static int cmd_rebase(int argc, char **argv)
 	return finish(&img, file, pcow_rebase(img, backing, fmt, flags));
 }
 
+/*
+ * check --output=json when check could not run (qemu-img prints nothing
+ * then): a script reading stdout still gets an object, with the reason.
+ * Unreadable metadata counts as a corruption, as the exit code 2 says.
+ */
+static int check_fail_json(const char *file, const char *output, int rc)
+{
+	json_object *o;
+
+	lib_fail(file);
+	if (strcmp(output, "json"))
+		return rc;
+	o = json_object_new_object();
+	json_object_object_add(o, "filename", json_object_new_string(file));
+	json_object_object_add(o, "format", json_object_new_string("pcow"));
+	json_object_object_add(o, "check-errors", json_object_new_int(rc != 2));
+	json_object_object_add(o, "corruptions", json_object_new_int(rc == 2));
+	json_object_object_add(o, "error", json_object_new_string(pcow_errormsg()));
+	print_json(o);
+	return rc;
+}
+
 static int cmd_check(int argc, char **argv)
 {
 	const char *output = "human", *file;
@@ -545,19 +573,19 @@ static int cmd_check(int argc, char **argv)
 	 * opening it. */
 	ret = pcow_open(&img, file, (fix ? 0 : PCOW_OPEN_RDONLY | share) | no_backing);
 	if (ret < 0) {
-		lib_fail(file);
 		/* Damaged metadata is corruption (2); an unknown feature is
 		 * unsupported (63); anything else kept check from running (1). */
 		if (ret == -ENOTSUP)
-			return 63;
-		return ret == -EINVAL && file_is_pcow(file) ? 2 : 1;
+			return check_fail_json(file, output, 63);
+		return check_fail_json(file, output,
+				       ret == -EINVAL && file_is_pcow(file) ? 2 : 1);
 	}
 	/* Progress lines would break JSON output; quiet mode has none. */
 	if (progress && !quiet && !strcmp(output, "human"))
 		pcow_set_progress(img, print_progress, NULL);
 	ret = pcow_check(img, fix, &r);
 	if (ret < 0) {
-		lib_fail(file);
+		check_fail_json(file, output, 1);
 		pcow_close(&img);
 		return 1;
 	}
@@ -577,10 +605,7 @@ static int cmd_check(int argc, char **argv)
 					       json_object_new_int64((int64_t)r.corruptions_fixed));
 		}
 		json_object_object_add(o, "leaked-bytes", json_object_new_int64((int64_t)r.leaked_bytes));
-		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-								   JSON_C_TO_STRING_SPACED |
-								   JSON_C_TO_STRING_NOSLASHESCAPE));
-		json_object_put(o);
+		print_json(o);
 	} else {
 		if (r.leaks_fixed || r.corruptions_fixed)
 			printf("The following inconsistencies were found and repaired:\n\n"
