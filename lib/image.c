@@ -222,7 +222,7 @@ static int backing_size(const char *path, const char *name, enum pcow_format fmt
 	return ret;
 }
 
-int pcow_create(const char *path, const struct pcow_create_opts *opts)
+static int create_image(const char *path, const struct pcow_create_opts *opts)
 {
 	struct pcow_meta m = {0};
 	struct pcow_layer layer = {.region = 0, .parent = PCOW_NO_PARENT};
@@ -324,6 +324,16 @@ fail:
 	close(fd);
 	unlink(path);
 	return ret;
+}
+
+int pcow_create(const char *path, const struct pcow_create_opts *opts)
+{
+	/* Only one layout exists so far; older ones will be copied into the
+	 * current one here. */
+	if (!opts || opts->struct_size != sizeof(*opts))
+		return pcow_err(-EINVAL, "struct pcow_create_opts: struct_size %zu is not %zu (set it to sizeof)",
+				opts ? opts->struct_size : 0, sizeof(*opts));
+	return create_image(path, opts);
 }
 
 /* Reads one metadata slot; returns 0 and fills m when it is valid. */
@@ -600,7 +610,11 @@ int pcow_get_info(pcow_image *img, struct pcow_info *info)
 	struct stat st;
 	int ret;
 
+	if (info->struct_size != sizeof(*info))
+		return pcow_err(-EINVAL, "struct pcow_info: struct_size %zu is not %zu (set it to sizeof)",
+				info->struct_size, sizeof(*info));
 	memset(info, 0, sizeof(*info));
+	info->struct_size = sizeof(*info);
 	pthread_mutex_lock(&img->lock);
 	info->virtual_size = img->m.virtual_size;
 	info->capacity = img->m.data_capacity;

@@ -25,7 +25,7 @@ int img_source_open(struct img_source *s, const char *path, const char *fmt,
 		fmt = file_starts_as_pcow(path) ? "pcow" : "raw";
 	}
 	if (!strcmp(fmt, "pcow")) {
-		struct pcow_info info;
+		struct pcow_info info = {.struct_size = sizeof(info)};
 
 		if (pcow_open(&s->img, path, pcow_flags | PCOW_OPEN_RDONLY) < 0 ||
 		    pcow_get_info(s->img, &info) < 0) {

@@ -93,7 +93,7 @@ static int parse_create_options(const char *file, const char *opts,
 
 static int cmd_create(int argc, char **argv)
 {
-	struct pcow_create_opts o = {0};
+	struct pcow_create_opts o = {.struct_size = sizeof(o)};
 	char *backing = NULL, *bfmt = NULL, *fmt = NULL, *options = NULL;
 	const char *file;
 	bool quiet = false;
@@ -151,7 +151,7 @@ static int cmd_create(int argc, char **argv)
 	}
 	if (!quiet) {
 		pcow_image *img;
-		struct pcow_info info;
+		struct pcow_info info = {.struct_size = sizeof(info)};
 
 		if (pcow_open(&img, file, PCOW_OPEN_RDONLY | PCOW_OPEN_NO_BACKING) == 0) {
 			pcow_get_info(img, &info);
@@ -216,7 +216,7 @@ static void print_snapshots(pcow_image *img)
 
 static json_object *info_json(pcow_image *img, const char *file)
 {
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	struct pcow_snapshot_info *list;
 	json_object *o = json_object_new_object(), *spec, *data;
 	size_t n, i;
@@ -281,7 +281,7 @@ static json_object *info_json(pcow_image *img, const char *file)
 
 static void info_human(pcow_image *img, const char *file)
 {
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	char a[32], b[32];
 
 	pcow_get_info(img, &info);
@@ -379,7 +379,7 @@ static int cmd_info(int argc, char **argv)
 		char name[4096];
 
 		for (cur = img; cur; cur = chain ? pcow_backing_image(cur) : NULL) {
-			struct pcow_info info;
+			struct pcow_info info = {.struct_size = sizeof(info)};
 
 			pcow_get_info(cur, &info);
 			o = info_json(cur, cur == img ? file : name);
@@ -398,7 +398,7 @@ static int cmd_info(int argc, char **argv)
 
 		snprintf(name, sizeof(name), "%s", file);
 		for (cur = img; cur; cur = chain ? pcow_backing_image(cur) : NULL) {
-			struct pcow_info info;
+			struct pcow_info info = {.struct_size = sizeof(info)};
 
 			pcow_get_info(cur, &info);
 			if (cur != img)
@@ -645,7 +645,7 @@ static bool all_zero(const uint8_t *p, uint64_t n)
 static int cmd_convert(int argc, char **argv)
 {
 	const char *ifmt = NULL, *ofmt = NULL, *options = NULL, *in, *out;
-	struct pcow_create_opts o = {0};
+	struct pcow_create_opts o = {.struct_size = sizeof(o)};
 	struct img_source src = {.fd = -1};
 	pcow_image *dst = NULL;
 	int dfd = -1, c, rc = 1;
@@ -791,7 +791,7 @@ static int cmd_map(int argc, char **argv)
 {
 	const char *output = "human", *file;
 	unsigned flags = PCOW_OPEN_RDONLY;
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	pcow_image *img;
 	uint64_t pos;
 	bool json;

@@ -82,7 +82,7 @@ cat > "$dest/use.c" <<'C'
 #include <stdio.h>
 int main(int argc, char **argv)
 {
-	struct pcow_create_opts o = {.size = 1 << 20};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 1 << 20};
 	pcow_image *img;
 	(void)argc;
 	if (pcow_create(argv[1], &o) < 0 || pcow_open(&img, argv[1], 0) < 0) {
