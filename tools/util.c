@@ -129,7 +129,8 @@ static bool file_has_magic(const char *path, off_t off, const char *magic,
 			   size_t len)
 {
 	char buf[8];
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	/* O_NONBLOCK: opening a FIFO for reading would wait for a writer. */
+	int fd = len <= sizeof(buf) ? open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1;
 	bool yes;
 
 	if (fd < 0)
