@@ -167,7 +167,7 @@ static int open_image_file(const char *path, int oflags, bool backing,
 	if (fstat(fd, st) < 0) {
 		ret = pcow_err_sys(-errno, "%s: stat failed", path);
 	} else if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode)) {
-		ret = pcow_err(-EINVAL, "%s: not a regular file or a block device", path);
+		ret = pcow_err(-ENODEV, "%s: not a regular file or a block device", path);
 	} else {
 		fl = fcntl(fd, F_GETFL);
 		if (fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0)

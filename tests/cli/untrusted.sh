@@ -54,6 +54,9 @@ for fmt in raw pcow; do
         timeout 20 "$PCOW_IMG" info --backing-chain on-fifo-$fmt.pcow
     # Without the chain, info shows the image itself and names the backing
     # file it could not open.
+    # The image is sound: check cannot run (1), it found no corruption (2).
+    expect_fail --rc 1 --file fifo --grep "not a regular file or a block device" \
+        timeout 20 "$PCOW_IMG" check on-fifo-$fmt.pcow
     ok timeout 20 "$PCOW_IMG" info on-fifo-$fmt.pcow
     check_out "backing file: fifo" "$fmt: info without the chain names the FIFO"
     expect_fail --file fifo --grep "not a regular file or a block device" \
