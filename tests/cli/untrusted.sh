@@ -103,5 +103,11 @@ fi
 mv secret.raw gone.raw
 expect_fail --file secret.raw "$PCOW_IMG" check dl.pcow
 ok "$PCOW_IMG" check --no-backing dl.pcow
+if command -v qemu-img >/dev/null; then
+    ok "$PCOW_IMG" convert --no-backing -O qcow2 dl.pcow dl.qcow2
+    ok qemu-img compare -f qcow2 -F raw dl.qcow2 dl-own.raw
+else
+    echo "qemu-img is not installed: convert --no-backing to qcow2 is not tried"
+fi
 
 finish
