@@ -8,7 +8,7 @@ export PATH := /usr/bin:$(PATH)
 
 BUILD_PACKAGES = build-essential meson ninja-build pkg-config zlib1g-dev libjson-c-dev scdoc
 DEB_PACKAGES = dpkg-dev debhelper lintian fakeroot
-TEST_PACKAGES = valgrind e2fsprogs util-linux man-db qemu-utils $(DEB_PACKAGES)
+TEST_PACKAGES = valgrind e2fsprogs util-linux man-db qemu-utils strace $(DEB_PACKAGES)
 
 .PHONY: all deps build asan check demo bench install uninstall deb clean qemu guest vm-check crash-long
 

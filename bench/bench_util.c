@@ -308,6 +308,7 @@ void pimg_create(struct pimg *p, const char *name, uint64_t size,
 			uint32_t block_size, const char *backing)
 {
 	struct pcow_create_opts o = {
+		.struct_size = sizeof(o),
 		.size = size,
 		.block_size = block_size,
 		.backing_file = backing,

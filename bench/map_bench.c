@@ -761,7 +761,7 @@ struct open_row {
  */
 static void open_fill(const char *path, uint64_t n, bool spread)
 {
-	struct pcow_create_opts o = {.size = opt.open_max * OPEN_BS, .block_size = OPEN_BS};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = opt.open_max * OPEN_BS, .block_size = OPEN_BS};
 	uint64_t stride = n && spread ? opt.open_max / n : 1, i;
 	pcow_image *img;
 	uint8_t *buf;
@@ -835,7 +835,7 @@ static void open_one(struct open_row *row)
 	double to[MAX_REPEATS], tm[MAX_REPEATS], tb[MAX_REPEATS], tr[MAX_REPEATS];
 	double io[MAX_REPEATS], im[MAX_REPEATS], ib[MAX_REPEATS], t, start;
 	struct pcow_block_status bst;
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	uint64_t file_off = 0, len = opt.open_max * OPEN_BS;
 	pcow_image *img;
 	char path[4096];
@@ -996,7 +996,7 @@ enum { SNAP_EMPTY, SNAP_SMALL, SNAP_LARGE, SNAP_KINDS };
  */
 static pcow_image *snap_image(const char *path, uint64_t span, bool empty)
 {
-	struct pcow_create_opts o = {.size = span};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = span};
 	uint64_t bs = PCOW_BLOCK_SIZE_DEFAULT, off, i;
 	pcow_image *img;
 	uint8_t buf[PAGE];
@@ -1027,7 +1027,7 @@ static void bench_snap(void)
 	unsigned rep, j, k;
 
 	for (k = 0; k < SNAP_KINDS; k++) {
-		struct pcow_info info;
+		struct pcow_info info = {.struct_size = sizeof(info)};
 
 		snprintf(path[k], sizeof(path[k]), "%s/snap-%s.pcow", opt.dir, kind_name[k]);
 		img[k] = snap_image(path[k], span[k], k == SNAP_EMPTY);

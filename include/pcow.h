@@ -46,8 +46,17 @@ enum pcow_format {
 	PCOW_FORMAT_PCOW = 2,
 };
 
-/* Options for pcow_create().  Zero-initialise, then set what you need. */
+/*
+ * The structures passed to the library start with struct_size, which the
+ * caller sets to sizeof the structure it was compiled with, so that a later
+ * library can add fields at the end and still serve older callers.  A size
+ * the library does not know fails with -EINVAL.
+ */
+
+/* Options for pcow_create().  Zero-initialise, set struct_size, then what
+ * you need: struct pcow_create_opts o = {.struct_size = sizeof(o), ...}. */
 struct pcow_create_opts {
+	size_t struct_size;       /* sizeof(struct pcow_create_opts) */
 	uint64_t size;            /* virtual size in bytes; 0 = backing's size */
 	uint32_t block_size;      /* 0 = PCOW_BLOCK_SIZE_DEFAULT */
 	const char *backing_file; /* NULL = none; relative to the image's dir */
@@ -85,8 +94,10 @@ int pcow_close(pcow_image **img);
 /* The message describing the last failure of this thread. */
 const char *pcow_errormsg(void);
 
-/* What pcow_get_info() reports. */
+/* What pcow_get_info() reports; the caller sets struct_size (which the
+ * call keeps): struct pcow_info info = {.struct_size = sizeof(info)}. */
 struct pcow_info {
+	size_t struct_size;         /* sizeof(struct pcow_info) */
 	uint64_t virtual_size;
 	uint64_t capacity;          /* growable in place up to this size */
 	uint32_t block_size;

@@ -165,6 +165,46 @@ static int check_block_size(uint32_t bs)
 	return 0;
 }
 
+/*
+ * Opens an image or a backing file.  O_NONBLOCK, because opening a FIFO (or
+ * a character device) can wait forever for a peer, and a file named by an
+ * untrusted image may be one; only regular files and block devices hold
+ * images.  Returns the descriptor, or a negative errno.
+ */
+static int open_image_file(const char *path, int oflags, bool backing,
+			   struct stat *st)
+{
+	int fd = open(path, oflags | O_CLOEXEC | O_NONBLOCK), fl, ret;
+
+	if (fd < 0)
+		return pcow_err_sys(-errno, backing ? "could not open backing file '%s'"
+						    : "could not open '%s'", path);
+	if (fstat(fd, st) < 0) {
+		ret = pcow_err_sys(-errno, "%s: stat failed", path);
+	} else if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode)) {
+		ret = pcow_err(-ENODEV, "%s: not a regular file or a block device", path);
+	} else {
+		fl = fcntl(fd, F_GETFL);
+		if (fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0)
+			return fd;
+		ret = pcow_err_sys(-errno, "%s: fcntl failed", path);
+	}
+	close(fd);
+	return ret;
+}
+
+/* A block device's st_size is 0: its size is where it ends. */
+static int raw_file_size(int fd, const struct stat *st, const char *path,
+			 uint64_t *size)
+{
+	off_t end = S_ISBLK(st->st_mode) ? lseek(fd, 0, SEEK_END) : st->st_size;
+
+	if (end < 0)
+		return pcow_err_sys(-errno, "%s: cannot get the size", path);
+	*size = (uint64_t)end;
+	return 0;
+}
+
 static int backing_size(const char *path, const char *name, enum pcow_format fmt,
 			uint64_t *size)
 {
@@ -186,16 +226,18 @@ static int backing_size(const char *path, const char *name, enum pcow_format fmt
 			*size = b->m.virtual_size;
 			pcow_close(&b);
 		}
-	} else if (stat(full, &st) < 0) {
-		ret = pcow_err_sys(-errno, "could not open backing file '%s'", full);
 	} else {
-		*size = (uint64_t)st.st_size;
+		int fd = open_image_file(full, O_RDONLY, true, &st);
+
+		ret = fd < 0 ? fd : raw_file_size(fd, &st, full, size);
+		if (fd >= 0)
+			close(fd);
 	}
 	free(full);
 	return ret;
 }
 
-int pcow_create(const char *path, const struct pcow_create_opts *opts)
+static int create_image(const char *path, const struct pcow_create_opts *opts)
 {
 	struct pcow_meta m = {0};
 	struct pcow_layer layer = {.region = 0, .parent = PCOW_NO_PARENT};
@@ -297,6 +339,16 @@ fail:
 	close(fd);
 	unlink(path);
 	return ret;
+}
+
+int pcow_create(const char *path, const struct pcow_create_opts *opts)
+{
+	/* Only one layout exists so far; older ones will be copied into the
+	 * current one here. */
+	if (!opts || opts->struct_size != sizeof(*opts))
+		return pcow_err(-EINVAL, "struct pcow_create_opts: struct_size %zu is not %zu (set it to sizeof)",
+				opts ? opts->struct_size : 0, sizeof(*opts));
+	return create_image(path, opts);
 }
 
 /* Reads one metadata slot; returns 0 and fills m when it is valid. */
@@ -405,16 +457,10 @@ int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 		ret = pcow_err(-ENOMEM, "out of memory");
 		goto fail;
 	}
-	img->fd = open(path, (img->rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (img->fd < 0) {
-		ret = pcow_err_sys(-errno, depth ? "could not open backing file '%s'"
-					  : "could not open '%s'", path);
+	ret = open_image_file(path, img->rdonly ? O_RDONLY : O_RDWR, depth, &st);
+	if (ret < 0)
 		goto fail;
-	}
-	if (fstat(img->fd, &st) < 0) {
-		ret = pcow_err_sys(-errno, "%s: stat failed", path);
-		goto fail;
-	}
+	img->fd = ret;
 	for (i = 0; i < chain_len; i++)
 		if (chain_ids[2 * i] == st.st_dev && chain_ids[2 * i + 1] == st.st_ino) {
 			ret = pcow_err(-ELOOP, "%s: backing file loop", path);
@@ -469,24 +515,19 @@ static int open_raw(const char *full, unsigned flags, int *fd_out,
 		    uint64_t *size)
 {
 	struct stat st;
-	int fd = open(full, O_RDONLY | O_CLOEXEC), ret;
+	int fd = open_image_file(full, O_RDONLY, true, &st), ret = 0;
 
 	if (fd < 0)
-		return pcow_err_sys(-errno, "could not open backing file '%s'", full);
-	if (!(flags & PCOW_OPEN_FORCE_SHARE)) {
+		return fd;
+	if (!(flags & PCOW_OPEN_FORCE_SHARE))
 		ret = lock_file(fd, false, flags & PCOW_OPEN_FOR_WRITER, full);
-		if (ret < 0) {
-			close(fd);
-			return ret;
-		}
-	}
-	if (fstat(fd, &st) < 0) {
-		ret = pcow_err_sys(-errno, "%s: stat failed", full);
+	if (ret == 0)
+		ret = raw_file_size(fd, &st, full, size);
+	if (ret < 0) {
 		close(fd);
 		return ret;
 	}
 	*fd_out = fd;
-	*size = (uint64_t)st.st_size;
 	return 0;
 }
 
@@ -652,7 +693,11 @@ int pcow_get_info(pcow_image *img, struct pcow_info *info)
 	struct stat st;
 	int ret;
 
+	if (info->struct_size != sizeof(*info))
+		return pcow_err(-EINVAL, "struct pcow_info: struct_size %zu is not %zu (set it to sizeof)",
+				info->struct_size, sizeof(*info));
 	memset(info, 0, sizeof(*info));
+	info->struct_size = sizeof(*info);
 	pthread_mutex_lock(&img->lock);
 	info->virtual_size = img->m.virtual_size;
 	info->capacity = img->m.data_capacity;

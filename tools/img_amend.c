@@ -120,7 +120,7 @@ int cmd_amend(int argc, char **argv)
 	const char *fmt = NULL, *file, *name = NULL;
 	char *options = NULL;
 	struct amend a = {0};
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	enum pcow_format bfmt = PCOW_FORMAT_NONE;
 	pcow_image *img = NULL;
 	bool progress = false, quiet = false, help = false, resizes;

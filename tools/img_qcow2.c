@@ -162,6 +162,8 @@ int convert_qcow2(const struct qcow2_convert *c)
 	 * the input itself). */
 	if (existed)
 		FAIL(c->out, "%s: could not create: File exists", c->out);
+	if (from && c->no_backing)
+		FAIL(c->in, "%s: --no-backing applies to pcow inputs, not to qcow2", c->in);
 	if (!on_path(QEMU_IMG))
 		FAIL(c->in, "%s: " QEMU_IMG " is needed to convert to or from qcow2 (install qemu-utils)",
 		     from ? c->in : c->out);
@@ -227,6 +229,8 @@ int convert_qcow2(const struct qcow2_convert *c)
 		args[n++] = "raw";
 		if (c->force_share)
 			args[n++] = "-U";
+		if (c->no_backing)
+			args[n++] = "--no-backing";
 		if (c->progress)
 			args[n++] = "-p";
 		args[n++] = (char *)c->in;

@@ -12,6 +12,7 @@ struct qcow2_convert {
 	const char *out_fmt; /* as given with -O */
 	const char *options; /* -o, or NULL */
 	bool progress, quiet, force_share;
+	bool no_backing; /* --no-backing: for a pcow input only */
 };
 
 /* True when the conversion reads or writes qcow2 (-f/-O qcow2, or an input

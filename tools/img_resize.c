@@ -20,7 +20,7 @@ int cmd_resize(int argc, char **argv)
 {
 	const char *file, *size_arg, *fmt = NULL;
 	bool quiet = false, shrink = false;
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	uint64_t n, size, lost;
 	pcow_image *img;
 	char human[32];

@@ -12,6 +12,7 @@
 int img_source_open(struct img_source *s, const char *path, const char *fmt,
 		    unsigned pcow_flags)
 {
+	bool probed = !fmt;
 	struct stat st;
 
 	*s = (struct img_source){.path = path, .fd = -1};
@@ -21,10 +22,10 @@ int img_source_open(struct img_source *s, const char *path, const char *fmt,
 				path);
 			return -1;
 		}
-		fmt = file_is_pcow(path) ? "pcow" : "raw";
+		fmt = file_starts_as_pcow(path) ? "pcow" : "raw";
 	}
 	if (!strcmp(fmt, "pcow")) {
-		struct pcow_info info;
+		struct pcow_info info = {.struct_size = sizeof(info)};
 
 		if (pcow_open(&s->img, path, pcow_flags | PCOW_OPEN_RDONLY) < 0 ||
 		    pcow_get_info(s->img, &info) < 0) {
@@ -57,6 +58,13 @@ int img_source_open(struct img_source *s, const char *path, const char *fmt,
 	} else {
 		s->size = (uint64_t)st.st_size;
 	}
+	/* As qemu-img words it: a raw guess is worth a warning, since the
+	 * content of a raw file is whatever a guest wrote. */
+	if (probed)
+		fprintf(stderr,
+			"WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+			"         Specify the 'raw' format explicitly (-f raw) to remove this warning.\n",
+			path);
 	return 0;
 }
 

@@ -16,7 +16,8 @@ struct img_source {
 };
 
 /*
- * Opens path as fmt ("raw" or "pcow"; NULL probes for the pcow magic).
+ * Opens path as fmt ("raw" or "pcow"; NULL probes for the pcow magic at
+ * offset 0, and warns on stderr when it guesses raw).
  * pcow_flags are pcow_open() flags (PCOW_OPEN_RDONLY is always added).
  * The functions below print one line and return -1 on failure.
  */

@@ -28,11 +28,11 @@ void usage(FILE *f)
 		"\n"
 		"Commands:\n"
 		"  create [-f pcow] [-q] [-u] [-b BACKING -F FMT] [-o block_size=SIZE,capacity=SIZE] FILE [SIZE]\n"
-		"  info [-f pcow] [--output=human|json] [--backing-chain] [-U] FILE\n"
+		"  info [-f pcow] [--output=human|json] [--backing-chain | --no-backing] [-U] FILE\n"
 		"  snapshot [-f pcow] [-q] [-U] [-l | -c NAME | -a NAME | -d NAME] FILE\n"
 		"  rebase [-f pcow] [-u] [-p] [-q] -b BACKING [-F FMT] FILE\n"
-		"  check [-f pcow] [-r leaks|all] [-p] [-q] [-U] [--output=human|json] FILE\n"
-		"  convert [-f raw|pcow|qcow2] -O raw|pcow|qcow2 [-o block_size=SIZE,capacity=SIZE] [-p] [-q] [-U] IN OUT\n"
+		"  check [-f pcow] [-r leaks|all] [-p] [-q] [-U] [--no-backing] [--output=human|json] FILE\n"
+		"  convert [-f raw|pcow|qcow2] -O raw|pcow|qcow2 [-o block_size=SIZE,capacity=SIZE] [-p] [-q] [-U] [--no-backing] IN OUT\n"
 		"  map [-f pcow] [--output=human|json] [-U] FILE\n"
 		"  commit [-f pcow] [-t CACHE] [-b BASE] [-d] [-p] [-q] FILE\n"
 		"  resize [--shrink] [-f pcow] [-q] FILE [+|-]SIZE\n"
@@ -93,7 +93,7 @@ static int parse_create_options(const char *file, const char *opts,
 
 static int cmd_create(int argc, char **argv)
 {
-	struct pcow_create_opts o = {0};
+	struct pcow_create_opts o = {.struct_size = sizeof(o)};
 	char *backing = NULL, *bfmt = NULL, *fmt = NULL, *options = NULL;
 	const char *file;
 	bool quiet = false;
@@ -151,7 +151,7 @@ static int cmd_create(int argc, char **argv)
 	}
 	if (!quiet) {
 		pcow_image *img;
-		struct pcow_info info;
+		struct pcow_info info = {.struct_size = sizeof(info)};
 
 		if (pcow_open(&img, file, PCOW_OPEN_RDONLY | PCOW_OPEN_NO_BACKING) == 0) {
 			pcow_get_info(img, &info);
@@ -216,7 +216,7 @@ static void print_snapshots(pcow_image *img)
 
 static json_object *info_json(pcow_image *img, const char *file)
 {
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	struct pcow_snapshot_info *list;
 	json_object *o = json_object_new_object(), *spec, *data;
 	size_t n, i;
@@ -281,7 +281,7 @@ static json_object *info_json(pcow_image *img, const char *file)
 
 static void info_human(pcow_image *img, const char *file)
 {
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	char a[32], b[32];
 
 	pcow_get_info(img, &info);
@@ -322,17 +322,27 @@ static json_object *raw_info_json(const char *file)
 	return o;
 }
 
+/* Prints o as qemu-img prints JSON, and frees it. */
+static void print_json(json_object *o)
+{
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+							   JSON_C_TO_STRING_SPACED |
+							   JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
 static int cmd_info(int argc, char **argv)
 {
 	const char *output = "human";
-	bool chain = false;
+	bool chain = false, no_backing = false;
 	unsigned flags = PCOW_OPEN_RDONLY;
 	pcow_image *img, *cur;
 	const char *file;
-	int c;
+	int c, ret;
 	static const struct option longopts[] = {
 		{"output", required_argument, 0, 'O'},
 		{"backing-chain", no_argument, 0, 'B'},
+		{"no-backing", no_argument, 0, 'N'},
 		{"force-share", no_argument, 0, 'U'},
 		{0}};
 
@@ -340,6 +350,7 @@ static int cmd_info(int argc, char **argv)
 		switch (c) {
 		case 'O': output = optarg; break;
 		case 'B': chain = true; break;
+		case 'N': no_backing = true; break;
 		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
 		case 'f':
 			if (strcmp(optarg, "pcow"))
@@ -353,16 +364,22 @@ static int cmd_info(int argc, char **argv)
 	if (optind != argc - 1)
 		FAIL(NULL, "expecting one image file name");
 	file = argv[optind];
+	if (chain && no_backing)
+		FAIL(file, "%s: --backing-chain and --no-backing exclude each other", file);
 	if (!file_is_pcow(file) && access(file, R_OK) == 0)
 		FAIL(file, "%s: not a pcow image (bad magic)", file);
-	if (chain ? pcow_open(&img, file, flags) < 0 : open_without_chain(&img, file, flags) < 0)
+	if (no_backing)
+		ret = pcow_open(&img, file, flags | PCOW_OPEN_NO_BACKING);
+	else
+		ret = chain ? pcow_open(&img, file, flags) : open_without_chain(&img, file, flags);
+	if (ret < 0)
 		return lib_fail(file);
 	if (!strcmp(output, "json")) {
 		json_object *top = chain ? json_object_new_array() : NULL, *o;
 		char name[4096];
 
 		for (cur = img; cur; cur = chain ? pcow_backing_image(cur) : NULL) {
-			struct pcow_info info;
+			struct pcow_info info = {.struct_size = sizeof(info)};
 
 			pcow_get_info(cur, &info);
 			o = info_json(cur, cur == img ? file : name);
@@ -375,16 +392,13 @@ static int cmd_info(int argc, char **argv)
 			if (!pcow_backing_image(cur) && info.backing_file[0])
 				json_object_array_add(top, raw_info_json(info.backing_file_full));
 		}
-		printf("%s\n", json_object_to_json_string_ext(top, JSON_C_TO_STRING_PRETTY |
-								     JSON_C_TO_STRING_SPACED |
-								     JSON_C_TO_STRING_NOSLASHESCAPE));
-		json_object_put(top);
+		print_json(top);
 	} else {
 		char name[4096];
 
 		snprintf(name, sizeof(name), "%s", file);
 		for (cur = img; cur; cur = chain ? pcow_backing_image(cur) : NULL) {
-			struct pcow_info info;
+			struct pcow_info info = {.struct_size = sizeof(info)};
 
 			pcow_get_info(cur, &info);
 			if (cur != img)
@@ -494,15 +508,40 @@ static int cmd_rebase(int argc, char **argv)
 	return finish(&img, file, pcow_rebase(img, backing, fmt, flags));
 }
 
+/*
+ * check --output=json when check could not run (qemu-img prints nothing
+ * then): a script reading stdout still gets an object, with the reason.
+ * Unreadable metadata counts as a corruption, as the exit code 2 says.
+ */
+static int check_fail_json(const char *file, const char *output, int rc)
+{
+	json_object *o;
+
+	lib_fail(file);
+	if (strcmp(output, "json"))
+		return rc;
+	o = json_object_new_object();
+	json_object_object_add(o, "filename", json_object_new_string(file));
+	json_object_object_add(o, "format", json_object_new_string("pcow"));
+	json_object_object_add(o, "check-errors", json_object_new_int(rc != 2));
+	json_object_object_add(o, "corruptions", json_object_new_int(rc == 2));
+	json_object_object_add(o, "error", json_object_new_string(pcow_errormsg()));
+	print_json(o);
+	return rc;
+}
+
 static int cmd_check(int argc, char **argv)
 {
 	const char *output = "human", *file;
-	unsigned fix = 0, share = 0;
+	unsigned fix = 0, share = 0, no_backing = 0;
 	bool progress = false, quiet = false;
 	struct pcow_check_result r;
 	pcow_image *img;
 	int c, ret;
-	static const struct option longopts[] = {{"output", required_argument, 0, 'O'}, {0}};
+	static const struct option longopts[] = {
+		{"output", required_argument, 0, 'O'},
+		{"no-backing", no_argument, 0, 'N'},
+		{0}};
 
 	while ((c = getopt_long(argc, argv, "+:r:f:qUp", longopts, NULL)) != -1) {
 		switch (c) {
@@ -516,6 +555,7 @@ static int cmd_check(int argc, char **argv)
 			break;
 		case 'O': output = optarg; break;
 		case 'U': share = PCOW_OPEN_FORCE_SHARE; break;
+		case 'N': no_backing = PCOW_OPEN_NO_BACKING; break;
 		case 'p': progress = true; break;
 		case 'q': quiet = true; break;
 		case 'f': break;
@@ -529,21 +569,23 @@ static int cmd_check(int argc, char **argv)
 	file = argv[optind];
 	if (fix && share)
 		FAIL(file, "%s: -U cannot be used with -r", file);
-	ret = pcow_open(&img, file, fix ? 0 : PCOW_OPEN_RDONLY | share);
+	/* check never reads the backing chain: --no-backing only spares
+	 * opening it. */
+	ret = pcow_open(&img, file, (fix ? 0 : PCOW_OPEN_RDONLY | share) | no_backing);
 	if (ret < 0) {
-		lib_fail(file);
 		/* Damaged metadata is corruption (2); an unknown feature is
 		 * unsupported (63); anything else kept check from running (1). */
 		if (ret == -ENOTSUP)
-			return 63;
-		return ret == -EINVAL && file_is_pcow(file) ? 2 : 1;
+			return check_fail_json(file, output, 63);
+		return check_fail_json(file, output,
+				       ret == -EINVAL && file_is_pcow(file) ? 2 : 1);
 	}
 	/* Progress lines would break JSON output; quiet mode has none. */
 	if (progress && !quiet && !strcmp(output, "human"))
 		pcow_set_progress(img, print_progress, NULL);
 	ret = pcow_check(img, fix, &r);
 	if (ret < 0) {
-		lib_fail(file);
+		check_fail_json(file, output, 1);
 		pcow_close(&img);
 		return 1;
 	}
@@ -563,10 +605,7 @@ static int cmd_check(int argc, char **argv)
 					       json_object_new_int64((int64_t)r.corruptions_fixed));
 		}
 		json_object_object_add(o, "leaked-bytes", json_object_new_int64((int64_t)r.leaked_bytes));
-		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-								   JSON_C_TO_STRING_SPACED |
-								   JSON_C_TO_STRING_NOSLASHESCAPE));
-		json_object_put(o);
+		print_json(o);
 	} else {
 		if (r.leaks_fixed || r.corruptions_fixed)
 			printf("The following inconsistencies were found and repaired:\n\n"
@@ -606,18 +645,22 @@ static bool all_zero(const uint8_t *p, uint64_t n)
 static int cmd_convert(int argc, char **argv)
 {
 	const char *ifmt = NULL, *ofmt = NULL, *options = NULL, *in, *out;
-	struct pcow_create_opts o = {0};
+	struct pcow_create_opts o = {.struct_size = sizeof(o)};
 	struct img_source src = {.fd = -1};
 	pcow_image *dst = NULL;
 	int dfd = -1, c, rc = 1;
 	bool progress = false, quiet = false, created = false;
-	unsigned share = 0;
+	unsigned share = 0, no_backing = 0;
 	uint64_t pos, chunk;
 	uint8_t *buf = NULL;
 	char *ob = NULL, *obf = NULL;
+	static const struct option longopts[] = {
+		{"no-backing", no_argument, 0, 'N'},
+		{0}};
 
-	while ((c = getopt(argc, argv, "+:f:O:o:pqU")) != -1) {
+	while ((c = getopt_long(argc, argv, "+:f:O:o:pqU", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'N': no_backing = PCOW_OPEN_NO_BACKING; break;
 		case 'f': ifmt = optarg; break;
 		case 'O': ofmt = optarg; break;
 		case 'o': options = optarg; break;
@@ -641,15 +684,14 @@ static int cmd_convert(int argc, char **argv)
 			.convert = cmd_convert, .in = in, .out = out, .in_fmt = ifmt,
 			.out_fmt = ofmt, .options = options, .progress = progress,
 			.quiet = quiet, .force_share = share != 0,
+			.no_backing = no_backing != 0,
 		};
 
 		return convert_qcow2(&q);
 	}
 	if (strcmp(ofmt, "raw") && strcmp(ofmt, "pcow"))
 		FAIL(out, "%s: unsupported output format '%s' (raw or pcow)", out, ofmt);
-	if (!ifmt)
-		ifmt = file_is_pcow(in) ? "pcow" : "raw";
-	if (strcmp(ifmt, "raw") && strcmp(ifmt, "pcow"))
+	if (ifmt && strcmp(ifmt, "raw") && strcmp(ifmt, "pcow"))
 		FAIL(in, "%s: unsupported input format '%s' (raw or pcow)", in, ifmt);
 	if (options && parse_create_options(out, options, &o, &ob, &obf) < 0)
 		return 1;
@@ -658,7 +700,7 @@ static int cmd_convert(int argc, char **argv)
 		free(obf);
 		FAIL(out, "%s: convert does not take a backing file", out);
 	}
-	if (img_source_open(&src, in, ifmt, share) < 0)
+	if (img_source_open(&src, in, ifmt, share | no_backing) < 0)
 		goto out;
 	if (!strcmp(ofmt, "pcow")) {
 		o.size = (src.size + 511) / 512 * 512;
@@ -749,7 +791,7 @@ static int cmd_map(int argc, char **argv)
 {
 	const char *output = "human", *file;
 	unsigned flags = PCOW_OPEN_RDONLY;
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	pcow_image *img;
 	uint64_t pos;
 	bool json;

@@ -268,7 +268,7 @@ static void on_map_error(pcow_map *map, void *addr, int err, void *opaque)
 int main(int argc, char **argv)
 {
 	struct ctx c = {0};
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	char **cmds = NULL;
 	int ncmds = 0, opt, rc = 0, i;
 	unsigned flags = 0;

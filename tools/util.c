@@ -125,33 +125,36 @@ const char *format_name(enum pcow_format fmt)
 	return fmt == PCOW_FORMAT_PCOW ? "pcow" : fmt == PCOW_FORMAT_RAW ? "raw" : "";
 }
 
-bool file_is_pcow(const char *path)
+static bool file_has_magic(const char *path, off_t off, const char *magic,
+			   size_t len)
 {
-	static const off_t slots[] = {0, 256 * 1024};
-	char magic[8];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	bool yes = false;
-	size_t i;
-
-	if (fd < 0)
-		return false;
-	/* Either metadata slot may be the one in force (docs/format.md 3.1). */
-	for (i = 0; i < 2 && !yes; i++)
-		yes = pread(fd, magic, 8, slots[i]) == 8 &&
-		      !memcmp(magic, "PCOW\r\n\x1a\n", 8);
-	close(fd);
-	return yes;
-}
-
-bool file_is_qcow2(const char *path)
-{
-	char magic[4];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char buf[8];
+	/* O_NONBLOCK: opening a FIFO for reading would wait for a writer. */
+	int fd = len <= sizeof(buf) ? open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1;
 	bool yes;
 
 	if (fd < 0)
 		return false;
-	yes = pread(fd, magic, 4, 0) == 4 && !memcmp(magic, "QFI\xfb", 4);
+	yes = pread(fd, buf, len, off) == (ssize_t)len && !memcmp(buf, magic, len);
 	close(fd);
 	return yes;
+}
+
+#define PCOW_MAGIC "PCOW\r\n\x1a\n"
+
+bool file_is_pcow(const char *path)
+{
+	/* Either metadata slot may be the one in force (docs/format.md 3.1). */
+	return file_starts_as_pcow(path) ||
+	       file_has_magic(path, 256 * 1024, PCOW_MAGIC, 8);
+}
+
+bool file_starts_as_pcow(const char *path)
+{
+	return file_has_magic(path, 0, PCOW_MAGIC, 8);
+}
+
+bool file_is_qcow2(const char *path)
+{
+	return file_has_magic(path, 0, "QFI\xfb", 4);
 }

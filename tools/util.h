@@ -38,8 +38,18 @@ void human_size(uint64_t v, char *buf, size_t len);
 bool parse_format(const char *s, enum pcow_format *fmt);
 const char *format_name(enum pcow_format fmt);
 
-/* True when the file starts with the pcow magic. */
+/*
+ * True when either metadata slot starts with the pcow magic: for telling a
+ * damaged pcow image from another file, once the format is known.
+ */
 bool file_is_pcow(const char *path);
+
+/*
+ * True when the file starts with the pcow magic: the only test to probe
+ * the format with.  A torn slot 0 keeps its magic; slot 1's alone may be
+ * data a guest wrote into a raw disk.
+ */
+bool file_starts_as_pcow(const char *path);
 
 /* True when the file starts with the qcow2 magic ("QFI\xfb"). */
 bool file_is_qcow2(const char *path);

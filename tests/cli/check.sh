@@ -153,6 +153,22 @@ expect_fail "$PCOW_IMG" check nothere.pcow
 expect_fail --nofile "$PCOW_IMG" check -r everything c1.pcow
 expect_fail --nofile "$PCOW_IMG" check --output=xml c1.pcow
 
+# --output=json also when the image cannot be opened: a JSON object naming
+# the file and what kept check from running; exit code and the one line on
+# stderr as without it.
+ok "$PCOW_IMG" create lost.pcow 1M
+ok "$PCOW_IMG" rebase -u -b lost-base.raw -F raw lost.pcow
+for spec in "2 bad.pcow checksum" "1 nothere.pcow No such file" "1 lost.pcow lost-base.raw"; do
+    read -r want img what <<<"$spec"
+    expect_fail --rc "$want" --grep "$what" "$PCOW_IMG" check --output=json "$img"
+    check_eq "$(json '[d["filename"], d["format"], d["check-errors"], d["corruptions"]]' <"$T/.out")" \
+        "[\"$img\", \"pcow\", $((want == 1)), $((want == 2))]" \
+        "$img: check --output=json when check cannot run"
+    err=$(json 'd["error"]' <"$T/.out")
+    check_true "$img: the JSON error is the message" \
+        eval '[[ -n $err ]] && grep -qF -- "$err" "$T/.err"'
+done
+
 # -q: nothing on success, the problems still; no progress.
 ok "$PCOW_IMG" check -q c1.pcow
 check_eq "$(cat "$T/.out")" "" "check -q of a clean image"

@@ -95,10 +95,10 @@ hold_stop
 # Errors: one line, exit 2 for images that cannot be opened (1 for a bad
 # command line, as qemu-img), nothing changed.
 remember a.raw ov.pcow
-expect_fail --rc 2 --file nothere.raw "$PCOW_IMG" compare a.raw nothere.raw
+expect_fail --rc 2 --file nothere.raw "$PCOW_IMG" compare -f raw a.raw nothere.raw
 expect_fail --rc 2 --file nothere.pcow "$PCOW_IMG" compare nothere.pcow a.raw
 expect_fail --rc 2 --grep "bad magic" --file a.raw "$PCOW_IMG" compare -f pcow a.raw ov.pcow
-expect_fail --rc 2 --grep "unknown format" --file ov.pcow "$PCOW_IMG" compare -F vmdk a.raw ov.pcow
+expect_fail --rc 2 --grep "unknown format" --file ov.pcow "$PCOW_IMG" compare -f raw -F vmdk a.raw ov.pcow
 expect_fail --rc 1 --nofile --grep "two image file names" "$PCOW_IMG" compare a.raw
 expect_fail --rc 1 --nofile --grep "two image file names" "$PCOW_IMG" compare a.raw ov.pcow b.raw
 printf 'QFI\xfb\0\0\0\3' >fake.qcow2

@@ -39,9 +39,10 @@ check_eq "$(img com)" "commit compare" "verbs starting with com"
 check_eq "$(img zz)" "" "no verb starts with zz"
 
 # ---- Options of each verb, and every one is accepted by pcow-img ----
-check_eq "$(img check -)" "-r -p -q -U -f --output=" "check options"
+check_eq "$(img check -)" "-r -p -q -U -f --output= --no-backing" "check options"
 check_eq "$(img snapshot -)" "-l -c -a -d -U -q -f" "snapshot options"
 check_eq "$(img info --b)" "--backing-chain" "info long option"
+check_eq "$(img info --n)" "--no-backing" "info --no-backing"
 for verb in $verbs; do
     opts=$(img "$verb" -)
     check_true "$verb: options offered" test -n "$opts"

@@ -71,7 +71,7 @@ assert_unchanged cb.raw cm.pcow ct.pcow
 # Errors: one line, nothing left behind, existing files untouched.
 ok "$PCOW_IMG" create exists.pcow 1M
 remember exists.pcow in.raw
-expect_fail --file exists.pcow "$PCOW_IMG" convert -O pcow in.raw exists.pcow
+expect_fail --file exists.pcow "$PCOW_IMG" convert -f raw -O pcow in.raw exists.pcow
 assert_unchanged exists.pcow in.raw
 expect_fail --file nothere.raw "$PCOW_IMG" convert -O pcow nothere.raw o.pcow
 check_true "a failed convert left o.pcow behind" test ! -e o.pcow
@@ -95,7 +95,7 @@ expect_fail --file exists.pcow --grep "File exists" "$PCOW_IMG" convert -O qcow2
 assert_unchanged self.pcow exists.pcow
 
 mkraw empty.raw 0
-expect_fail --file empty.pcow "$PCOW_IMG" convert -O pcow empty.raw empty.pcow
+expect_fail --file empty.pcow "$PCOW_IMG" convert -f raw -O pcow empty.raw empty.pcow
 check_true "a failed convert left empty.pcow behind" test ! -e empty.pcow
 
 # -p: one update per whole percent (not per block), 100% once; -q: none.

@@ -82,9 +82,9 @@ done
 # convert into a full file system leaves nothing behind.
 fresh_fs
 mkraw big.raw $((16 * MiB)) "0 12M r"
-expect_fail --grep "no space" --file "$MNT/big.pcow" "$PCOW_IMG" convert -O pcow big.raw "$MNT/big.pcow"
+expect_fail --grep "no space" --file "$MNT/big.pcow" "$PCOW_IMG" convert -f raw -O pcow big.raw "$MNT/big.pcow"
 check_true "a failed convert left big.pcow behind" test ! -e "$MNT/big.pcow"
-expect_fail --grep "no space" --file "$MNT/big.raw" "$PCOW_IMG" convert -O raw big.raw "$MNT/big.raw"
+expect_fail --grep "no space" --file "$MNT/big.raw" "$PCOW_IMG" convert -f raw -O raw big.raw "$MNT/big.raw"
 check_true "a failed convert left big.raw behind" test ! -e "$MNT/big.raw"
 
 finish

@@ -80,7 +80,7 @@ hold_stop
 remember src.raw out.qcow2
 expect_fail --grep "not in qcow2 format" --file src.raw "$PCOW_IMG" convert -f qcow2 -O pcow src.raw bad.pcow
 check_true "no output after a bad qcow2 input" test ! -e bad.pcow
-expect_fail --grep "Invalid parameter 'bogus'" --file bad.qcow2 "$PCOW_IMG" convert -O qcow2 -o bogus=1 src.raw bad.qcow2
+expect_fail --grep "Invalid parameter 'bogus'" --file bad.qcow2 "$PCOW_IMG" convert -f raw -O qcow2 -o bogus=1 src.raw bad.qcow2
 check_true "no output after bad qcow2 options" test ! -e bad.qcow2
 expect_fail --file nothere.raw "$PCOW_IMG" convert -O qcow2 nothere.raw bad.qcow2
 check_true "no output after a missing input" test ! -e bad.qcow2

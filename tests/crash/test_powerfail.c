@@ -366,7 +366,7 @@ static void view_del_snap(struct view *v, const char *name)
 /* Reads the active layer and every snapshot (as seen from its layer). */
 static int view_read(pcow_image *img, struct view *v)
 {
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	uint8_t *buf;
 	uint32_t i;
 	int ret;
@@ -1150,7 +1150,7 @@ static void write_blocks(struct run *r, pcow_image *img, const int *blocks,
 static pcow_image *new_image(struct run *r, const char *backing,
 			     enum pcow_format fmt, uint64_t size)
 {
-	struct pcow_create_opts o = {.size = size, .block_size = r->bs,
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = size, .block_size = r->bs,
 				     .backing_file = backing, .backing_format = fmt};
 	pcow_image *img;
 
@@ -1260,7 +1260,7 @@ static void setup_create(struct run *r)
 
 static int op_create(struct run *r, pcow_image *img, bool retry)
 {
-	struct pcow_create_opts o = {.size = r->s->variant ? 0 : r->size,
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = r->s->variant ? 0 : r->size,
 				     .block_size = r->bs};
 
 	(void)img;
@@ -1518,7 +1518,7 @@ static void setup_rebase(struct run *r)
 
 	make_raw(r, "new.raw", r->size, 1);
 	if (r->s->variant == 2) {
-		struct pcow_create_opts o = {.size = r->size, .block_size = 4096};
+		struct pcow_create_opts o = {.struct_size = sizeof(o), .size = r->size, .block_size = 4096};
 		pcow_image *b;
 
 		OK(pcow_create(in_dir(r, "old.pcow"), &o));
@@ -1665,7 +1665,7 @@ static uint64_t resize_target(const struct run *r)
 
 static void setup_resize(struct run *r)
 {
-	struct pcow_create_opts o = {.size = r->size, .block_size = r->bs,
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = r->size, .block_size = r->bs,
 				     .backing_file = "base.raw",
 				     .backing_format = PCOW_FORMAT_RAW,
 				     .capacity = r->s->variant == 0 ? RESIZE_CAP : 0};

@@ -122,7 +122,7 @@ cat >use.c <<'C'
 int main(void)
 {
 	pcow_image *img;
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 
 	if (pcow_open(&img, "disk.pcow", PCOW_OPEN_RDONLY) < 0 || pcow_get_info(img, &info) < 0) {
 		fprintf(stderr, "%s\n", pcow_errormsg());

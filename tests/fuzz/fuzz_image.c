@@ -87,7 +87,7 @@ static void make_backing_files(void)
 {
 	static uint8_t buf[65536];
 	char path[PATH_MAX + 32];
-	struct pcow_create_opts o = {0};
+	struct pcow_create_opts o = {.struct_size = sizeof(o)};
 	pcow_image *b;
 
 	snprintf(path, sizeof(path), "%s/base.raw", work_dir);
@@ -503,7 +503,7 @@ static void resize_phase(pcow_image *img, const struct pcow_info *info)
 static void run_image(void)
 {
 	pcow_image *img;
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 
 	if (pcow_open(&img, img_path, PCOW_OPEN_RDONLY) == 0) {
 		if (pcow_get_info(img, &info) == 0) {

@@ -82,7 +82,7 @@ cat > "$dest/use.c" <<'C'
 #include <stdio.h>
 int main(int argc, char **argv)
 {
-	struct pcow_create_opts o = {.size = 1 << 20};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 1 << 20};
 	pcow_image *img;
 	(void)argc;
 	if (pcow_create(argv[1], &o) < 0 || pcow_open(&img, argv[1], 0) < 0) {
@@ -100,6 +100,34 @@ cc -std=gnu11 -Wall -Werror $cflags "$dest/use.c" -o "$dest/use" $libs
 LD_LIBRARY_PATH=$(dirname "$lib") "$dest/use" "$dest/x.pcow"
 [ -s "$dest/x.pcow" ] || { echo "program built against the installed library failed"; exit 1; }
 rm -f "$dest/use.c" "$dest/use" "$dest/x.pcow"
+
+# The installed tools run without LD_LIBRARY_PATH and use the installed
+# library: outside the system library directories through a RUNPATH
+# relative to the tool ($ORIGIN), which holds in the DESTDIR tree too.
+libdir=$(meson introspect --buildoptions "$build" |
+	python3 -c 'import json, os, sys; o = {x["name"]: x["value"] for x in json.load(sys.stdin)}; print(os.path.join(o["prefix"], o["libdir"]))')
+for tool in pcow-img pcow-io; do
+	t=$(installed "bin/$tool")
+	runpath=$(readelf -d "$t" | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p')
+	case $libdir in
+	/usr/lib* | /lib*)
+		[ -z "$runpath" ] || { echo "$tool has a RUNPATH ($runpath) for the system libdir $libdir"; exit 1; }
+		echo "note: $libdir is a system libdir: the staged $tool is not run without LD_LIBRARY_PATH"
+		continue ;;
+	esac
+	[ -n "$runpath" ] || { echo "$tool has no RUNPATH: it cannot find libpcow in $libdir"; exit 1; }
+	used=$(env -u LD_LIBRARY_PATH ldd "$t" | awk '$1 ~ /^libpcow\.so/ {print $3}')
+	[ "$(realpath "$used")" = "$(realpath "$lib")" ] ||
+		{ echo "$tool without LD_LIBRARY_PATH uses '$used', not $lib"; exit 1; }
+done
+t=$(installed bin/pcow-img)
+if [ -n "$(readelf -d "$t" | grep RUNPATH)" ]; then
+	env -u LD_LIBRARY_PATH "$t" create -q "$dest/y.pcow" 1M ||
+		{ echo "installed pcow-img does not run without LD_LIBRARY_PATH"; exit 1; }
+	env -u LD_LIBRARY_PATH "$(installed bin/pcow-io)" -c "write 0 4K" "$dest/y.pcow" >/dev/null ||
+		{ echo "installed pcow-io does not run without LD_LIBRARY_PATH"; exit 1; }
+	rm -f "$dest/y.pcow"
+fi
 
 # Uninstall (what `make uninstall` runs) removes every installed file.
 ninja -C "$build" uninstall >/dev/null

@@ -134,7 +134,7 @@ writer_iteration() {
 		;;
 	snap)
 		base_for
-		"$PCOW_IMG" convert -O pcow -o block_size="$bs" "$W/base.raw" "$img" >/dev/null &&
+		"$PCOW_IMG" convert -f raw -O pcow -o block_size="$bs" "$W/base.raw" "$img" >/dev/null &&
 			"$PCOW_IMG" snapshot -c base "$img" || { fail "setup"; return; }
 		base=$W/base.raw
 		;;

@@ -83,7 +83,7 @@ pcow_image *test_overlay_on_raw(const char *raw, uint64_t size, const void *data
 				uint64_t off, uint64_t len, const char *image,
 				uint32_t block_size)
 {
-	struct pcow_create_opts o = {.size = size, .block_size = block_size,
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = size, .block_size = block_size,
 				     .backing_file = raw,
 				     .backing_format = PCOW_FORMAT_RAW};
 	pcow_image *img;

@@ -52,11 +52,11 @@ static void make_raw(const char *path, uint64_t size)
 
 int main(void)
 {
-	struct pcow_create_opts o = {0};
+	struct pcow_create_opts o = {.struct_size = sizeof(o)};
 	pcow_image *img, *mid;
 	uint8_t *want, *got, buf[9000];
 	uint32_t base_sum, mid_sum;
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	int ret;
 
 	CHECK(chdir(test_dir()) == 0);
@@ -102,6 +102,7 @@ int main(void)
 
 	/* a three-deep chain with a different block size on top */
 	memset(&o, 0, sizeof(o));
+	o.struct_size = sizeof(o);
 	o.backing_file = "sub/mid.pcow";
 	o.backing_format = PCOW_FORMAT_PCOW;
 	o.block_size = 65536;
@@ -173,6 +174,7 @@ int main(void)
 
 	/* a missing backing file is a clear error */
 	memset(&o, 0, sizeof(o));
+	o.struct_size = sizeof(o);
 	o.size = SIZE;
 	OK(pcow_create("lonely.pcow", &o));
 	OK(pcow_open(&img, "lonely.pcow", 0));
@@ -193,6 +195,7 @@ int main(void)
 		int i;
 
 		memset(&o, 0, sizeof(o));
+		o.struct_size = sizeof(o);
 		o.size = 1 << 20;
 		OK(pcow_create("c0", &o));
 		for (i = 1; i <= 70; i++) {

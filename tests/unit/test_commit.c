@@ -73,7 +73,7 @@ static uint64_t file_sum(const char *path)
 static void create(const char *path, const char *backing, enum pcow_format fmt,
 		   uint32_t bs, uint64_t size)
 {
-	struct pcow_create_opts o = {.size = size, .block_size = bs,
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = size, .block_size = bs,
 				     .backing_file = backing, .backing_format = fmt};
 
 	OK(pcow_create(path, &o));
@@ -185,7 +185,7 @@ static void on_progress(uint64_t done, uint64_t total, void *opaque)
 static void test_raw(uint32_t bs, unsigned flags)
 {
 	uint8_t data[8192], *before, *raw;
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	struct progress pr = {0};
 	pcow_image *img;
 
@@ -277,7 +277,7 @@ static void test_chain(void)
 	uint8_t *before;
 	pcow_image *img;
 	uint64_t mid_blocks;
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 
 	create(test_path("c-base.pcow"), NULL, PCOW_FORMAT_NONE, 4096, SIZE);
 	OK(pcow_open(&img, test_path("c-base.pcow"), 0));

@@ -170,7 +170,7 @@ static void bad_sizes(void)
 
 	/* Below the block size of a 64 KiB-block image. */
 	{
-		struct pcow_create_opts o = {.size = SIZE, .block_size = 65536};
+		struct pcow_create_opts o = {.struct_size = sizeof(o), .size = SIZE, .block_size = 65536};
 
 		unlink(test_path("cs64.pcow"));
 		OK(pcow_create(test_path("cs64.pcow"), &o));

@@ -102,7 +102,7 @@ static void store_through_map(pcow_image *img, uint64_t size)
 static void one_case(int n)
 {
 	char raw[32], base[32], top[32];
-	struct pcow_create_opts o = {0};
+	struct pcow_create_opts o = {.struct_size = sizeof(o)};
 	pcow_image *b, *img;
 	uint64_t raw_size = SIZE - rnd(3) * 1000;   /* not always page-sized */
 	uint8_t buf[65536];

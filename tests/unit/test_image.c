@@ -24,9 +24,9 @@ static void check_all(pcow_image *img)
 
 static void io_matrix(uint32_t bs)
 {
-	struct pcow_create_opts o = {.size = SIZE, .block_size = bs};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = SIZE, .block_size = bs};
 	const char *path = test_path(bs == 4096 ? "m4k" : bs == 65536 ? "m64k" : "m2m");
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	pcow_image *img;
 	uint8_t *buf = malloc(4 << 20);
 	int i;
@@ -73,9 +73,9 @@ static void io_matrix(uint32_t bs)
 
 static void thin_provisioning(void)
 {
-	struct pcow_create_opts o = {.size = 1ull << 40};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 1ull << 40};
 	const char *path = test_path("tb");
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	pcow_image *img;
 	struct stat st;
 	uint8_t b[512], z[512] = {0};
@@ -99,7 +99,7 @@ static void thin_provisioning(void)
 
 static void locking(void)
 {
-	struct pcow_create_opts o = {.size = 1 << 20};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 1 << 20};
 	const char *path = test_path("lock");
 	pcow_image *a, *b, *c;
 
@@ -122,7 +122,7 @@ static void locking(void)
 
 static void bad_create(void)
 {
-	struct pcow_create_opts o = {.size = 1 << 20};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 1 << 20};
 
 	o.block_size = 3000;
 	CHECK(pcow_create(test_path("bad1"), &o) == -EINVAL);
@@ -155,13 +155,46 @@ static void bad_open(void)
 	CHECK(pcow_open(&img, test_path("nonexistent"), 0) == -ENOENT);
 	/* an image cut short of its regions is refused, not read past its end */
 	{
-		struct pcow_create_opts o = {.size = 64 << 20};
+		struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 64 << 20};
 
 		OK(pcow_create(test_path("short"), &o));
 		CHECK(truncate(test_path("short"), 3 << 20) == 0);
 		CHECK(pcow_open(&img, test_path("short"), 0) == -EINVAL);
 		CHECK(strstr(pcow_errormsg(), "truncated"));
 	}
+}
+
+/* The structures passed in carry their size: a caller built with another
+ * layout is refused, not misread. */
+static void struct_sizes(void)
+{
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 1 << 20};
+	struct pcow_info info = {.struct_size = sizeof(info) - 8};
+	const char *path = test_path("sizes");
+	pcow_image *img;
+	size_t bad[] = {0, sizeof(o) - 8, sizeof(o) + 8, 8};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		o.struct_size = bad[i];
+		CHECK(pcow_create(path, &o) == -EINVAL);
+		CHECK(strstr(pcow_errormsg(), "struct_size"));
+		CHECK(access(path, F_OK) < 0 && errno == ENOENT);
+	}
+	CHECK(pcow_create(path, NULL) == -EINVAL);
+	o.struct_size = sizeof(o);
+	OK(pcow_create(path, &o));
+	OK(pcow_open(&img, path, 0));
+	CHECK(pcow_get_info(img, &info) == -EINVAL);
+	CHECK(strstr(pcow_errormsg(), "struct_size") && info.virtual_size == 0);
+	info.struct_size = sizeof(info) + 8;
+	CHECK(pcow_get_info(img, &info) == -EINVAL);
+	info.struct_size = sizeof(info);
+	OK(pcow_get_info(img, &info));
+	CHECK(info.virtual_size == 1 << 20 && info.struct_size == sizeof(info));
+	/* the size stays set: the same structure serves the next call */
+	OK(pcow_get_info(img, &info));
+	OK(pcow_close(&img));
 }
 
 int main(void)
@@ -175,6 +208,7 @@ int main(void)
 	locking();
 	bad_create();
 	bad_open();
+	struct_sizes();
 	free(oracle);
 	printf("image: ok\n");
 	return 0;

@@ -112,7 +112,7 @@ static void shuffle(uint32_t *a, uint32_t n, unsigned seed)
  * mapping stay a handful of VMAs and read back through the byte API. */
 static void shuffled_allocate(void)
 {
-	struct pcow_create_opts o = {.size = 1ull << 30, .block_size = 16384};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 1ull << 30, .block_size = 16384};
 	const uint32_t n = 65536;
 	uint32_t *order = malloc(n * sizeof(*order)), i;
 	struct pcow_map_stats st;
@@ -254,7 +254,7 @@ static void foreign(int sig, siginfo_t *si, void *ctx)
 
 static void chaining(void)
 {
-	struct pcow_create_opts o = {.size = 4 << 20};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 4 << 20};
 	struct sigaction sa = {0};
 	pcow_image *img;
 	pcow_map *map;
@@ -300,7 +300,7 @@ static void on_error(pcow_map *m, void *addr, int err, void *opaque)
 static void out_of_space(void)
 {
 	char dir[512];
-	struct pcow_create_opts o = {.size = 64 << 20, .block_size = 65536};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 64 << 20, .block_size = 65536};
 	pcow_image *img;
 	pcow_map *map;
 	uint8_t *base;
@@ -419,7 +419,7 @@ static uint64_t alternate_writes(const char *budget)
  * and stores into bridged gaps and into inherited blocks both land. */
 static void sparse_backing(void)
 {
-	struct pcow_create_opts o = {.size = 64 << 20, .block_size = 4096};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 64 << 20, .block_size = 4096};
 	const uint64_t n = (64 << 20) / 4096;
 	struct pcow_map_stats st;
 	uint8_t *want = calloc(1, 64 << 20), *got = malloc(64 << 20), *base;
@@ -470,7 +470,7 @@ static void sparse_backing(void)
 static void pending_bits(void)
 {
 	const uint64_t spread = 64, n = 5000, bs = 4096, size = n * spread * bs;
-	struct pcow_create_opts o = {.size = size, .block_size = bs};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = size, .block_size = bs};
 	struct pcow_map_stats st;
 	uint8_t block[4096], got[4096], *base;
 	pcow_image *img;
@@ -545,7 +545,7 @@ static void raw_fill(const char *name, uint64_t size, uint64_t off, uint64_t len
  */
 static void no_bridge_over_discard(void)
 {
-	struct pcow_create_opts o = {.size = 64 << 20, .block_size = 4096,
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 64 << 20, .block_size = 4096,
 				     .backing_file = "nb.raw",
 				     .backing_format = PCOW_FORMAT_RAW};
 	pcow_image *img;
@@ -577,7 +577,7 @@ static void no_bridge_over_discard(void)
  */
 static void shared_base_stays_sparse(void)
 {
-	struct pcow_create_opts o = {.size = 64 << 20, .block_size = 4096,
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 64 << 20, .block_size = 4096,
 				     .backing_file = "sb2.raw",
 				     .backing_format = PCOW_FORMAT_RAW};
 	volatile uint8_t *base;

@@ -67,7 +67,7 @@ static pcow_image *build(const char *name, uint64_t blocks, uint64_t raw_size,
 	}
 	close(fd);
 	{
-		struct pcow_create_opts o = {.size = blocks * BS, .block_size = BS,
+		struct pcow_create_opts o = {.struct_size = sizeof(o), .size = blocks * BS, .block_size = BS,
 					     .backing_file = raw,
 					     .backing_format = PCOW_FORMAT_RAW};
 

@@ -34,7 +34,7 @@ static void put(pcow_image *img, uint64_t off, uint64_t len, uint64_t seed)
 /* The whole image must read as the model says, and nothing past it. */
 static void same_as_model(pcow_image *img)
 {
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	uint8_t *buf;
 
 	OK(pcow_get_info(img, &info));
@@ -57,7 +57,7 @@ static void check_clean(pcow_image *img)
 
 static uint64_t vsize(pcow_image *img)
 {
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 
 	OK(pcow_get_info(img, &info));
 	return info.virtual_size;
@@ -89,7 +89,7 @@ static uint64_t file_data(const char *path, uint64_t start, uint64_t end)
 static pcow_image *create_open(const char *name, uint64_t size, uint64_t capacity,
 			       const char *backing, enum pcow_format fmt)
 {
-	struct pcow_create_opts o = {.size = size, .block_size = BS,
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = size, .block_size = BS,
 				     .capacity = capacity, .backing_file = backing,
 				     .backing_format = fmt};
 	pcow_image *img;
@@ -136,7 +136,7 @@ static void grow_within_capacity(void)
 {
 	const char *path = test_path("cap.pcow");
 	pcow_image *img = create_open("cap.pcow", 8 * MiB, 40 * MiB + 1, NULL, 0);
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	uint64_t base = img->m.region_base;
 
 	memset(model, 0, MODEL_MAX);
@@ -437,7 +437,7 @@ static void failed_commit(void)
 
 static void refusals(void)
 {
-	struct pcow_create_opts o = {.size = 4 * MiB, .capacity = 2 * MiB};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 4 * MiB, .capacity = 2 * MiB};
 	pcow_image *img = create_open("ref.pcow", 4 * MiB, 0, NULL, 0), *ro;
 	pcow_map *map;
 

@@ -48,7 +48,7 @@ static uint64_t disk_bytes(const char *p)
 
 static void run(uint32_t bs)
 {
-	struct pcow_create_opts o = {.size = SIZE, .block_size = bs};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = SIZE, .block_size = bs};
 	const char *path = test_path(bs == 4096 ? "s4k" : bs == 65536 ? "s64k" : "s2m");
 	struct pcow_snapshot_info *list;
 	struct pcow_check_result r;

@@ -126,6 +126,7 @@ vg 0 img info --output=json small.pcow
 vg 0 img info --backing-chain over-pcow.pcow
 vg 0 img info --backing-chain --output=json over-raw.pcow
 vg 0 img info -U --output=json over-pcow.pcow
+vg 0 img info --no-backing --output=json over-raw.pcow
 vg 1 img info base.raw
 vg 1 img info missing.pcow
 
@@ -152,12 +153,14 @@ vg 0 img check -r leaks leaky.pcow
 vg 0 img check leaky.pcow
 printf 'garbage' | dd of=garbage.pcow status=none
 vg 1 img check garbage.pcow
+vg 1 img check --output=json garbage.pcow
 
 # convert
 vg 0 img convert -O raw small.pcow small.raw
 vg 0 img convert -O pcow -o block_size=4096 base.raw from-raw.pcow
 vg 0 img convert -p -O pcow over-pcow.pcow flat.pcow
 vg 0 img convert -f pcow -O raw over-raw.pcow over.raw
+vg 0 img convert --no-backing -O raw over-raw.pcow own.raw
 vg 1 img convert -O vmdk small.pcow x.vmdk
 vg 1 img convert -O raw missing.pcow x.raw
 
