@@ -137,6 +137,7 @@ int pcow_image_commit(pcow_image *img, struct pcow_meta *next)
 	next->generation = img->m.generation + 1;
 	ret = pcow_meta_encode(next, buf, PCOW_META_SLOT_SIZE);
 	if (ret >= 0) {
+		img->last_commit_len = (uint32_t)ret;
 		ret = pcow_io_pwrite(img->fd, buf, (uint64_t)ret,
 				     PCOW_META_SLOT_OFFSET(slot));
 		/* A failed write leaves at worst a torn slot, which does not
@@ -606,51 +607,6 @@ void pcow_backing_close(pcow_image **pcow, int *raw_fd, char **resolved)
 	*resolved = NULL;
 }
 
-int pcow_image_mark_dirty(pcow_image *img)
-{
-	struct pcow_meta next;
-	int ret = pcow_require_writable(img);
-
-	if (ret < 0 || (img->m.version == PCOW_VERSION &&
-			(img->m.layers[img->m.active].flags & PCOW_LAYER_UNRECORDED)))
-		return ret;
-	ret = pcow_meta_copy(&next, &img->m);
-	if (ret < 0)
-		return ret;
-	next.layers[next.active].flags |= PCOW_LAYER_UNRECORDED;
-	ret = pcow_image_commit(img, &next);
-	pcow_meta_free(&next);
-	return ret;
-}
-
-int pcow_image_record(pcow_image *img)
-{
-	struct pcow_meta next;
-	uint32_t l;
-	int ret = pcow_pending_persist(img);
-
-	if (ret < 0 || !pcow_meta_unrecorded(&img->m))
-		return ret;
-	/* Whether data alone makes a block a layer's depends on what the
-	 * backing file holds there: without it, the image stays dirty. */
-	if (img->m.backing && !img->backing && img->raw_fd < 0)
-		return 0;
-	for (l = 0; l < img->m.layer_count && ret == 0; l++)
-		if (img->m.layers[l].flags & PCOW_LAYER_UNRECORDED)
-			ret = pcow_layer_record(img, l);
-	if (ret == 0)
-		ret = pcow_meta_copy(&next, &img->m);
-	if (ret < 0)
-		return ret;
-	for (l = 0; l < next.layer_count; l++)
-		next.layers[l].flags &= ~PCOW_LAYER_UNRECORDED;
-	/* The commit persists the bits before the metadata that says every
-	 * block has one. */
-	ret = pcow_image_commit(img, &next);
-	pcow_meta_free(&next);
-	return ret;
-}
-
 int pcow_close(pcow_image **pimg)
 {
 	pcow_image *img = *pimg;
@@ -671,6 +627,7 @@ int pcow_close(pcow_image **pimg)
 	if (img->fd >= 0 && !img->rdonly && ret == 0 && fdatasync(img->fd) < 0)
 		ret = pcow_err_sys(-errno, "%s: flush failed", img->path);
 	pcow_pending_release(img);
+	free(img->clean_slot);
 	pcow_backing_close(&img->backing, &img->raw_fd, &img->backing_path);
 	if (img->fd >= 0)
 		close(img->fd);

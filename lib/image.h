@@ -22,6 +22,12 @@ struct pcow_image {
 	char *dir;              /* directory relative backing names resolve in */
 	bool rdonly;
 	bool poisoned;          /* a metadata commit failed: no more changes */
+	uint32_t last_commit_len;       /* bytes the last commit wrote */
+	/* What the slot that went dirty held before (dirty.c): written back
+	 * when the session changed nothing the clean metadata does not say. */
+	uint8_t *clean_slot;
+	uint64_t clean_slot_holes;      /* one bit per 4 KiB page: a hole */
+	uint64_t clean_generation;
 	unsigned open_flags;
 	pthread_mutex_t lock;
 

@@ -125,7 +125,7 @@ int pcow_claim_blocks(pcow_image *img, uint32_t layer, uint64_t first,
  * Sets the bit of every block layer owns by its data alone (record.c);
  * not persisted: the caller's next sync or commit does that.
  */
-int pcow_layer_record(pcow_image *img, uint32_t layer);
+int pcow_layer_record(pcow_image *img, uint32_t layer, uint64_t *recorded);
 
 /* Counts the blocks a layer owns that hold data. */
 int pcow_layer_count_blocks(pcow_image *img, uint32_t layer, uint64_t *count);

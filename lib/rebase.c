@@ -165,18 +165,23 @@ out:
 /* Gives every block a flagged layer owns by data alone its bit. */
 static int record_layers(pcow_image *img)
 {
+	uint64_t recorded = 0;
 	uint32_t l;
 	int ret = 0;
 
-	if (!pcow_meta_unrecorded(&img->m))
+	if (!pcow_meta_unrecorded(&img->m)) {
+		pcow_progress(img, 1, 1);
 		return 0;
+	}
 	if (img->m.backing && !img->backing && img->raw_fd < 0)
 		return pcow_err(-EINVAL, "%s: some blocks are owned only where the old backing file has no data, and it is not open: open the image read-write with its backing file once (e.g. pcow-img check -r all), then rebase",
 				img->path);
 	ret = pcow_io_sync(img->fd);
-	for (l = 0; l < img->m.layer_count && ret == 0; l++)
+	for (l = 0; l < img->m.layer_count && ret == 0; l++) {
 		if (img->m.layers[l].flags & PCOW_LAYER_UNRECORDED)
-			ret = pcow_layer_record(img, l);
+			ret = pcow_layer_record(img, l, &recorded);
+		pcow_progress(img, l + 1, img->m.layer_count);
+	}
 	return ret;
 }
 

@@ -15,7 +15,7 @@
 #include "error.h"
 #include "layer.h"
 
-int pcow_layer_record(pcow_image *img, uint32_t layer)
+int pcow_layer_record(pcow_image *img, uint32_t layer, uint64_t *recorded)
 {
 	uint64_t base = region_start(img, layer), bs = img->block_size;
 	uint64_t end = base + img->nblocks * bs, pos = base, start, stop, b;
@@ -25,10 +25,15 @@ int pcow_layer_record(pcow_image *img, uint32_t layer)
 	while ((ret = pcow_data_extent(img->fd, pos, end, &start, &stop)) > 0) {
 		for (b = (start - base) / bs; b < (stop - base + bs - 1) / bs; b++) {
 			ret = pcow_bit_test(img, layer, b);
-			if (ret == 0)
-				ret = pcow_block_owner(img, layer, b, &owner);
-			if (ret == 1 && owner == layer)
+			if (ret < 0)
+				return ret;
+			if (ret)
+				continue;  /* recorded already */
+			ret = pcow_block_owner(img, layer, b, &owner);
+			if (ret == 1 && owner == layer) {
 				ret = pcow_bit_set(img, layer, b);
+				++*recorded;
+			}
 			if (ret < 0)
 				return ret;
 		}

@@ -25,8 +25,13 @@
 
 #define FS_BLOCK 4096u
 #define SCAN_BUF (1u << 20)
-/* A fresh image's metadata blob (header and one layer) fills one block. */
+/* A fresh image's metadata blob (header and one layer) fills one block;
+ * once written, an image has used both slots. */
 #define META_ALLOCATED FS_BLOCK
+#define META_WRITTEN (2 * FS_BLOCK)
+/* Blocks whose copy bits one page of the bitmap holds: every written block
+ * gets its bit at close (format.md 4.1, "Recorded ownership"). */
+#define BITS_PER_PAGE (8ull * FS_BLOCK)
 
 static uint64_t round_up(uint64_t v, uint64_t a)
 {
@@ -55,12 +60,13 @@ static int has_nonzero(struct img_source *s, uint8_t *buf, uint64_t off,
 	return 0;
 }
 
-/* Bytes the blocks of block_size that hold data other than zeros occupy. */
+/* Bytes the blocks of block_size that hold data other than zeros occupy,
+ * with the pages of the copy bitmap that record them. */
 static int measure_data(struct img_source *s, uint64_t block_size,
 			uint64_t *bytes)
 {
 	uint8_t *buf = malloc(SCAN_BUF);
-	uint64_t off = 0;
+	uint64_t off = 0, last_page = UINT64_MAX;
 
 	*bytes = 0;
 	if (!buf) {
@@ -85,6 +91,10 @@ static int measure_data(struct img_source *s, uint64_t block_size,
 			goto fail;
 		if (found) {
 			*bytes += block_allocation(block_end - block_start);
+			if (block_start / block_size / BITS_PER_PAGE != last_page) {
+				last_page = block_start / block_size / BITS_PER_PAGE;
+				*bytes += FS_BLOCK;
+			}
 			end = block_end;
 		}
 		off = end;
@@ -213,7 +223,11 @@ int cmd_measure(int argc, char **argv)
 		/* qemu-img measures a raw file as its whole virtual size. */
 		required = full = round_up(size, 512);
 	} else {
-		full = size ? META_ALLOCATED + block_allocation(size) : META_ALLOCATED;
+		uint64_t blocks = (size + block_size - 1) / block_size;
+
+		full = size ? META_WRITTEN + block_allocation(size) +
+			      (blocks + BITS_PER_PAGE - 1) / BITS_PER_PAGE * FS_BLOCK :
+			      META_ALLOCATED;
 		required = META_ALLOCATED;
 		if (src.fd >= 0 || src.img) {
 			uint64_t data;
@@ -222,7 +236,8 @@ int cmd_measure(int argc, char **argv)
 				img_source_close(&src);
 				return 1;
 			}
-			required += data;
+			if (data)
+				required = META_WRITTEN + data;
 		}
 	}
 	img_source_close(&src);

@@ -43,7 +43,10 @@ refuse_everywhere empty.pcow "not a pcow image"
 mkraw text.pcow 4096 "0 4096 0x41"
 refuse_everywhere text.pcow "not a pcow image|magic"
 fresh magic.pcow
+# Both slots: the write's session left an older blob in slot 1, which a
+# damaged slot 0 falls back to as to a torn one.
 poke magic.pcow 0 5843
+poke magic.pcow 262144 5843
 refuse_everywhere magic.pcow "magic"
 mkdir dir.pcow
 expect_fail "$PCOW_IMG" info dir.pcow
@@ -63,16 +66,18 @@ truncate -s 100 tiny.pcow
 refuse_everywhere tiny.pcow "not a pcow image"
 
 # Header fields, with the checksum recomputed so that the field itself is
-# what is refused.  A new image has only slot 0.
+# what is refused.  A new image has only slot 0 (a write would add a
+# second, older blob in slot 1, which a torn slot 0 falls back to).
 header_case() { # NAME OFFSET HEXBYTES ERE
-    fresh "$1.pcow"
+    rm -f "$1.pcow"
+    "$PCOW_IMG" create "$1.pcow" 4M >/dev/null || fail "cannot create $1.pcow"
     poke "$1.pcow" "$2" "$3"
     fix_header_crc "$1.pcow"
     refuse_everywhere "$1.pcow" "$4"
 }
-header_case incompat 16 01 "incompatible feature"
+header_case incompat 16 02 "incompatible feature"
 header_case incompat63 23 80 "incompatible feature"
-header_case version 8 02000000 "version"
+header_case version 8 03000000 "version"
 header_case blockbits 56 28000000 "block size"
 header_case blockbits11 56 0b000000 "block size"
 header_case vsize 48 0102000000000000 "virtual size"
@@ -83,9 +88,10 @@ header_case active 96 05000000 "active layer"
 header_case bfmt 68 01000000 "backing"
 header_case metalen 60 01000400 "header length"
 
-# A checksum mismatch: one byte of the blob changed.
+# A checksum mismatch: one byte of the blob changed (in both slots).
 fresh crc.pcow
 poke crc.pcow 130 ff
+poke crc.pcow $((256 * 1024 + 130)) ff
 refuse_everywhere crc.pcow "checksum"
 
 # Two slots: a damaged newer slot falls back to the older one; a

@@ -47,11 +47,21 @@ for mode in "" --mmap; do
         fail "$tag: the first block of the failed write holds neither the new data nor zeros"
     # A new snapshot in a full file system fails cleanly or succeeds.
     run "$PCOW_IMG" snapshot -c s1 "$img"
+    snapped=$RC
     if ((RC != 0)); then
         expect_fail --grep "no space" "$PCOW_IMG" snapshot -c s1 "$img"
     fi
     check_consistent "$img" "$tag: after a snapshot in a full file system"
     verify "$img" "0x5a 0 2M"
+    # The snapshot holds what the discard below would free (and deleting
+    # it needs room to copy its blocks up): fill the file system again
+    # without one.
+    if ((snapped == 0)); then
+        fresh_fs
+        ok "$PCOW_IMG" create -o block_size=64K "$img" 64M
+        pio $mode "$img" "write -P 0x5a 0 2M" flush
+        expect_fail --grep "no space" "$PCOW_IO" $mode -c "write -P 0x6b 2M 16M" "$img"
+    fi
     # Discarding makes room again, and the image works as before.
     ok "$PCOW_IMG" check -r leaks "$img"
     pio $mode "$img" "discard 2M 16M" "write -P 0x7c 2M 64K"

@@ -61,14 +61,16 @@ for bs in $BLOCK_SIZES; do
     check_convert $bs sparse.raw
     check_convert $bs odd.raw
 done
-# The numbers themselves, for 64 KiB blocks: one 4 KiB block of metadata,
-# and whole blocks where there is data (5000 bytes at 1M: one block; 300K
-# at 10M: five blocks; written zeros at 16M: none; the last 10 bytes: one).
-check_eq "$(measure sparse.raw)" "$((4 * KiB + 7 * 64 * KiB)) $((4 * KiB + SIZE))" "measure of a sparse raw file"
-check_eq "$(measure empty.raw)" "$((4 * KiB)) $((4 * KiB + SIZE))" "measure of an empty raw file"
+# The numbers themselves, for 64 KiB blocks: a written image has used both
+# 4 KiB metadata slots and one 4 KiB page of copy bits (every written block
+# is recorded by its bit), and whole blocks where there is data (5000 bytes
+# at 1M: one block; 300K at 10M: five blocks; written zeros at 16M: none;
+# the last 10 bytes: one).  An empty one has one slot and nothing else.
+check_eq "$(measure sparse.raw)" "$((12 * KiB + 7 * 64 * KiB)) $((12 * KiB + SIZE))" "measure of a sparse raw file"
+check_eq "$(measure empty.raw)" "$((4 * KiB)) $((12 * KiB + SIZE))" "measure of an empty raw file"
 # A partial last block counts up to the virtual size (a multiple of 512),
 # rounded up to 4 KiB.
-check_eq "$(measure -o block_size=2M odd.raw)" "$((4 * KiB + 3 * MiB + 4 * KiB)) $((4 * KiB + 3 * MiB + 4 * KiB))" \
+check_eq "$(measure -o block_size=2M odd.raw)" "$((12 * KiB + 3 * MiB + 4 * KiB)) $((12 * KiB + 3 * MiB + 4 * KiB))" \
     "measure of a fully written raw file"
 
 # A pcow image counts with everything the guest sees: snapshots' and the
@@ -81,9 +83,10 @@ pio ov.pcow "write -P 0x24 8M 12K" "write -P 0 20M 64K"
 for bs in $BLOCK_SIZES; do
     check_convert $bs ov.pcow
 done
-# 4 KiB of metadata, 1 MiB of the backing file's data, the blocks at 4M
-# and 8M; the backing file's data at 20M is overwritten with zeros.
-check_eq "$(measure ov.pcow | cut -d' ' -f1)" "$((4 * KiB + 16 * 64 * KiB + 64 * KiB + 64 * KiB))" \
+# 8 KiB of metadata and 4 KiB of copy bits, 1 MiB of the backing file's
+# data, the blocks at 4M and 8M; the backing file's data at 20M is
+# overwritten with zeros.
+check_eq "$(measure ov.pcow | cut -d' ' -f1)" "$((12 * KiB + 16 * 64 * KiB + 64 * KiB + 64 * KiB))" \
     "measure of an overlay with a snapshot"
 
 # --size: what create makes, and what it grows to when fully written.
@@ -95,13 +98,14 @@ for bs in $BLOCK_SIZES; do
     pio new.pcow "write -P 1 0 20M" flush
     check_usage new.pcow "$full" "bs $bs: fully allocated size of a new image"
 done
-check_eq "$(measure --size 1T)" "$((4 * KiB)) $((4 * KiB + 1024 * GiB))" "measure --size 1T"
+# 1 TiB of 64 KiB blocks: 2^24 bits, 512 pages of copy bits.
+check_eq "$(measure --size 1T)" "$((4 * KiB)) $((8 * KiB + 1024 * GiB + 512 * 4 * KiB))" "measure --size 1T"
 # A capacity reserves address space only: the same bytes on disk.
 read -r req full <<<"$(measure --size 20M -o capacity=1G)"
 rm -f cap.pcow
 ok "$PCOW_IMG" create -q -o capacity=1G cap.pcow 20M
 check_usage cap.pcow "$req" "required size with a capacity"
-check_eq "$full" "$((4 * KiB + 20 * MiB))" "fully allocated size with a capacity"
+check_eq "$full" "$((12 * KiB + 20 * MiB))" "fully allocated size with a capacity"
 rm -f cap.pcow
 ok "$PCOW_IMG" convert -O pcow -o capacity=1G sparse.raw cap.pcow
 check_usage cap.pcow "$(measure -o capacity=1G sparse.raw | cut -d' ' -f1)" \
@@ -110,7 +114,7 @@ check_usage cap.pcow "$(measure -o capacity=1G sparse.raw | cut -d' ' -f1)" \
 # Human output, and raw output like qemu-img's (the whole virtual size).
 ok "$PCOW_IMG" measure --size 1G
 check_eq "$(cat "$T/.out")" "required size: 4096
-fully allocated size: $((4 * KiB + GiB))" "human output"
+fully allocated size: $((12 * KiB + GiB))" "human output"
 ok "$PCOW_IMG" measure -O raw sparse.raw
 check_eq "$(cat "$T/.out")" "required size: $SIZE
 fully allocated size: $SIZE" "measure -O raw"

@@ -135,7 +135,7 @@ static void put(pcow_image *img, uint64_t off, uint64_t len, uint8_t byte)
 
 static void create(const char *image, const char *backing, enum pcow_format fmt)
 {
-	struct pcow_create_opts o = {.size = SIZE, .block_size = BS,
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = SIZE, .block_size = BS,
 				     .backing_file = backing, .backing_format = fmt};
 
 	unlink(test_path(image));
@@ -368,7 +368,7 @@ static void make_v1(const char *image)
 static void version1_upgraded(void)
 {
 	struct content a, b;
-	struct pcow_info info;
+	struct pcow_info info = {.struct_size = sizeof(info)};
 	pcow_image *img;
 
 	make_v1("v1.pcow");

@@ -90,7 +90,7 @@ static void truncated_backing(void)
 /* The image file itself shrinks under a map: -EIO, not out of space. */
 static void truncated_image(void)
 {
-	struct pcow_create_opts o = {.size = 4 << 20, .block_size = 65536};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 4 << 20, .block_size = 65536};
 	pcow_image *img;
 	pcow_map *map;
 
@@ -167,7 +167,7 @@ static void poison_error(pcow_map *m, void *addr, int err, void *opaque)
  * an error handler set: QEMU's passes it to the guest. */
 static void machine_check(void)
 {
-	struct pcow_create_opts o = {.size = 4 << 20, .block_size = 65536};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 4 << 20, .block_size = 65536};
 	volatile uint8_t *p;
 	pcow_image *img;
 	pcow_map *map;
