@@ -4,7 +4,8 @@
  * Opening already validated the metadata.  What a crash can leave behind
  * are leaks: data in regions no layer uses (a snapshot deleted or reverted
  * just before its region was freed), data past the virtual size inside a
- * region, layers that nothing refers to, and interrupted copy-ups.
+ * region, layers that nothing refers to, and data no view reads
+ * (interrupted copy-ups).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -158,6 +159,47 @@ static int check_stray_bits(pcow_image *img, struct pcow_check_result *res,
 	return 0;
 }
 
+/*
+ * Data in a block of a layer that no view reads: the layer has no bit
+ * there and is not the block's owner by its data either (format.md 4.1),
+ * because something below holds the block.  A copy-up cut short by a
+ * crash before its bit was durable leaves this; so does zero fill next to
+ * a written block.  Judging it needs the backing file (rule 2).
+ */
+static int check_unread_data(pcow_image *img, struct pcow_check_result *res,
+			     bool fix, uint32_t layer)
+{
+	uint64_t base = region_start(img, layer), bs = img->block_size;
+	uint64_t end = base + img->nblocks * bs, pos = base, start, stop, b;
+	uint32_t owner;
+	int ret;
+
+	if (img->m.backing && !img->backing && img->raw_fd < 0)
+		return 0;
+	while ((ret = pcow_data_extent(img->fd, pos, end, &start, &stop)) > 0) {
+		for (b = (start - base) / bs; b < (stop - base + bs - 1) / bs; b++) {
+			uint64_t bytes;
+
+			ret = pcow_bit_test(img, layer, b);
+			if (ret == 0)
+				ret = pcow_block_owner(img, layer, b, &owner);
+			else if (ret > 0)
+				continue;
+			if (ret < 0)
+				return ret;
+			if (ret == 1 && owner == layer)
+				continue;
+			ret = data_bytes(img->fd, base + b * bs, base + (b + 1) * bs, &bytes);
+			if (ret < 0)
+				return ret;
+			leak(img, res, fix, base + b * bs, bs, bytes,
+			     "data no view reads (an interrupted copy-up)");
+		}
+		pos = base + b * bs;
+	}
+	return ret;
+}
+
 static int check_orphans(pcow_image *img, struct pcow_check_result *res,
 			 bool fix)
 {
@@ -223,6 +265,10 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 			if (ret < 0)
 				goto out;
 		}
+		for (uint32_t l = 0; used && l < img->m.layer_count; l++)
+			if (img->m.layers[l].region == r &&
+			    (ret = check_unread_data(img, res, fix_leaks, l)) < 0)
+				goto out;
 		if (from >= end)
 			continue;
 		ret = data_bytes(img->fd, from, end, &bytes);

@@ -330,7 +330,9 @@ int pcow_meta_encode(const struct pcow_meta *m, uint8_t *buf, size_t len)
 	pcow_put_le32(buf + HDR_HEADER_LENGTH, (uint32_t)pos);
 	if (m->extra_header_len)
 		memcpy(buf + PCOW_HEADER_SIZE, m->extra_header, m->extra_header_len);
-	pcow_put_le64(buf + HDR_INCOMPAT, m->incompat);
+	/* The dirty bit says what the layers' flags say (format.md 3.2). */
+	pcow_put_le64(buf + HDR_INCOMPAT, (m->incompat & ~PCOW_INCOMPAT_DIRTY) |
+			  (pcow_meta_unrecorded(m) ? PCOW_INCOMPAT_DIRTY : 0));
 	pcow_put_le64(buf + HDR_COMPAT, m->compat);
 	/* Bits this version does not know are cleared when it writes. */
 	pcow_put_le64(buf + HDR_AUTOCLEAR, m->autoclear & PCOW_AUTOCLEAR_KNOWN);

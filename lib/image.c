@@ -108,6 +108,7 @@ int pcow_image_commit(pcow_image *img, struct pcow_meta *next)
 
 	if (img->poisoned)
 		return pcow_require_writable(img);
+	/* What is written: version 2, the dirty bit as the flags say. */
 	next->version = PCOW_VERSION;
 	next->incompat &= ~PCOW_INCOMPAT_DIRTY;
 	if (pcow_meta_unrecorded(next))
@@ -330,6 +331,9 @@ static int create_image(const char *path, const struct pcow_create_opts *opts)
 		ret = pcow_io_pwrite(fd, buf, (uint64_t)ret, 0);
 	if (ret >= 0)
 		ret = pcow_io_sync(fd);
+	/* The image is durable; its name must be too. */
+	if (ret >= 0)
+		ret = pcow_io_sync_dir(path);
 	if (ret < 0)
 		goto fail;
 	free(buf);

@@ -1,5 +1,7 @@
 /* persist.c -- ordered, interceptable changes to image files. */
 #include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -130,6 +132,24 @@ int pcow_io_sync(int fd)
 	if (fdatasync(fd) < 0)
 		return pcow_err_sys(-errno, "flush failed");
 	return 0;
+}
+
+int pcow_io_sync_dir(const char *path)
+{
+	char *copy = strdup(path);
+	int fd, ret;
+
+	if (!copy)
+		return pcow_err(-ENOMEM, "out of memory");
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(copy);
+	if (fd < 0)
+		return pcow_err_sys(-errno, "%s: cannot open its directory", path);
+	ret = hook(PCOW_IO_SYNC, fd, 0, 0, NULL);
+	if (ret == 0 && fsync(fd) < 0)
+		ret = -errno;
+	close(fd);
+	return ret < 0 ? pcow_err_sys(ret, "%s: flushing its directory failed", path) : 0;
 }
 
 void pcow_persist_cachelines(const void *addr, size_t len)

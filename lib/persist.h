@@ -33,6 +33,9 @@ int pcow_io_punch(int fd, uint64_t offset, uint64_t len);
 int pcow_io_truncate(int fd, uint64_t size);
 int pcow_io_sync(int fd);
 
+/* Makes a new name in path's directory durable (fsync of the directory). */
+int pcow_io_sync_dir(const char *path);
+
 /* A count of the changes made through these functions (any file): what
  * was read before it moved may be stale. */
 uint64_t pcow_io_epoch(void);

@@ -769,7 +769,7 @@ static int cmd_convert(int argc, char **argv)
 		lib_fail(out);
 		goto out;
 	}
-	if (dfd >= 0 && fdatasync(dfd) < 0) {
+	if (dfd >= 0 && (fdatasync(dfd) < 0 || sync_dir_of(out) < 0)) {
 		die_msg("%s: flush failed: %s", out, strerror(errno));
 		goto out;
 	}

@@ -272,11 +272,14 @@ int main(int argc, char **argv)
 	char **cmds = NULL;
 	int ncmds = 0, opt, rc = 0, i;
 	unsigned flags = 0;
-	bool use_map = false, set_copy = false;
+	bool use_map = false, set_copy = false, set_interval = false;
 	uint64_t copy_size = 0, ahead_max = PCOW_MAP_AHEAD_DEFAULT;
+	uint64_t interval_ms = PCOW_MAP_PERSIST_INTERVAL_DEFAULT;
+	char *end;
 	static const struct option longopts[] = {
 		{"copy-size", required_argument, 0, 'C'},
 		{"fault-ahead", required_argument, 0, 'A'},
+		{"persist-interval", required_argument, 0, 'P'},
 		{"cmd", required_argument, 0, 'c'},
 		{"read-only", no_argument, 0, 'r'},
 		{"force-share", no_argument, 0, 'U'},
@@ -305,8 +308,20 @@ int main(int argc, char **argv)
 			}
 			set_copy = true;
 			break;
+		case 'P':
+			errno = 0;
+			interval_ms = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || optarg[0] == '-') {
+				die_msg("invalid interval for --persist-interval: '%s' (milliseconds)",
+					optarg);
+				free(cmds);
+				return 1;
+			}
+			set_interval = true;
+			break;
 		case 'h':
-			printf("usage: pcow-io [-c CMD]... [-r] [-U] [--mmap [--copy-size SIZE] [--fault-ahead SIZE]] FILE\n"
+			printf("usage: pcow-io [-c CMD]... [-r] [-U] [--mmap [--copy-size SIZE] [--fault-ahead SIZE]\n"
+			       "               [--persist-interval MS]] FILE\n"
 			       "commands: write [-P PAT] OFF LEN | read [-P PAT] OFF LEN |\n"
 			       "          discard OFF LEN | map | flush | stats\n");
 			free(cmds);
@@ -314,8 +329,8 @@ int main(int argc, char **argv)
 		default: free(cmds); return bad_option(opt, argv);
 		}
 	}
-	if (set_copy && !use_map) {
-		die_msg("--copy-size and --fault-ahead need --mmap");
+	if ((set_copy || set_interval) && !use_map) {
+		die_msg("--copy-size, --fault-ahead and --persist-interval need --mmap");
 		free(cmds);
 		return 1;
 	}
@@ -341,7 +356,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		pcow_map_set_error_handler(c.map, on_map_error, NULL);
-		if (set_copy && pcow_map_set_copy_size(c.map, copy_size, ahead_max) < 0) {
+		if ((set_copy && pcow_map_set_copy_size(c.map, copy_size, ahead_max) < 0) ||
+		    (set_interval && pcow_map_set_persist_interval(c.map, interval_ms) < 0)) {
 			lib_fail(c.file);
 			pcow_map_delete(&c.map);
 			pcow_close(&c.img);

@@ -2,8 +2,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -157,4 +159,20 @@ bool file_starts_as_pcow(const char *path)
 bool file_is_qcow2(const char *path)
 {
 	return file_has_magic(path, 0, "QFI\xfb", 4);
+}
+
+int sync_dir_of(const char *path)
+{
+	char *copy = strdup(path);
+	int fd, ret;
+
+	if (!copy)
+		return -1;
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(copy);
+	if (fd < 0)
+		return -1;
+	ret = fsync(fd);
+	close(fd);
+	return ret;
 }

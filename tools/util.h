@@ -31,6 +31,10 @@ int bad_option(int c, char **argv);
  */
 bool parse_size(const char *s, uint64_t *out);
 
+/* fsync of path's directory, so that a new name there is durable; -1 with
+ * errno set on failure. */
+int sync_dir_of(const char *path);
+
 /* Formats like qemu: "1 GiB", "196 KiB", "512 B". */
 void human_size(uint64_t v, char *buf, size_t len);
 

@@ -89,4 +89,18 @@ expect_fail --file n.pcow --grep "block size '2G'" "$PCOW_IMG" create -o block_s
 expect_fail --file n.pcow --grep "capacity '0'" "$PCOW_IMG" create -o capacity=0 n.pcow 1M
 check_true "a refused create left n.pcow behind" test ! -e n.pcow
 
+# A new name is made durable with its directory: create, and convert to
+# pcow and to raw, fsync the directory the file appears in.
+if command -v strace >/dev/null; then
+    mkdir -p sub
+    for cmd in "create -f pcow sub/d.pcow 1M" "convert -O pcow sub/d.pcow sub/e.pcow" \
+        "convert -f pcow -O raw sub/d.pcow sub/e.raw"; do
+        # shellcheck disable=SC2086  # cmd is words
+        ok strace -f -y -o trace -e trace=fsync "$PCOW_IMG" $cmd
+        check_true "$cmd: fsync of the directory" grep -q "fsync([0-9]*<$T/sub>)" trace
+    done
+else
+    echo "strace is not installed: whether new names are made durable is not traced"
+fi
+
 finish

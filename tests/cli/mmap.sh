@@ -178,6 +178,9 @@ expect_fail --grep "power of two" "$PCOW_IO" --mmap --copy-size 2K -c "write 0 1
 expect_fail --grep "power of two" "$PCOW_IO" --mmap --fault-ahead 100K -c "write 0 1" cs.pcow
 expect_fail --nofile --grep "invalid size" "$PCOW_IO" --mmap --copy-size 4Q cs.pcow
 expect_fail --nofile --grep "need --mmap" "$PCOW_IO" --copy-size 64K -c "write 0 1" cs.pcow
+expect_fail --nofile --grep "need --mmap" "$PCOW_IO" --persist-interval 100 -c "write 0 1" cs.pcow
+expect_fail --nofile --grep "invalid interval" "$PCOW_IO" --mmap --persist-interval 5s cs.pcow
+expect_fail --nofile --grep "invalid interval" "$PCOW_IO" --mmap --persist-interval -1 cs.pcow
 assert_unchanged cs.pcow
 
 finish

@@ -123,7 +123,8 @@ static int hook(enum pcow_io_op type, int fd, uint64_t off, uint64_t len,
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
 	n = readlink(link, target, sizeof(target) - 1);
 	target[n > 0 ? n : 0] = '\0';
-	if (strcmp(target, H.path) != 0 && !H.foreign++)
+	/* (A sync of a directory, for a new name, changes nothing.) */
+	if (strcmp(target, H.path) != 0 && type != PCOW_IO_SYNC && !H.foreign++)
 		snprintf(H.foreign_path, sizeof(H.foreign_path), "%s", target);
 	switch (H.mode) {
 	case HOOK_RECORD:

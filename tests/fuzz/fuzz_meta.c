@@ -40,8 +40,16 @@ static void same_meta(const struct pcow_meta *a, const struct pcow_meta *b,
 
 	if (same_generation && a->generation != b->generation)
 		FAIL("%s: generation differs", what);
-	if (a->incompat != b->incompat || a->compat != b->compat)
+	/* The dirty bit is written as the layers' flags say (a version 1
+	 * blob has none, but its layers are all flagged). */
+	if ((a->incompat & ~PCOW_INCOMPAT_DIRTY) != (b->incompat & ~PCOW_INCOMPAT_DIRTY) ||
+	    a->compat != b->compat)
 		FAIL("%s: feature bits differ", what);
+	if (!(b->incompat & PCOW_INCOMPAT_DIRTY) != !pcow_meta_unrecorded(b))
+		FAIL("%s: the dirty bit disagrees with the layers' flags", what);
+	if (a->extra_header_len != b->extra_header_len ||
+	    (a->extra_header_len && memcmp(a->extra_header, b->extra_header, a->extra_header_len)))
+		FAIL("%s: header bytes past 128 differ", what);
 	if ((a->autoclear & PCOW_AUTOCLEAR_KNOWN) != b->autoclear)
 		FAIL("%s: autoclear bits differ", what);
 	if (a->virtual_size != b->virtual_size || a->block_bits != b->block_bits)
@@ -56,7 +64,8 @@ static void same_meta(const struct pcow_meta *a, const struct pcow_meta *b,
 		FAIL("%s: layer count or active layer differs", what);
 	for (i = 0; i < a->layer_count; i++)
 		if (a->layers[i].region != b->layers[i].region ||
-		    a->layers[i].parent != b->layers[i].parent)
+		    a->layers[i].parent != b->layers[i].parent ||
+		    a->layers[i].flags != b->layers[i].flags)
 			FAIL("%s: layer %u differs", what, i);
 	if (a->snapshot_count != b->snapshot_count ||
 	    a->next_snapshot_id != b->next_snapshot_id)
@@ -73,7 +82,8 @@ static void same_meta(const struct pcow_meta *a, const struct pcow_meta *b,
 /* Length of the canonical encoding of m. */
 static size_t encoded_size(const struct pcow_meta *m)
 {
-	size_t n = PCOW_HEADER_SIZE + (size_t)m->layer_count * PCOW_LAYER_ENTRY_SIZE +
+	size_t n = PCOW_HEADER_SIZE + m->extra_header_len +
+		   (size_t)m->layer_count * PCOW_LAYER_ENTRY_SIZE +
 		   (size_t)m->snapshot_count * PCOW_SNAPSHOT_ENTRY_SIZE;
 	uint32_t i;
 
@@ -121,7 +131,7 @@ static void one(const uint8_t *buf, size_t len)
 
 	if (pcow_meta_decode(buf, len, &m, NULL) < 0) {
 		/* A failed decode leaves nothing allocated and m zeroed. */
-		if (m.layers || m.snapshots || m.backing || m.snapshot_count)
+		if (m.layers || m.snapshots || m.backing || m.snapshot_count || m.extra_header)
 			FAIL("failed decode left state behind");
 		return;
 	}

@@ -495,7 +495,8 @@ static int record(enum pcow_io_op type, int fd, uint64_t off, uint64_t len,
 	for (i = 0; i < R.nfiles && strcmp(target, R.real[i]); i++)
 		;
 	if (i == R.nfiles) {
-		R.foreign++;
+		/* (A sync of a directory, for a new name, changes nothing.) */
+		R.foreign += type != PCOW_IO_SYNC;
 		return 0;
 	}
 	R.ops = realloc(R.ops, (R.n + 1) * sizeof(*R.ops));

@@ -88,15 +88,19 @@ static void not_leaf(struct pcow_meta *m)
 	m->active = 0;
 	m->snapshots[0].layer = 2;
 }
-/* the dirty bit is set exactly when a layer is flagged unrecorded */
-static void dirty_no_flag(struct pcow_meta *m) { m->incompat = PCOW_INCOMPAT_DIRTY; }
-static void flag_not_dirty(struct pcow_meta *m) { m->layers[1].flags = PCOW_LAYER_UNRECORDED; }
-static void flag_and_dirty(struct pcow_meta *m)
-{
-	m->layers[1].flags = PCOW_LAYER_UNRECORDED;
-	m->incompat = PCOW_INCOMPAT_DIRTY;
-}
+/* [R-005] the dirty bit is set exactly when a layer is flagged unrecorded
+ * (the encoder sets it so; the decoder refuses a blob that disagrees) */
+static void flag_layer(struct pcow_meta *m) { m->layers[1].flags = PCOW_LAYER_UNRECORDED; }
 static void unknown_flag(struct pcow_meta *m) { m->layers[1].flags = 1u << 7; }
+
+static void fix_crc(int len)
+{
+	uLong crc;
+
+	pcow_put_le32(buf + HDR_CHECKSUM, 0);
+	crc = crc32(crc32(0L, Z_NULL, 0), buf, (uInt)len);
+	pcow_put_le32(buf + HDR_CHECKSUM, (uint32_t)crc);
+}
 
 /* Sets the version field of an encoded blob and fixes its checksum. */
 static void set_version(uint32_t version, int len)
@@ -182,9 +186,19 @@ int main(void)
 	CHECK(strstr(pcow_errormsg(), "newer pcow"));
 	CHECK(decode_modified(unknown_compat) == 0);
 	CHECK(decode_modified(not_leaf) == -EUCLEAN && strstr(pcow_errormsg(), "active layer"));
-	CHECK(decode_modified(dirty_no_flag) == -EUCLEAN);
-	CHECK(decode_modified(flag_not_dirty) == -EUCLEAN);
-	CHECK(decode_modified(flag_and_dirty) == 0);
+	CHECK(decode_modified(flag_layer) == 0);
+	sample(&m, layers, snaps);
+	len = pcow_meta_encode(&m, buf, sizeof(buf));
+	CHECK(pcow_le64(buf + HDR_INCOMPAT) == 0);
+	pcow_put_le64(buf + HDR_INCOMPAT, PCOW_INCOMPAT_DIRTY);    /* no flag */
+	fix_crc(len);
+	CHECK(pcow_meta_decode(buf, sizeof(buf), &out, NULL) == -EUCLEAN);
+	flag_layer(&m);
+	len = pcow_meta_encode(&m, buf, sizeof(buf));
+	CHECK(pcow_le64(buf + HDR_INCOMPAT) == PCOW_INCOMPAT_DIRTY);
+	pcow_put_le64(buf + HDR_INCOMPAT, 0);                      /* flag, no bit */
+	fix_crc(len);
+	CHECK(pcow_meta_decode(buf, sizeof(buf), &out, NULL) == -EUCLEAN);
 	CHECK(decode_modified(unknown_flag) == -EUCLEAN);
 
 	/* [R-003] a newer version is intact but unreadable: the caller learns

@@ -10,6 +10,7 @@
  *  - a failed metadata commit poisons the handle [R-044];
  *  - rebase -u without the old backing file keeps the image's own blocks,
  *    or refuses when it cannot know them [R-045];
+ *  - check -r leaks reclaims the data of an interrupted copy-up [R-046];
  *  - an active layer with children is refused [R-014].
  */
 #include <fcntl.h>
@@ -505,6 +506,45 @@ static void unsafe_rebase_missing_backing(void)
 	OK(pcow_close(&img));
 }
 
+/* ---- check -r leaks reclaims interrupted copy-ups [R-046] -------------- */
+
+static void interrupted_copy_up_reclaimed(void)
+{
+	struct pcow_check_result res;
+	uint8_t data[2 * BS], got[BS], junk[BS];
+	pcow_image *img;
+	int fd;
+
+	memset(data, 0x3c, sizeof(data));
+	img = test_overlay_on_raw("i-base.raw", SIZE, data, 0, sizeof(data), "i.pcow", BS);
+	put(img, 5 * BS, 10, 0x3d);             /* nothing below: owned by data */
+	OK(pcow_close(&img));
+	/* Half a copy of block 1, its bit never written (the crash came
+	 * first): the block is still the backing file's. */
+	memset(junk, 0x3c, sizeof(junk) / 2);
+	memset(junk + sizeof(junk) / 2, 0, sizeof(junk) / 2);
+	fd = open(test_path("i.pcow"), O_RDWR);
+	CHECK(fd >= 0 && pwrite(fd, junk, sizeof(junk), 2 * 1024 * 1024 + BS) == (ssize_t)sizeof(junk));
+	close(fd);
+	OK(pcow_open(&img, test_path("i.pcow"), 0));
+	OK(pcow_check(img, 0, &res));
+	CHECK(res.leaks == 1 && res.corruptions == 0);
+	CHECK(strstr(res.first_problem, "interrupted copy-up"));
+	OK(pcow_check(img, PCOW_CHECK_FIX_LEAKS, &res));
+	CHECK(res.leaks_fixed == 1);
+	OK(pcow_check(img, 0, &res));
+	CHECK(res.leaks == 0 && res.corruptions == 0);
+	OK(pcow_read(img, got, BS, BS));
+	CHECK(memcmp(got, data, BS) == 0);
+	OK(pcow_read(img, got, 10, 5 * BS));
+	CHECK(got[0] == 0x3d && got[9] == 0x3d);
+	OK(pcow_close(&img));
+	fd = open(test_path("i.pcow"), O_RDONLY);
+	CHECK(fd >= 0);
+	CHECK(lseek(fd, 2 * 1024 * 1024 + BS, SEEK_DATA) >= 2 * 1024 * 1024 + 2 * BS);
+	close(fd);
+}
+
 /* ---- The active layer is a leaf ---------------------------------------- */
 
 static void active_not_leaf(void)
@@ -545,6 +585,7 @@ int main(void)
 	version1_upgraded();
 	failed_commit_poisons();
 	unsafe_rebase_missing_backing();
+	interrupted_copy_up_reclaimed();
 	active_not_leaf();
 	printf("integrity: ok\n");
 	return 0;
