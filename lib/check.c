@@ -159,12 +159,33 @@ static int check_stray_bits(pcow_image *img, struct pcow_check_result *res,
 	return 0;
 }
 
+/* True when [off, off+len) of fd holds a byte that is not zero. */
+static int nonzero(int fd, uint64_t off, uint64_t len)
+{
+	uint8_t buf[4096];
+	uint64_t n;
+	int ret;
+
+	for (; len; off += n, len -= n) {
+		n = len < sizeof(buf) ? len : sizeof(buf);
+		ret = pcow_io_pread(fd, buf, n, off);
+		if (ret < 0)
+			return ret;
+		if (buf[0] || memcmp(buf, buf + 1, n - 1))
+			return 1;
+	}
+	return 0;
+}
+
 /*
  * Data in a block of a layer that no view reads: the layer has no bit
  * there and is not the block's owner by its data either (format.md 4.1),
  * because something below holds the block.  A copy-up cut short by a
- * crash before its bit was durable leaves this; so does zero fill next to
- * a written block.  Judging it needs the backing file (rule 2).
+ * crash before its bit was durable leaves this.  Zero fill (a page cache
+ * writing back a large folio around a written page allocates its zeroed
+ * neighbours) is left alone: the copy-up punches zero pieces, so it is
+ * never one, and the file system would allocate it again.  Judging needs
+ * the backing file (rule 2).
  */
 static int check_unread_data(pcow_image *img, struct pcow_check_result *res,
 			     bool fix, uint32_t layer)
@@ -189,6 +210,12 @@ static int check_unread_data(pcow_image *img, struct pcow_check_result *res,
 				return ret;
 			if (ret == 1 && owner == layer)
 				continue;
+			ret = nonzero(img->fd, base + b * bs, bs);
+			if (ret <= 0) {
+				if (ret < 0)
+					return ret;
+				continue;
+			}
 			ret = data_bytes(img->fd, base + b * bs, base + (b + 1) * bs, &bytes);
 			if (ret < 0)
 				return ret;

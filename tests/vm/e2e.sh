@@ -316,7 +316,71 @@ EOF
 	umount "$d"
 }
 
-all=(thin snapshot overlay copy dax errors enospc)
+# 3c. Bounded loss (pcow-persist-interval): a guest store copies a block up
+# from the base, and the guest never flushes (an NVDIMM has no flush
+# request).  The copy-up waits in the image's pending log; with an interval,
+# QEMU's libpcow makes it durable (the log empties) while the VM runs; with
+# 0 it stays pending.  QEMU is then killed: either way the next open (same
+# boot) has the guest's block.
+log_has_data() { # IMAGE: true when the pending log area holds data
+	/usr/bin/python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+try:
+    d = os.lseek(fd, 512 * 1024, os.SEEK_DATA)
+except OSError:
+    d = None
+sys.exit(0 if d is not None and d < 2 * 1024 * 1024 else 1)' "$1"
+}
+
+log_is_empty() { ! log_has_data "$1"; }
+
+scenario_persist() {
+	echo "bounded loss of copy-ups without a flush"
+	local base=$T/pbase.pcow ovl interval pid i seen rc opts
+	"$IMG" create -q -o block_size=4K "$base" 64M >/dev/null
+	"$IO" -c "write -P 0x42 2M 64K" "$base" >/dev/null
+	for interval in 300 0; do
+		ovl=$T/p$interval.pcow
+		opts="pcow-persist-interval=$interval,pcow-copy-size=4K,pcow-fault-ahead=0"
+		"$IMG" create -q -o block_size=4K -b pbase.pcow -F pcow "$ovl" >/dev/null
+		script "persist$interval" >/dev/null <<'EOF'
+pm_wait_dev /dev/pmem0
+pm_pattern 4096 page | dd of=/dev/pmem0 bs=4096 seek=2105344 oflag=seek_bytes conv=notrunc,fsync status=none
+sleep 60
+EOF
+		# shellcheck disable=SC2046
+		VM_TIMEOUT=90 vm_boot "$QEMU" "$GUEST" "$T/persist$interval.sh" \
+			$(PCOW_OBJ_OPTS=$opts pcow_dev "$ovl") >/dev/null 2>&1 &
+		pid=$!
+		seen=no
+		for ((i = 0; i < 600; i++)); do
+			log_has_data "$ovl" && { seen=yes; break; }
+			sleep 0.1
+		done
+		check "interval $interval: the guest's copy-up waits in the pending log" test $seen = yes
+		sleep 2
+		if ((interval)); then
+			check "interval $interval: made durable within the interval while the VM runs" \
+				log_is_empty "$ovl"
+		else
+			check "interval 0: still pending after 2 s without a flush" log_has_data "$ovl"
+		fi
+		pkill -9 -f "mem-path=$ovl,"
+		wait "$pid" 2>/dev/null
+		check "interval $interval: after kill -9, the overlay holds the guest's block" \
+			test "$(own_bytes "$ovl" 2097152 65536)" -eq 4096
+		check "interval $interval: the overlay checks clean" "$IMG" check "$ovl"
+	done
+	timeout 30 "$QEMU" -accel tcg -machine pc -m 256M -nographic -nic none \
+		-object "memory-backend-file,id=m,mem-path=$T/plain.raw,size=64M,share=on,pcow-persist-interval=100" \
+		-S -monitor none -serial none </dev/null >"$T/raw.log" 2>&1
+	rc=$?
+	check "pcow-persist-interval without format=pcow stops QEMU" test "$rc" -ne 0 -a "$rc" -ne 124
+	check "...saying it needs format=pcow" grep -q "need 'format' = 'pcow'" "$T/raw.log"
+}
+
+all=(thin snapshot overlay copy persist dax errors enospc)
 for s in "${@:-${all[@]}}"; do
 	"scenario_$s"
 done
