@@ -544,6 +544,8 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	 * sees until the image is recorded at close. */
 	if (ret == 0 && !map->rdonly)
 		ret = pcow_image_mark_dirty(img);
+	if (ret == 0 && !map->rdonly)
+		ret = pcow_pending_prepare(img);
 	if (ret < 0) {
 		pthread_mutex_unlock(&img->lock);
 		munmap(map->base, map->len);

@@ -52,7 +52,7 @@ struct pending_word {
 
 /* mmap, not malloc: the state is used inside the write-fault handler. */
 struct pcow_pending {
-	uint64_t *body;         /* shadow of region r at r * shadow_len bytes */
+	uint64_t *shadow[PCOW_MAX_REGIONS];  /* region r's, shadow_len bytes */
 	uint64_t shadow_len;
 	bool reader;            /* a read-only view of another writer's log */
 	uint64_t logged;        /* entries in the image's log */
@@ -83,19 +83,16 @@ void pcow_pending_set_boot_id(const char *id)
 	strncpy(boot_id, id, BOOT_ID_LEN);
 }
 
-static uint64_t body_len(uint64_t shadow_len)
-{
-	return (uint64_t)PCOW_MAX_REGIONS * shadow_len;
-}
-
 static void drop_state(pcow_image *img)
 {
 	struct pcow_pending *ps = img->pending;
+	uint32_t r;
 
 	if (!ps)
 		return;
-	if (ps->body)
-		munmap(ps->body, body_len(ps->shadow_len));
+	for (r = 0; r < PCOW_MAX_REGIONS; r++)
+		if (ps->shadow[r])
+			munmap(ps->shadow[r], ps->shadow_len);
 	munmap(ps, sizeof(*ps));
 	img->pending = NULL;
 }
@@ -105,7 +102,6 @@ static void drop_state(pcow_image *img)
 static int get_state(pcow_image *img, struct pcow_pending **out)
 {
 	struct pcow_pending *ps = img->pending;
-	void *p;
 
 	if (ps && ps->shadow_len == img->bitmap_span) {
 		*out = ps;
@@ -119,31 +115,55 @@ static int get_state(pcow_image *img, struct pcow_pending **out)
 	if (ps == MAP_FAILED)
 		return pcow_err(-ENOMEM, "out of memory");
 	ps->shadow_len = img->bitmap_span;
-	p = mmap(NULL, body_len(ps->shadow_len), PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED) {
-		munmap(ps, sizeof(*ps));
-		return pcow_err(-ENOMEM, "out of memory");
-	}
-	ps->body = p;
 	img->pending = ps;
 	*out = ps;
 	return 0;
 }
 
-static uint64_t *shadow_word(struct pcow_pending *ps, uint32_t region, uint64_t word)
+/* Region's shadow, mapped on first use (sparse: only words with pending
+ * bits take memory). */
+static uint64_t *shadow_of(struct pcow_pending *ps, uint32_t region)
 {
-	return ps->body + region * (ps->shadow_len / 8) + word;
+	void *p;
+
+	if (!ps->shadow[region]) {
+		p = mmap(NULL, ps->shadow_len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		ps->shadow[region] = p;
+	}
+	return ps->shadow[region];
+}
+
+/* A word of region's shadow, 0 when it has none. */
+static uint64_t shadow_word(const struct pcow_pending *ps, uint32_t region, uint64_t word)
+{
+	return ps->shadow[region] ? ps->shadow[region][word] : 0;
 }
 
 /* Notes block of region in the shadow (not in the log). */
-static void shadow_set(struct pcow_pending *ps, uint32_t region, uint64_t block)
+static int shadow_set(pcow_image *img, struct pcow_pending *ps, uint32_t region,
+		      uint64_t block)
 {
-	uint64_t *w = shadow_word(ps, region, block / 64);
+	uint64_t *s = shadow_of(ps, region);
 
-	if (!*w)
+	if (!s)
+		return pcow_err(-ENOMEM, "%s: no memory for pending copy bits", img->path);
+	if (!s[block / 64])
 		ps->list[ps->count++] = (struct pending_word){region, block / 64};
-	*w |= 1ull << (block % 64);
+	s[block / 64] |= 1ull << (block % 64);
+	return 0;
+}
+
+int pcow_pending_prepare(pcow_image *img)
+{
+	struct pcow_pending *ps;
+	int ret = get_state(img, &ps);
+
+	if (ret == 0 && !shadow_of(ps, img->m.layers[img->m.active].region))
+		ret = pcow_err(-ENOMEM, "%s: no memory for pending copy bits", img->path);
+	return ret;
 }
 
 static void encode_header(const pcow_image *img, uint8_t *h)
@@ -191,8 +211,10 @@ int pcow_pending_set_run(pcow_image *img, uint32_t layer, uint64_t first,
 		if (ret < 0)
 			return ret;
 		ps->logged += k;
-		for (i = 0; i < k; i++)
-			shadow_set(ps, region, first + i);
+		for (i = 0; i < k && ret == 0; i++)
+			ret = shadow_set(img, ps, region, first + i);
+		if (ret < 0)
+			return ret;
 		first += k;
 		n -= k;
 	}
@@ -210,7 +232,7 @@ bool pcow_pending_test(const pcow_image *img, uint32_t region, uint64_t block)
 
 	if (!ps || !ps->count || block / 8 >= ps->shadow_len)
 		return false;
-	return *shadow_word(ps, region, block / 64) >> (block % 64) & 1;
+	return shadow_word(ps, region, block / 64) >> (block % 64) & 1;
 }
 
 uint64_t pcow_pending_word(const pcow_image *img, uint32_t region, uint64_t word)
@@ -219,7 +241,7 @@ uint64_t pcow_pending_word(const pcow_image *img, uint32_t region, uint64_t word
 
 	if (!ps || !ps->count || word >= ps->shadow_len / 8)
 		return 0;
-	return *shadow_word(ps, region, word);
+	return shadow_word(ps, region, word);
 }
 
 bool pcow_pending_any(const pcow_image *img)
@@ -248,7 +270,7 @@ int pcow_pending_persist(pcow_image *img)
 	ret = pcow_io_sync(img->fd);
 	for (i = 0; i < ps->count && ret == 0; i++) {
 		struct pending_word *w = &ps->list[i];
-		uint64_t *bits = shadow_word(ps, w->region, w->word);
+		uint64_t *bits = &ps->shadow[w->region][w->word];
 
 		ret = pcow_bits_or(img, w->region, w->word, *bits);
 		if (ret < 0)
@@ -281,7 +303,7 @@ int pcow_pending_each(pcow_image *img, uint32_t region,
 	int ret;
 
 	for (i = 0; ps && i < ps->count; i++) {
-		uint64_t bits = *shadow_word(ps, ps->list[i].region, ps->list[i].word);
+		uint64_t bits = shadow_word(ps, ps->list[i].region, ps->list[i].word);
 
 		if (ps->list[i].region != region)
 			continue;
@@ -344,7 +366,7 @@ static int load_log(pcow_image *img, struct pcow_pending *ps, bool *found,
 		ps->logged = i + 1;
 		if (region < PCOW_MAX_REGIONS && region_in_use(img, region) &&
 		    block < img->nblocks && !pcow_pending_test(img, region, block))
-			shadow_set(ps, region, block);
+			ret = shadow_set(img, ps, region, block);
 	}
 	free(entries);
 	return ret;

@@ -48,6 +48,10 @@ int pcow_pending_each(pcow_image *img, uint32_t region,
  */
 int pcow_pending_recover(pcow_image *img);
 
+/* Makes ready what the first copy-up into the active layer needs, so that
+ * the write-fault handler does not map memory. */
+int pcow_pending_prepare(pcow_image *img);
+
 /* The same for n blocks from first (one write to the log). */
 int pcow_pending_set_run(pcow_image *img, uint32_t layer, uint64_t first,
 			 uint64_t n);
