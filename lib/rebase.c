@@ -34,19 +34,50 @@ static int candidate_read(pcow_image *b, int raw_fd, uint64_t raw_size,
 	return 0;
 }
 
+/* Gives every block a flagged layer owns by data alone its bit (format.md
+ * 4.1): a layer without the flag has its bits already. */
+static int record_flagged(pcow_image *img)
+{
+	uint64_t recorded = 0;
+	uint32_t l;
+	int ret = pcow_io_sync(img->fd);
+
+	for (l = 0; l < img->m.layer_count && ret == 0; l++)
+		if (img->m.layers[l].flags & PCOW_LAYER_UNRECORDED)
+			ret = pcow_layer_record(img, l, &recorded);
+	return ret;
+}
+
+/* The same for an unsafe rebase, which may lack the old backing file. */
+static int record_layers(pcow_image *img)
+{
+	int ret = 0;
+
+	if (pcow_meta_unrecorded(&img->m) && img->m.backing && !img->backing &&
+	    img->raw_fd < 0)
+		return pcow_err(-EINVAL, "%s: some blocks are owned only where the old backing file has no data, and it is not open: open the image read-write with its backing file once (e.g. pcow-img check -r all), then rebase",
+				img->path);
+	if (pcow_meta_unrecorded(&img->m))
+		ret = record_flagged(img);
+	if (ret == 0)
+		pcow_progress(img, 1, 1);
+	return ret;
+}
+
 /*
  * Keeps every layer's view when the backing file changes: blocks a layer
  * owns only because nothing lay below get their copy bit (the new backing
- * file may have data there), and blocks root layers inherit from the old
- * backing file are copied in where the new one differs.
+ * file may have data there; in a clean image they have it already), and
+ * blocks root layers inherit from the old backing file are copied in where
+ * the new one differs.
  */
 static int keep_views(pcow_image *img, pcow_image *nb, int nraw,
-		      uint64_t nraw_size, bool copy)
+		      uint64_t nraw_size)
 {
 	uint64_t bs = img->block_size, b, done = 0, reported = 0, total;
 	uint8_t *old = malloc(bs), *new = malloc(bs);
 	uint32_t l, owner, roots = 0;
-	int ret = 0, has, pass;
+	int ret = 0, has;
 
 	if (!old || !new) {
 		ret = pcow_err(-ENOMEM, "out of memory");
@@ -54,43 +85,36 @@ static int keep_views(pcow_image *img, pcow_image *nb, int nraw,
 	}
 	for (l = 0; l < img->m.layer_count; l++)
 		roots += img->m.layers[l].parent == PCOW_NO_PARENT;
-	/* Progress counts blocks visited: every layer's, then the roots'. */
-	total = (img->m.layer_count + (copy ? roots : 0)) * img->nblocks;
-	/* Data must be durable before a bit that claims it. */
-	ret = pcow_io_sync(img->fd);
+	/* Progress counts the roots' blocks visited. */
+	total = roots * img->nblocks;
 	/* First every ownership that rests on "nothing below" becomes a bit;
 	 * only then may root layers gain bits (which would change the rest). */
-	for (pass = 0; pass < (copy ? 2 : 1); pass++)
-		for (l = 0; l < img->m.layer_count && ret == 0; l++) {
-			bool root = img->m.layers[l].parent == PCOW_NO_PARENT;
+	ret = record_flagged(img);
+	for (l = 0; l < img->m.layer_count && ret == 0; l++) {
+		if (img->m.layers[l].parent != PCOW_NO_PARENT)
+			continue;
+		for (b = 0; b < img->nblocks && ret == 0; b++) {
+			uint64_t off = b * bs, n = bs;
 
-			if (pass == 1 && !root)
-				continue;
-			for (b = 0; b < img->nblocks && ret == 0; b++) {
-				uint64_t off = b * bs, n = bs;
-
-				if (n > img->m.virtual_size - off)
-					n = img->m.virtual_size - off;
-				has = pcow_block_owner(img, l, b, &owner);
-				if (has < 0) {
-					ret = has;
-				} else if (pass == 0 && has && owner == l) {
-					has = pcow_bit_test(img, l, b);
-					ret = has == 0 ? pcow_bit_set(img, l, b) : has < 0 ? has : 0;
-				} else if (pass == 1 && !has) {
-					ret = pcow_chain_read(img, PCOW_NO_PARENT, old, n, off);
-					if (ret == 0)
-						ret = candidate_read(nb, nraw, nraw_size, new, n, off);
-					if (ret == 0 && memcmp(old, new, n))
-						ret = pcow_copy_up(img, l, b);
-				}
-				/* At most one report per percent. */
-				if (++done * 100 / total != reported * 100 / total) {
-					reported = done;
-					pcow_progress(img, done, total);
-				}
+			if (n > img->m.virtual_size - off)
+				n = img->m.virtual_size - off;
+			has = pcow_block_owner(img, l, b, &owner);
+			if (has < 0) {
+				ret = has;
+			} else if (!has) {
+				ret = pcow_chain_read(img, PCOW_NO_PARENT, old, n, off);
+				if (ret == 0)
+					ret = candidate_read(nb, nraw, nraw_size, new, n, off);
+				if (ret == 0 && memcmp(old, new, n))
+					ret = pcow_copy_up(img, l, b);
+			}
+			/* At most one report per percent. */
+			if (++done * 100 / total != reported * 100 / total) {
+				reported = done;
+				pcow_progress(img, done, total);
 			}
 		}
+	}
 	if (ret >= 0)
 		ret = pcow_io_sync(img->fd);
 	if (ret >= 0 && reported != total)
@@ -162,29 +186,6 @@ out:
 	return ret;
 }
 
-/* Gives every block a flagged layer owns by data alone its bit. */
-static int record_layers(pcow_image *img)
-{
-	uint64_t recorded = 0;
-	uint32_t l;
-	int ret = 0;
-
-	if (!pcow_meta_unrecorded(&img->m)) {
-		pcow_progress(img, 1, 1);
-		return 0;
-	}
-	if (img->m.backing && !img->backing && img->raw_fd < 0)
-		return pcow_err(-EINVAL, "%s: some blocks are owned only where the old backing file has no data, and it is not open: open the image read-write with its backing file once (e.g. pcow-img check -r all), then rebase",
-				img->path);
-	ret = pcow_io_sync(img->fd);
-	for (l = 0; l < img->m.layer_count && ret == 0; l++) {
-		if (img->m.layers[l].flags & PCOW_LAYER_UNRECORDED)
-			ret = pcow_layer_record(img, l, &recorded);
-		pcow_progress(img, l + 1, img->m.layer_count);
-	}
-	return ret;
-}
-
 int pcow_rebase(pcow_image *img, const char *backing_file,
 		enum pcow_format backing_format, unsigned flags)
 {
@@ -222,7 +223,7 @@ int pcow_rebase(pcow_image *img, const char *backing_file,
 			if (ret < 0)
 				goto out;
 		}
-		ret = keep_views(img, nb, nraw, nraw_size, true);
+		ret = keep_views(img, nb, nraw, nraw_size);
 	} else {
 		/* Unsafe: nothing is copied, but the image's own data stays its
 		 * own whatever the new backing file holds.  Blocks recorded by

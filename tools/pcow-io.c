@@ -320,8 +320,7 @@ int main(int argc, char **argv)
 			set_interval = true;
 			break;
 		case 'h':
-			printf("usage: pcow-io [-c CMD]... [-r] [-U] [--mmap [--copy-size SIZE] [--fault-ahead SIZE]\n"
-			       "               [--persist-interval MS]] FILE\n"
+			printf("usage: pcow-io [-c CMD]... [-r] [-U] [--mmap [--copy-size SIZE] [--fault-ahead SIZE] [--persist-interval MS]] FILE\n"
 			       "commands: write [-P PAT] OFF LEN | read [-P PAT] OFF LEN |\n"
 			       "          discard OFF LEN | map | flush | stats\n");
 			free(cmds);

@@ -87,14 +87,20 @@ ok "$PCOW_IMG" check r.pcow
 
 # An interrupted copy-up: data in the active region of a block inherited
 # from a snapshot, without the block's copy bit.  It is not the layer's:
-# the inherited data still shows, and a later write copies the block up.
+# the inherited data still shows, check finds it as a leak and
+# -r leaks frees it, and a later write copies the block up.
 ok "$PCOW_IMG" create -o block_size=64K jr.pcow 4M
 pio jr.pcow "write -P 0x31 0 64K"
 ok "$PCOW_IMG" snapshot -c s1 jr.pcow
 # region 1 = active layer, after region 0; a region is 4M of data + 2M bitmap
 printf '\x77%.0s' $(seq 4096) | dd of=jr.pcow bs=4096 seek=$(((2 * MiB + 6 * MiB + 4096) / 4096)) conv=notrunc status=none
 verify jr.pcow "0x31 0 64K"
+run "$PCOW_IMG" check jr.pcow
+check_eq "$RC" 3 "check of an interrupted copy-up: leaks only"
+check_out "interrupted copy-up" "check names the unread data"
+ok "$PCOW_IMG" check -r leaks jr.pcow
 ok "$PCOW_IMG" check jr.pcow
+verify jr.pcow "0x31 0 64K"
 pio jr.pcow "write -P 0x32 4K 4K"
 verify jr.pcow "0x31 0 4K" "0x32 4K 4K" "0x31 8K 56K"
 ok "$PCOW_IMG" check jr.pcow
