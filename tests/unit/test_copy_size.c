@@ -84,9 +84,10 @@ static void page_copies(void)
 	CHECK(stats(map).faults == 256);
 	CHECK(stats(map).blocks_copied == 256);
 	CHECK(stats(map).blocks_allocated == 256);
-	verify(&img, &map);
 	bits_are(img, 0, 256, 1);
 	bits_are(img, 256, 512, 0);
+	verify(&img, &map);
+	bits_are(img, 0, 256, 1);
 	OK(pcow_close(&img));
 }
 
@@ -142,11 +143,14 @@ static void larger_copies(void)
 	store(map, DATA - (32 << 10) + 8, 9);
 	CHECK(stats(map).faults == 2);
 	CHECK(stats(map).blocks_copied == 15 + 8);
-	verify(&img, &map);
+	/* (Before the close: a clean close records blocks written where
+	 * nothing lies below, and on tmpfs reading the mapping allocates.) */
 	bits_are(img, 192 / 4, 200 / 4, 1);
 	bits_are(img, 204 / 4, 256 / 4, 1);
 	bits_are(img, DATA / BS - 8, DATA / BS, 1);
 	bits_are(img, DATA / BS, DATA / BS + 8, 0);
+	verify(&img, &map);
+	bits_are(img, DATA / BS - 8, DATA / BS, 1);
 	OK(pcow_close(&img));
 }
 

@@ -190,11 +190,16 @@ EOF
 		check "$bad_opt stops QEMU" test "$rc" -ne 0 -a "$rc" -ne 124
 		check "...saying why" grep -q "power of two" "$T/bad.log"
 	done
+	raw_refuses pcow-copy-size=64K
+}
+
+# A pcow property on a raw memory-backend-file stops QEMU, saying why.
+raw_refuses() { # PROPERTY=VALUE
+	local rc=0
 	timeout 30 "$QEMU" -accel tcg -machine pc -m 256M -nographic -nic none \
-		-object "memory-backend-file,id=m,mem-path=$T/plain.raw,size=64M,share=on,pcow-copy-size=64K" \
-		-S -monitor none -serial none </dev/null >"$T/raw.log" 2>&1
-	rc=$?
-	check "pcow-copy-size without format=pcow stops QEMU" test "$rc" -ne 0 -a "$rc" -ne 124
+		-object "memory-backend-file,id=m,mem-path=$T/plain.raw,size=64M,share=on,$1" \
+		-S -monitor none -serial none </dev/null >"$T/raw.log" 2>&1 || rc=$?
+	check "${1%%=*} without format=pcow stops QEMU" test "$rc" -ne 0 -a "$rc" -ne 124
 	check "...saying it needs format=pcow" grep -q "need 'format' = 'pcow'" "$T/raw.log"
 }
 
@@ -337,7 +342,7 @@ log_is_empty() { ! log_has_data "$1"; }
 
 scenario_persist() {
 	echo "bounded loss of copy-ups without a flush"
-	local base=$T/pbase.pcow ovl interval pid i seen rc opts
+	local base=$T/pbase.pcow ovl interval pid i seen opts
 	"$IMG" create -q -o block_size=4K "$base" 64M >/dev/null
 	"$IO" -c "write -P 0x42 2M 64K" "$base" >/dev/null
 	for interval in 300 0; do
@@ -372,12 +377,7 @@ EOF
 			test "$(own_bytes "$ovl" 2097152 65536)" -eq 4096
 		check "interval $interval: the overlay checks clean" "$IMG" check "$ovl"
 	done
-	timeout 30 "$QEMU" -accel tcg -machine pc -m 256M -nographic -nic none \
-		-object "memory-backend-file,id=m,mem-path=$T/plain.raw,size=64M,share=on,pcow-persist-interval=100" \
-		-S -monitor none -serial none </dev/null >"$T/raw.log" 2>&1
-	rc=$?
-	check "pcow-persist-interval without format=pcow stops QEMU" test "$rc" -ne 0 -a "$rc" -ne 124
-	check "...saying it needs format=pcow" grep -q "need 'format' = 'pcow'" "$T/raw.log"
+	raw_refuses pcow-persist-interval=100
 }
 
 all=(thin snapshot overlay copy persist dax errors enospc)
