@@ -578,7 +578,8 @@ static int cmd_check(int argc, char **argv)
 		if (ret == -ENOTSUP)
 			return check_fail_json(file, output, 63);
 		return check_fail_json(file, output,
-				       ret == -EINVAL && file_is_pcow(file) ? 2 : 1);
+				       ret == -EUCLEAN ||
+				       (ret == -EINVAL && file_is_pcow(file)) ? 2 : 1);
 	}
 	/* Progress lines would break JSON output; quiet mode has none. */
 	if (progress && !quiet && !strcmp(output, "human"))

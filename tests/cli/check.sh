@@ -148,6 +148,35 @@ check_eq "$(info_get or.pcow 'd["format-specific"]["data"]["layers"]')" 1 "layer
 check_ge $((before - $(disk_usage or.pcow))) $((128 * KiB)) "bytes freed with the orphan layer"
 verify or.pcow "0 0 64K" "0x42 64K 64K"
 
+# The active layer must be a leaf [R-014]: metadata (with a right checksum)
+# in which a snapshot's layer inherits from the active one is corruption.
+ok "$PCOW_IMG" create -o block_size=64K leaf.pcow 4M
+ok "$PCOW_IMG" snapshot -c s1 leaf.pcow
+"$PY" - leaf.pcow <<'EOF'
+import struct, sys, zlib
+with open(sys.argv[1], "r+b") as f:
+    slots = []
+    for base in (0, 256 * 1024):
+        f.seek(base)
+        slots.append((struct.unpack_from("<Q", f.read(64), 40)[0], base))
+    base = max(slots)[1]
+    f.seek(base)
+    b = bytearray(f.read(256 * 1024))
+    length, = struct.unpack_from("<I", b, 60)
+    layer_off, = struct.unpack_from("<I", b, 84)
+    active, = struct.unpack_from("<I", b, 96)
+    struct.pack_into("<I", b, layer_off + 16 * active + 4, 0xffffffff)
+    struct.pack_into("<I", b, layer_off + 16 * (1 - active) + 4, active)
+    struct.pack_into("<I", b, 64, 0)
+    struct.pack_into("<I", b, 64, zlib.crc32(bytes(b[:length])))
+    f.seek(base)
+    f.write(b[:length])
+EOF
+remember leaf.pcow
+expect_fail --rc 2 --grep "active layer" "$PCOW_IMG" check leaf.pcow
+expect_fail --grep "image is corrupt: .*active layer" "$PCOW_IMG" info leaf.pcow
+assert_unchanged leaf.pcow
+
 # Damaged metadata is corruption: exit 2 and one line.
 ok "$PCOW_IMG" create bad.pcow 4M
 poke bad.pcow 100 ff
