@@ -178,17 +178,51 @@ static int nonzero(int fd, uint64_t off, uint64_t len)
 }
 
 /*
+ * A block a layer without the unrecorded flag owns by its data alone
+ * (format.md 4.1): every such block must have its bit before the flag is
+ * cleared, or the image's content depends on which of its bytes are
+ * allocated (a copy that fills holes would lose the block).  Repaired by
+ * setting the bit, which keeps what the image shows.  Zero data reads the
+ * same either way.
+ */
+static int check_unrecorded(pcow_image *img, struct pcow_check_result *res,
+			    bool fix, uint32_t layer, uint64_t b)
+{
+	int ret = nonzero(img->fd, region_start(img, layer) + b * img->block_size,
+			  img->block_size);
+
+	if (ret <= 0)
+		return ret;
+	res->corruptions++;
+	note(res, "layer %u, block %llu: owned by its data alone in a recorded layer",
+	     layer, (unsigned long long)b);
+	if (!fix)
+		return 0;
+	/* The data is durable before the bit that claims it. */
+	ret = pcow_io_sync(img->fd);
+	if (ret == 0)
+		ret = pcow_bit_set(img, layer, b);
+	if (ret < 0) {
+		res->check_errors++;
+		return ret;
+	}
+	res->corruptions_fixed++;
+	return 0;
+}
+
+/*
  * Data in a block of a layer that no view reads: the layer has no bit
  * there and is not the block's owner by its data either (format.md 4.1),
  * because something below holds the block.  A copy-up cut short by a
  * crash before its bit was durable leaves this.  Zero fill (a page cache
  * writing back a large folio around a written page allocates its zeroed
  * neighbours) is left alone: the copy-up punches zero pieces, so it is
- * never one, and the file system would allocate it again.  Judging needs
- * the backing file (rule 2).
+ * never one, and the file system would allocate it again.  Blocks owned by
+ * data alone go to check_unrecorded.  Judging needs the backing file
+ * (rule 2).
  */
 static int check_unread_data(pcow_image *img, struct pcow_check_result *res,
-			     bool fix, uint32_t layer)
+			     bool fix, bool fix_errors, uint32_t layer)
 {
 	uint64_t base = region_start(img, layer), bs = img->block_size;
 	uint64_t end = base + img->nblocks * bs, pos = base, start, stop, b;
@@ -208,8 +242,14 @@ static int check_unread_data(pcow_image *img, struct pcow_check_result *res,
 				continue;
 			if (ret < 0)
 				return ret;
-			if (ret == 1 && owner == layer)
+			if (ret == 1 && owner == layer) {
+				if (img->m.layers[layer].flags & PCOW_LAYER_UNRECORDED)
+					continue;
+				ret = check_unrecorded(img, res, fix_errors, layer, b);
+				if (ret < 0)
+					return ret;
 				continue;
+			}
 			ret = nonzero(img->fd, base + b * bs, bs);
 			if (ret <= 0) {
 				if (ret < 0)
@@ -294,7 +334,8 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 		}
 		for (uint32_t l = 0; used && l < img->m.layer_count; l++)
 			if (img->m.layers[l].region == r &&
-			    (ret = check_unread_data(img, res, fix_leaks, l)) < 0)
+			    (ret = check_unread_data(img, res, fix_leaks,
+						     fix & PCOW_CHECK_FIX_ERRORS, l)) < 0)
 				goto out;
 		if (from >= end)
 			continue;
@@ -324,7 +365,7 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 		leak(img, res, fix_leaks, PCOW_RESERVED_OFFSET,
 		     PCOW_DATA_OFFSET - PCOW_RESERVED_OFFSET, bytes,
 		     "data in the reserved area");
-	if (fix_leaks && res->leaks_fixed)
+	if ((fix_leaks && res->leaks_fixed) || res->corruptions_fixed)
 		ret = pcow_io_sync(img->fd);
 	if (ret >= 0)
 		pcow_progress(img, nregions + 1, nregions + 1);

@@ -11,6 +11,8 @@
  *  - rebase -u without the old backing file keeps the image's own blocks,
  *    or refuses when it cannot know them [R-045];
  *  - check -r leaks reclaims the data of an interrupted copy-up [R-046];
+ *  - check finds a recorded layer's block without its bit, -r all sets it
+ *    [R-047];
  *  - an active layer with children is refused [R-014].
  */
 #include <fcntl.h>
@@ -26,6 +28,7 @@
 
 #include "format.h"
 #include "image.h"
+#include "layer.h"
 #include "pending.h"
 #include "persist.h"
 
@@ -545,6 +548,40 @@ static void interrupted_copy_up_reclaimed(void)
 	close(fd);
 }
 
+/* ---- check: a recorded layer's block without its bit [R-047] ----------- */
+
+static void unrecorded_block_is_corruption(void)
+{
+	struct pcow_check_result res;
+	uint8_t got[16], zero[8] = {0};
+	pcow_image *img;
+	int fd;
+
+	create("c.pcow", NULL, PCOW_FORMAT_NONE);
+	OK(pcow_open(&img, test_path("c.pcow"), 0));
+	put(img, 3 * BS, BS, 0x5a);
+	OK(pcow_close(&img));
+	/* The bit the clean close gave block 3, cleared: region 0's bitmap
+	 * follows its 4 MiB data span, from 2 MiB on. */
+	fd = open(test_path("c.pcow"), O_RDWR);
+	CHECK(fd >= 0 && pwrite(fd, zero, 8, 6 << 20) == 8);
+	close(fd);
+	OK(pcow_open(&img, test_path("c.pcow"), 0));
+	OK(pcow_check(img, 0, &res));
+	CHECK(res.corruptions == 1 && res.leaks == 0);
+	CHECK(strstr(res.first_problem, "owned by its data alone"));
+	OK(pcow_check(img, PCOW_CHECK_FIX_LEAKS, &res));
+	CHECK(res.corruptions == 1 && res.corruptions_fixed == 0);
+	OK(pcow_check(img, PCOW_CHECK_FIX_LEAKS | PCOW_CHECK_FIX_ERRORS, &res));
+	CHECK(res.corruptions == 1 && res.corruptions_fixed == 1);
+	OK(pcow_check(img, 0, &res));
+	CHECK(res.corruptions == 0 && res.leaks == 0);
+	CHECK(pcow_bit_test(img, 0, 3) == 1);
+	OK(pcow_read(img, got, sizeof(got), 3 * BS));
+	CHECK(got[0] == 0x5a && got[15] == 0x5a);
+	OK(pcow_close(&img));
+}
+
 /* ---- The active layer is a leaf ---------------------------------------- */
 
 static void active_not_leaf(void)
@@ -586,6 +623,7 @@ int main(void)
 	failed_commit_poisons();
 	unsafe_rebase_missing_backing();
 	interrupted_copy_up_reclaimed();
+	unrecorded_block_is_corruption();
 	active_not_leaf();
 	printf("integrity: ok\n");
 	return 0;
