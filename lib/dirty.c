@@ -73,7 +73,9 @@ static int undo_dirty(pcow_image *img)
 {
 	uint64_t slot = PCOW_META_SLOT_OFFSET(img->cur_slot);
 	uint32_t p, pages = (img->last_commit_len + PAGE - 1) / PAGE;
-	int ret = 0;
+	/* What the session did (punches, cleared bits) is durable before the
+	 * clean metadata is in force again. */
+	int ret = pcow_io_sync(img->fd);
 
 	for (p = 0; p < pages && ret == 0; p++)
 		ret = img->clean_slot_holes >> p & 1 ?

@@ -148,6 +148,10 @@ int pcow_discard(pcow_image *img, uint64_t offset, uint64_t len)
 	/* A final partial block at the end of the image counts as whole. */
 	if (offset + len == img->m.virtual_size)
 		end = img->nblocks;
+	/* A discard clears the bit of a block nothing lies below: until the
+	 * punch is durable, data alone may own it again. */
+	if (ret == 0 && first < end)
+		ret = pcow_image_mark_dirty(img);
 	for (; first < end && ret == 0; first++)
 		ret = discard_block(img, first);
 	pthread_mutex_unlock(&img->lock);
