@@ -243,7 +243,7 @@ struct pcow_check_result {
 	uint64_t leaks_fixed;
 	uint64_t check_errors;
 	uint64_t leaked_bytes;
-	char first_problem[256]; /* a description of the first problem found */
+	char first_problem[256]; /* the first corruption found, else the first problem */
 };
 
 /* Checks (and with fix flags, repairs) an image opened read-write. */

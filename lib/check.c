@@ -193,7 +193,9 @@ static int check_unrecorded(pcow_image *img, struct pcow_check_result *res,
 
 	if (ret <= 0)
 		return ret;
-	res->corruptions++;
+	/* The first corruption is the problem to name, before any leak. */
+	if (!res->corruptions++)
+		res->first_problem[0] = '\0';
 	note(res, "layer %u, block %llu: owned by its data alone in a recorded layer",
 	     layer, (unsigned long long)b);
 	if (!fix)

@@ -613,9 +613,9 @@ static int cmd_check(int argc, char **argv)
 			       "    %" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n",
 			       r.leaks_fixed, r.corruptions_fixed);
 		if (r.corruptions > r.corruptions_fixed)
-			printf("%" PRIu64 " errors were found on the image.\n"
+			printf("ERROR %s\n\n%" PRIu64 " errors were found on the image.\n"
 			       "Data may be corrupted, or further writes to the image may corrupt it.\n",
-			       r.corruptions - r.corruptions_fixed);
+			       r.first_problem, r.corruptions - r.corruptions_fixed);
 		if (r.leaks > r.leaks_fixed)
 			printf("%" PRIu64 " leaked clusters were found on the image.\n"
 			       "This means waste of disk space, but no harm to data.\n"

@@ -148,6 +148,22 @@ check_eq "$(info_get or.pcow 'd["format-specific"]["data"]["layers"]')" 1 "layer
 check_ge $((before - $(disk_usage or.pcow))) $((128 * KiB)) "bytes freed with the orphan layer"
 verify or.pcow "0 0 64K" "0x42 64K 64K"
 
+# A block a recorded layer owns by its data alone is corruption [R-047]:
+# its bit cleared after a clean close.  -r leaks leaves it, -r all sets
+# the bit again, and the content is what it was.
+ok "$PCOW_IMG" create -o block_size=64K unrec.pcow 4M
+pio unrec.pcow "write -P 0x5c 0 64K"
+poke unrec.pcow $((6 * MiB)) 00          # region 0's bitmap: after 2M + 4M
+verify unrec.pcow "0x5c 0 64K"
+run "$PCOW_IMG" check unrec.pcow
+check_eq "$RC" 2 "exit code of check with a block owned by its data alone"
+check_out "owned by its data alone" "check names the unrecorded block"
+run "$PCOW_IMG" check -r leaks unrec.pcow
+check_eq "$RC" 2 "check -r leaks leaves the corruption"
+ok "$PCOW_IMG" check -r all unrec.pcow
+ok "$PCOW_IMG" check unrec.pcow
+verify unrec.pcow "0x5c 0 64K" "0 64K $((4 * MiB - 64 * KiB))"
+
 # The active layer must be a leaf [R-014]: metadata (with a right checksum)
 # in which a snapshot's layer inherits from the active one is corruption.
 ok "$PCOW_IMG" create -o block_size=64K leaf.pcow 4M
