@@ -119,16 +119,16 @@ static int check_stray_bits(pcow_image *img, struct pcow_check_result *res,
 	}
 	/* Only allocated parts of the bitmap can hold bits. */
 	for (pos = bitmap + word * 8; !stray && pos < end;) {
-		off_t d = lseek(img->fd, (off_t)pos, SEEK_DATA), h;
+		uint64_t d, h;
 		size_t i, n;
 
-		if (d < 0 && errno == ENXIO)
+		ret = pcow_data_extent(img->fd, pos, end, &d, &h);
+		if (ret <= 0) {
+			if (ret < 0)
+				return ret;
 			break;
-		if (d < 0 || (h = lseek(img->fd, d, SEEK_HOLE)) < 0)
-			return pcow_err_sys(-errno, "cannot query allocation");
-		if ((uint64_t)d >= end)
-			break;
-		for (pos = (uint64_t)d; !stray && pos < (uint64_t)h && pos < end; pos += n) {
+		}
+		for (pos = d; !stray && pos < h; pos += n) {
 			n = sizeof(buf) < end - pos ? sizeof(buf) : end - pos;
 			ret = pcow_io_pread(img->fd, buf, n, pos);
 			if (ret < 0)

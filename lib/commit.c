@@ -148,22 +148,15 @@ static int scan_owned(pcow_image *img, bool pin, struct ranges *out)
 		uint64_t base = region_start(img, l);
 
 		for (pos = 0; pos < vsize;) {
-			off_t d = lseek(img->fd, (off_t)(base + pos), SEEK_DATA), h;
-			uint64_t first, end;
+			uint64_t first, end, d, h;
 
-			if (d < 0 && errno == ENXIO)
+			ret = pcow_data_extent(img->fd, base + pos, base + vsize, &d, &h);
+			if (ret < 0)
+				return ret;
+			if (ret == 0)
 				break;
-			if (d < 0)
-				return pcow_err_sys(-errno, "%s: cannot query allocation", img->path);
-			if ((uint64_t)d - base >= vsize)
-				break;
-			h = lseek(img->fd, d, SEEK_HOLE);
-			if (h < 0)
-				return pcow_err_sys(-errno, "%s: cannot query allocation", img->path);
-			first = ((uint64_t)d - base) / bs;
-			end = ((uint64_t)h - base + bs - 1) / bs;
-			if (end > img->nblocks)
-				end = img->nblocks;
+			first = (d - base) / bs;
+			end = (h - base + bs - 1) / bs;
 			for (b = first; b < end; b++) {
 				ret = visit_block(img, b, pin, out);
 				if (ret < 0)

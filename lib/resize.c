@@ -46,23 +46,12 @@ static int copy_extents(pcow_image *img, uint64_t start, uint64_t end,
 			uint64_t dst, uint8_t *buf, uint64_t *done,
 			uint64_t total)
 {
-	uint64_t pos = start, p, n;
-	int ret;
+	uint64_t pos = start, p, n, d, h;
+	int ret = 0;
 
-	while (pos < end) {
-		off_t d = lseek(img->fd, (off_t)pos, SEEK_DATA), h;
-
-		if (d < 0 && errno == ENXIO)
-			break;
-		if (d < 0 || (h = lseek(img->fd, d, SEEK_HOLE)) < 0)
-			return pcow_err_sys(-errno, "%s: cannot query allocation",
-					    img->path);
-		if ((uint64_t)d >= end)
-			break;
-		if ((uint64_t)h > end)
-			h = (off_t)end;
-		for (p = (uint64_t)d; p < (uint64_t)h; p += n) {
-			n = min_u64(COPY_CHUNK, (uint64_t)h - p);
+	while (pos < end && (ret = pcow_data_extent(img->fd, pos, end, &d, &h)) > 0) {
+		for (p = d; p < h; p += n) {
+			n = min_u64(COPY_CHUNK, h - p);
 			if (buf) {
 				ret = pcow_io_pread(img->fd, buf, n, p);
 				if (ret == 0)
@@ -75,9 +64,9 @@ static int copy_extents(pcow_image *img, uint64_t start, uint64_t end,
 			if (buf)
 				pcow_progress(img, *done, total);
 		}
-		pos = (uint64_t)h;
+		pos = h;
 	}
-	return 0;
+	return ret < 0 ? ret : 0;
 }
 
 /* ORs bits into a word of the bitmap at file offset bitmap. */
