@@ -52,16 +52,6 @@ static int data_bytes(int fd, uint64_t start, uint64_t end, uint64_t *bytes)
 	return 0;
 }
 
-static int region_used(const struct pcow_meta *m, uint32_t r)
-{
-	uint32_t i;
-
-	for (i = 0; i < m->layer_count; i++)
-		if (m->layers[i].region == r)
-			return 1;
-	return 0;
-}
-
 /* A layer nothing reaches: not active, no snapshot, no child. */
 static int orphan_layer(const struct pcow_meta *m)
 {
@@ -320,7 +310,7 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 			   : 0;
 	for (r = 0; r < nregions; r++) {
 		uint64_t start = img->m.region_base + r * img->stride;
-		bool used = r < PCOW_MAX_REGIONS && region_used(&img->m, (uint32_t)r);
+		bool used = r < PCOW_MAX_REGIONS && pcow_meta_region_used(&img->m, (uint32_t)r);
 
 		/* Progress counts regions, then the areas before them. */
 		pcow_progress(img, r, nregions + 1);

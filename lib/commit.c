@@ -27,6 +27,7 @@
 #include "layer.h"
 #include "pending.h"
 #include "persist.h"
+#include "snapshot.h"
 
 /* Data moves between the images in pieces of this size. */
 #define COMMIT_CHUNK (1u << 20)
@@ -453,16 +454,6 @@ out:
 
 /* ---- Emptying the image ------------------------------------------------- */
 
-static bool region_in_use(const struct pcow_meta *m, uint32_t r)
-{
-	uint32_t i;
-
-	for (i = 0; i < m->layer_count; i++)
-		if (m->layers[i].region == r)
-			return true;
-	return false;
-}
-
 /*
  * Replaces every layer with one fresh, empty layer in a single metadata
  * commit, then frees the old regions.  The fresh region is emptied durably
@@ -475,21 +466,12 @@ static int empty_image(pcow_image *img)
 	uint32_t r = 0, i, nold = img->m.layer_count;
 	int ret;
 
-	while (region_in_use(&img->m, r))
-		r++;
-	if (r >= PCOW_MAX_REGIONS)
-		return pcow_err(-ENOSPC, "%s: too many layers", img->path);
 	old = calloc(nold, sizeof(*old));
 	if (!old)
 		return pcow_err(-ENOMEM, "out of memory");
 	for (i = 0; i < nold; i++)
 		old[i] = region_start(img, i);
-	ret = pcow_io_punch(img->fd, pcow_image_region(img, r), img->stride);
-	if (ret == -EFBIG)
-		ret = pcow_err(ret, "%s: no room for an empty layer (the file system's largest file is reached)",
-			       img->path);
-	if (ret == 0)
-		ret = pcow_io_sync(img->fd);
+	ret = pcow_take_region(img, &img->m, &r);
 	if (ret == 0)
 		ret = pcow_meta_copy(&next, &img->m);
 	if (ret < 0)

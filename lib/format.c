@@ -178,6 +178,16 @@ int pcow_meta_validate(const struct pcow_meta *m)
 	return 0;
 }
 
+bool pcow_meta_region_used(const struct pcow_meta *m, uint32_t r)
+{
+	uint32_t i;
+
+	for (i = 0; i < m->layer_count; i++)
+		if (m->layers[i].region == r)
+			return true;
+	return false;
+}
+
 bool pcow_meta_unrecorded(const struct pcow_meta *m)
 {
 	uint32_t i;

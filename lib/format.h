@@ -130,6 +130,9 @@ struct pcow_meta {
 int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m,
 		     uint64_t *generation);
 
+/* True when a layer of m uses region r. */
+bool pcow_meta_region_used(const struct pcow_meta *m, uint32_t r);
+
 /* True when any layer of m may own blocks by data alone. */
 bool pcow_meta_unrecorded(const struct pcow_meta *m);
 

@@ -318,17 +318,6 @@ int pcow_pending_each(pcow_image *img, uint32_t region,
 	return 0;
 }
 
-/* True when region is one of the image's layers'. */
-static bool region_in_use(const pcow_image *img, uint32_t region)
-{
-	uint32_t i;
-
-	for (i = 0; i < img->m.layer_count; i++)
-		if (img->m.layers[i].region == region)
-			return true;
-	return false;
-}
-
 /*
  * Reads the log's entries into the shadow; *valid says whether the log
  * may be applied (this boot, this metadata).  Entries that name no layer
@@ -364,7 +353,7 @@ static int load_log(pcow_image *img, struct pcow_pending *ps, bool *found,
 		if (!(e & ENTRY_VALID))
 			break;  /* entries are appended: the first gap ends them */
 		ps->logged = i + 1;
-		if (region < PCOW_MAX_REGIONS && region_in_use(img, region) &&
+		if (region < PCOW_MAX_REGIONS && pcow_meta_region_used(&img->m, region) &&
 		    block < img->nblocks && !pcow_pending_test(img, region, block))
 			ret = shadow_set(img, ps, region, block);
 	}

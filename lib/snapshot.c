@@ -38,38 +38,21 @@ int pcow_snapshot_find(const struct pcow_meta *m, const char *name)
 	return -1;
 }
 
-/* Lowest region no layer uses. */
-static uint32_t free_region(const struct pcow_meta *m)
+int pcow_take_region(pcow_image *img, const struct pcow_meta *m,
+		     uint32_t *region)
 {
-	uint32_t r, i;
-
-	for (r = 0;; r++) {
-		for (i = 0; i < m->layer_count; i++)
-			if (m->layers[i].region == r)
-				break;
-		if (i == m->layer_count)
-			return r;
-	}
-}
-
-/*
- * Takes a region for a new layer.  A crash may have left data in a region
- * that no layer uses any more (a leak); that data must not become the new
- * layer's, so the region is emptied durably before metadata points at it.
- */
-static int take_region(pcow_image *img, const struct pcow_meta *m,
-		       uint32_t *region)
-{
-	uint32_t r = free_region(m);
+	uint32_t r = 0;
 	int ret;
 
+	while (pcow_meta_region_used(m, r))
+		r++;
 	if (r >= PCOW_MAX_REGIONS)
 		return pcow_err(-ENOSPC, "%s: too many layers", img->path);
 	ret = pcow_io_punch(img->fd, pcow_image_region(img, r),
 			    img->stride);
 	if (ret == -EFBIG)
-		return pcow_err(ret, "%s: no room for another layer (the file system's largest file is reached); delete a snapshot first",
-				img->path);
+		return pcow_err(ret, "%s: no room for another layer (the file system's largest file is reached)%s",
+				img->path, m->snapshot_count ? "; delete a snapshot first" : "");
 	if (ret == 0)
 		ret = pcow_io_sync(img->fd);
 	*region = r;
@@ -85,7 +68,7 @@ static int with_new_active(pcow_image *img, struct pcow_meta *next,
 
 	if (ret < 0)
 		return ret;
-	ret = take_region(img, next, &region);
+	ret = pcow_take_region(img, next, &region);
 	if (ret < 0) {
 		pcow_meta_free(next);
 		return ret;
