@@ -107,9 +107,7 @@ int pcow_image_record(pcow_image *img)
 	 * backing file holds there: without it, the image stays dirty. */
 	if (img->m.backing && !img->backing && img->raw_fd < 0)
 		return 0;
-	for (l = 0; l < img->m.layer_count && ret == 0; l++)
-		if (img->m.layers[l].flags & PCOW_LAYER_UNRECORDED)
-			ret = pcow_layer_record(img, l, &recorded);
+	ret = pcow_layers_record(img, &recorded);
 	if (ret < 0)
 		return ret;
 	/* Nothing new since the clean metadata, which only the dirty commit

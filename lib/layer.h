@@ -127,6 +127,9 @@ int pcow_claim_blocks(pcow_image *img, uint32_t layer, uint64_t first,
  */
 int pcow_layer_record(pcow_image *img, uint32_t layer, uint64_t *recorded);
 
+/* The same for every layer with the unrecorded flag. */
+int pcow_layers_record(pcow_image *img, uint64_t *recorded);
+
 /* Counts the blocks a layer owns that hold data. */
 int pcow_layer_count_blocks(pcow_image *img, uint32_t layer, uint64_t *count);
 

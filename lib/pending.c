@@ -221,11 +221,6 @@ int pcow_pending_set_run(pcow_image *img, uint32_t layer, uint64_t first,
 	return 0;
 }
 
-int pcow_pending_set(pcow_image *img, uint32_t layer, uint64_t block)
-{
-	return pcow_pending_set_run(img, layer, block, 1);
-}
-
 bool pcow_pending_test(const pcow_image *img, uint32_t region, uint64_t block)
 {
 	struct pcow_pending *ps = img->pending;

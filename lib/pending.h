@@ -1,11 +1,12 @@
 /*
- * pending.h -- copy bits set in memory, written to the image at the next
- * flush.
+ * pending.h -- copy bits kept in memory and in the image's pending log,
+ * written to the bitmaps at the next flush.
  *
  * A copy bit must never be durable before the data it vouches for (docs/
- * format.md 4.2).  Writing it at once would cost an fdatasync per copy-up;
- * instead the bit lives in a shadow bitmap until the next flush or metadata
- * commit, which persists the data first and then writes every pending bit.
+ * format.md 5).  Writing it at once would cost an fdatasync per copy-up;
+ * instead the bit waits in a shadow bitmap and the pending log until the
+ * next flush, metadata commit or persist interval, which persists the data
+ * first and then writes every pending bit.
  * Until then the data is not durable either, so a crash loses the copy-up
  * together with the writes that followed it, exactly as with any unflushed
  * write: the block shows its inherited content again.
@@ -17,10 +18,6 @@
 #include <stdint.h>
 
 #include "image.h"
-
-/* Marks block of layer as owned, in the pending file.  Callers hold
- * img->lock.  -ENOTSUP: no pending file here; persist the bit at once. */
-int pcow_pending_set(pcow_image *img, uint32_t layer, uint64_t block);
 
 /* True when the bit of block in region is pending. */
 bool pcow_pending_test(const pcow_image *img, uint32_t region, uint64_t block);
@@ -52,7 +49,8 @@ int pcow_pending_recover(pcow_image *img);
  * the write-fault handler does not map memory. */
 int pcow_pending_prepare(pcow_image *img);
 
-/* The same for n blocks from first (one write to the log). */
+/* Marks the n blocks from first of layer as owned, in the pending log
+ * (one write) and in memory.  Callers hold img->lock. */
 int pcow_pending_set_run(pcow_image *img, uint32_t layer, uint64_t first,
 			 uint64_t n);
 

@@ -39,13 +39,9 @@ static int candidate_read(pcow_image *b, int raw_fd, uint64_t raw_size,
 static int record_flagged(pcow_image *img)
 {
 	uint64_t recorded = 0;
-	uint32_t l;
 	int ret = pcow_io_sync(img->fd);
 
-	for (l = 0; l < img->m.layer_count && ret == 0; l++)
-		if (img->m.layers[l].flags & PCOW_LAYER_UNRECORDED)
-			ret = pcow_layer_record(img, l, &recorded);
-	return ret;
+	return ret < 0 ? ret : pcow_layers_record(img, &recorded);
 }
 
 /* The same for an unsafe rebase, which may lack the old backing file. */

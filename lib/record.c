@@ -41,3 +41,14 @@ int pcow_layer_record(pcow_image *img, uint32_t layer, uint64_t *recorded)
 	}
 	return ret;
 }
+
+int pcow_layers_record(pcow_image *img, uint64_t *recorded)
+{
+	uint32_t l;
+	int ret = 0;
+
+	for (l = 0; l < img->m.layer_count && ret == 0; l++)
+		if (img->m.layers[l].flags & PCOW_LAYER_UNRECORDED)
+			ret = pcow_layer_record(img, l, recorded);
+	return ret;
+}
