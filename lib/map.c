@@ -6,10 +6,11 @@
  * hole is allocated by the host file system's own fault path, at the cost
  * of a raw mapping.  Blocks the active layer inherits (from a snapshot
  * layer or the backing chain) are then mapped read-only over it, straight
- * from the file that holds them; the first store to one faults, and the
- * fault handler copies the block up and maps the active region back.  The
- * number of mappings therefore follows the number of inherited runs, never
- * the number of blocks written.
+ * from the file that holds them (map_build.c); the first store to one
+ * faults, and the fault handler copies the block up and maps the active
+ * region back (map_fault.c).  The number of mappings therefore follows the
+ * number of inherited runs, never the number of blocks written.  This file
+ * holds the map's life: creation, flush, settings, deletion.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,462 +30,6 @@
 #include "map.h"
 #include "persist.h"
 
-#define HUGE_ALIGN (2ull << 20)
-
-/* Reserves len bytes of address space aligned to 2 MiB (for DAX PMDs). */
-static uint8_t *reserve(uint64_t len)
-{
-	uint64_t total = len + HUGE_ALIGN;
-	uint8_t *p = mmap(NULL, total, PROT_NONE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	uint8_t *aligned;
-
-	if (p == MAP_FAILED)
-		return NULL;
-	aligned = (uint8_t *)(((uintptr_t)p + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1));
-	if (aligned > p)
-		munmap(p, (size_t)(aligned - p));
-	if (aligned + len < p + total)
-		munmap(aligned + len, (size_t)(p + total - (aligned + len)));
-	return aligned;
-}
-
-/* The inherited-block index and the detached bits (map.h), one mapping. */
-static int index_new(struct pcow_map *map)
-{
-	uint64_t words = (map->img->nblocks + 63) / 64, bytes = 2 * words * 8;
-	void *p = mmap(NULL, bytes ? bytes : 8, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	if (p == MAP_FAILED)
-		return pcow_err(-ENOMEM, "out of memory");
-	map->inherited = p;
-	map->detached = map->inherited + words;
-	map->inherited_bytes = bytes ? bytes : 8;
-	return 0;
-}
-
-static void index_bit(uint64_t *bits, uint64_t b, bool on)
-{
-	uint64_t bit = 1ull << (b % 64);
-
-	bits[b / 64] = on ? bits[b / 64] | bit : bits[b / 64] & ~bit;
-}
-
-static void index_set_in(struct pcow_map *map, uint64_t *bits, uint64_t first,
-			 uint64_t end, bool on)
-{
-	uint64_t b = first;
-
-	if (end > map->img->nblocks)
-		end = map->img->nblocks;
-	for (; b < end && b % 64; b++)
-		index_bit(bits, b, on);
-	if (b + 64 <= end) {
-		memset(&bits[b / 64], on ? 0xff : 0, (end - b) / 64 * 8);
-		b += (end - b) / 64 * 64;
-	}
-	for (; b < end; b++)
-		index_bit(bits, b, on);
-}
-
-static void index_set(struct pcow_map *map, uint64_t first, uint64_t end,
-		      bool on)
-{
-	index_set_in(map, map->inherited, first, end, on);
-}
-
-static bool index_test(const uint64_t *bits, uint64_t b)
-{
-	return bits[b / 64] >> (b % 64) & 1;
-}
-
-/* [off, off+len) of the map now shows something other than the active
- * region's pages: every block it touches is detached. */
-static void detach(struct pcow_map *map, uint64_t off, uint64_t len)
-{
-	uint64_t bs = map->img->block_size;
-
-	index_set_in(map, map->detached, off / bs, (off + len + bs - 1) / bs, true);
-}
-
-static int map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
-		  int fd, uint64_t file_off)
-{
-	pcow_image *img = map->img;
-	uint64_t bs = img->block_size, end = off + len;
-	int flags = MAP_SHARED | MAP_FIXED;
-	void *p;
-
-	if (fd == img->fd)
-		flags |= map->extra_flags;
-	map->mmaps++;
-	p = mmap(map->base + off, len, prot, flags, fd, (off_t)file_off);
-	if (p == MAP_FAILED)
-		return pcow_err_sys(-errno, "%s: mmap failed", img->path);
-	if (fd != img->fd || file_off != region_start(img, img->m.active) + off ||
-	    prot != (map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE)) {
-		detach(map, off, len);
-		return 0;
-	}
-	/* Attached again: the blocks it covers whole (the last block of the
-	 * image ends at the end of the map). */
-	if (end >= map->len)
-		end = map->img->nblocks * bs;
-	if (end / bs > (off + bs - 1) / bs)
-		index_set_in(map, map->detached, (off + bs - 1) / bs, end / bs, false);
-	return 0;
-}
-
-/* Extends the current read-only run, or maps it and starts another. */
-struct ro_run {
-	uint64_t off, len, file;
-	int fd;
-};
-
-/*
- * True when a read fault on a hole of fd allocates a page in the file
- * (tmpfs does; disk file systems fill the page cache only).  Mapping holes
- * of a lower file there would give it data, which by the ownership rule
- * takes blocks over from every other image built on it.
- */
-static bool reads_allocate(struct pcow_map *map, int fd)
-{
-	struct statfs sfs;
-
-	if (fd != map->statfs_fd) {
-		map->statfs_fd = fd;
-		map->statfs_tmpfs = fstatfs(fd, &sfs) != 0 ||
-				    sfs.f_type == TMPFS_MAGIC;
-	}
-	return map->statfs_tmpfs;
-}
-
-/*
- * True when the gap [from, to) between two read-only runs of fd may be
- * mapped from fd as well, making one VMA of both: fd must hold only holes
- * there (a block the active layer took over by a discard has no run, but
- * may still have data in fd), and so must the active layer, so that the
- * gap reads the zeros it shows.  A store into a bridged block then faults
- * once, and the fault finds nothing to copy.  Only gaps up to bridge_max
- * are bridged: wider gaps are fewer than budget/4.
- */
-static bool can_bridge(struct pcow_map *map, const struct ro_run *r, int fd,
-		       uint64_t off, uint64_t file)
-{
-	pcow_image *img = map->img;
-	uint64_t gap = off - (r->off + r->len);
-
-	if (!r->len || fd != r->fd || off <= r->off + r->len ||
-	    file - r->file != off - r->off || gap > map->bridge_max ||
-	    reads_allocate(map, fd))
-		return false;
-	return pcow_file_has_data(fd, r->file + r->len, gap) == 0 &&
-	       pcow_file_has_data(img->fd,
-				  region_start(img, img->m.active) + r->off + r->len,
-				  gap) == 0;
-}
-
-static int ro_add(struct pcow_map *map, struct ro_run *r, uint64_t off,
-		  uint64_t len, int fd, uint64_t file)
-{
-	int ret = 0;
-
-	if ((r->len && fd == r->fd && off == r->off + r->len &&
-	     file == r->file + r->len) ||
-	    can_bridge(map, r, fd, off, file)) {
-		r->len = off + len - r->off;
-		return 0;
-	}
-	if (r->len)
-		ret = map_at(map, r->off, r->len, PROT_READ, r->fd, r->file);
-	*r = (struct ro_run){.off = off, .len = len, .fd = fd, .file = file};
-	return ret;
-}
-
-/* Maps [off, off+len) read-only as zeros, in a block the active layer
- * inherits: from the active region's holes when it has none there. */
-static int ro_zeros(struct pcow_map *map, struct ro_run *run, uint64_t off,
-		    uint64_t len)
-{
-	pcow_image *img = map->img;
-	uint64_t active_start = region_start(img, img->m.active);
-	int ret = pcow_file_has_data(img->fd, active_start + off, len);
-	void *p;
-
-	if (ret == 0)
-		return ro_add(map, run, off, len, img->fd, active_start + off);
-	if (ret < 0)
-		return ret;
-	/* Data the active layer does not own (a copy cut short by a crash):
-	 * anonymous zeros instead, which the fault handler copies up too. */
-	ret = run->len ? map_at(map, run->off, run->len, PROT_READ, run->fd, run->file) : 0;
-	*run = (struct ro_run){0};
-	p = mmap(map->base + off, len, PROT_READ,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-	if (ret == 0 && p == MAP_FAILED)
-		ret = pcow_err_sys(-errno, "%s: mmap failed", img->path);
-	detach(map, off, len);
-	return ret;
-}
-
-struct inherited {
-	struct pcow_map *map;
-	struct ro_run run;
-	uint64_t covered;       /* end of the last inherited piece mapped */
-	uint64_t page;
-	/*
-	 * Past a quarter of the VMA budget, small runs (up to bridge_max) and
-	 * small gaps are copied into anonymous memory instead, one mapping
-	 * for a whole stretch of them: [seg_start, seg_end) is the stretch
-	 * being built.
-	 */
-	bool compact;
-	uint64_t seg_start, seg_end;
-};
-
-static uint64_t page_up(const struct inherited *in, uint64_t x)
-{
-	return (x + in->page - 1) / in->page * in->page;
-}
-
-/* Finishes the block the last inherited piece ended in with zeros. */
-static int close_block(struct inherited *in, uint64_t limit)
-{
-	uint64_t bs = in->map->img->block_size, start = in->covered;
-	uint64_t end = (start + bs - 1) / bs * bs;
-
-	if (end > limit)
-		end = limit;
-	end = page_up(in, end);
-	if (start >= end)
-		return 0;
-	in->covered = end;
-	return ro_zeros(in->map, &in->run, start, end - start);
-}
-
-/*
- * Maps the page at off read-only as a private copy of what the image shows
- * there: for a page a run covers only in part (a raw file ending inside
- * it, a backing file whose size is not a page multiple), whose file may
- * hold other bytes in the rest of the page.
- */
-static int ro_page_copy(struct inherited *in, uint64_t off)
-{
-	struct pcow_map *map = in->map;
-	pcow_image *img = map->img;
-	uint64_t n = in->page;
-	int ret = 0;
-	void *p;
-
-	if (in->run.len)
-		ret = map_at(map, in->run.off, in->run.len, PROT_READ, in->run.fd,
-			     in->run.file);
-	in->run = (struct ro_run){0};
-	if (ret < 0)
-		return ret;
-	p = mmap(map->base + off, n, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-	if (p == MAP_FAILED)
-		return pcow_err_sys(-errno, "%s: mmap failed", img->path);
-	detach(map, off, n);
-	if (n > img->m.virtual_size - off)
-		n = img->m.virtual_size - off;
-	ret = pcow_chain_read(img, img->m.active, p, n, off);
-	if (ret == 0 && mprotect(p, in->page, PROT_READ) < 0)
-		ret = pcow_err_sys(-errno, "%s: mprotect failed", img->path);
-	in->covered = off + in->page;
-	return ret;
-}
-
-/* Maps the pending read-only run, so that nothing later bridges to it. */
-static int flush_run(struct inherited *in)
-{
-	int ret = 0;
-
-	if (in->run.len)
-		ret = map_at(in->map, in->run.off, in->run.len, PROT_READ, in->run.fd,
-			     in->run.file);
-	in->run = (struct ro_run){0};
-	return ret;
-}
-
-/* Makes the anonymous stretch read-only: stores fault, as on inherited
- * blocks, and the fault handler maps the active region there. */
-static int seg_close(struct inherited *in)
-{
-	struct pcow_map *map = in->map;
-	int ret = 0;
-
-	if (in->seg_end > in->seg_start &&
-	    mprotect(map->base + in->seg_start, in->seg_end - in->seg_start,
-		     PROT_READ) < 0)
-		ret = pcow_err_sys(-errno, "%s: mprotect failed", map->img->path);
-	in->seg_start = in->seg_end = 0;
-	return ret;
-}
-
-/* Extends the anonymous stretch to end, starting one at from if none is open. */
-static int seg_extend(struct inherited *in, uint64_t from, uint64_t end)
-{
-	struct pcow_map *map = in->map;
-	void *p;
-
-	if (in->seg_end == in->seg_start)
-		in->seg_start = in->seg_end = from;
-	if (end <= in->seg_end)
-		return 0;
-	map->mmaps++;
-	p = mmap(map->base + in->seg_end, end - in->seg_end, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
-		return pcow_err_sys(-errno, "%s: mmap failed", map->img->path);
-	detach(map, in->seg_end, end - in->seg_end);
-	in->seg_end = end;
-	return 0;
-}
-
-/*
- * A run once the map is compacting: small ones are copied into the
- * anonymous stretch (owned runs too: the stretch replaces the active
- * region's mapping there), large ones end it.  Returns 1 when the run is
- * to be mapped as usual (large inherited runs: at most budget/4 of them).
- */
-static int compact_run(struct inherited *in, const struct pcow_run *r, bool own)
-{
-	struct pcow_map *map = in->map;
-	pcow_image *img = map->img;
-	uint64_t bs = img->block_size, first = r->off / bs * bs;
-	uint64_t end = (r->off + r->len + bs - 1) / bs * bs, len = r->len;
-	int ret;
-
-	if (end > map->len)
-		end = map->len;
-	if (in->covered % bs) {
-		/* The block a run mapped as usual ended in: same way. */
-		if (r->off < (in->covered + bs - 1) / bs * bs)
-			return 1;
-		ret = close_block(in, first);
-		if (ret < 0)
-			return ret;
-	}
-	if (r->len > map->bridge_max && r->off >= in->seg_end) {
-		ret = seg_close(in);
-		if (ret == 0 && own && end > in->covered)
-			in->covered = end;
-		return ret < 0 ? ret : !own;
-	}
-	if (in->seg_end > in->seg_start &&
-	    (first > in->seg_end ? first - in->seg_end : 0) > map->bridge_max) {
-		ret = seg_close(in);
-		if (ret < 0)
-			return ret;
-	}
-	ret = flush_run(in);
-	if (ret == 0)
-		ret = seg_extend(in, first, end);
-	if (len > img->m.virtual_size - r->off)
-		len = img->m.virtual_size - r->off;
-	if (ret == 0)
-		ret = pcow_io_pread(r->fd, map->base + r->off, len, r->file);
-	if (ret == 0 && end > in->covered)
-		in->covered = end;
-	return ret;
-}
-
-static int on_run(const struct pcow_run *r, void *opaque)
-{
-	struct inherited *in = opaque;
-	struct pcow_map *map = in->map;
-	pcow_image *img = map->img;
-	uint64_t bs = img->block_size, first = r->off / bs * bs;
-	uint64_t start = r->off, end = r->off + r->len, file = r->file, whole;
-	bool own = r->img == img && r->layer == img->m.active;
-	int ret;
-
-	if (!own)
-		index_set(map, r->off / bs, (r->off + r->len + bs - 1) / bs, true);
-	/* Runs so many that their mappings would outgrow the budget. */
-	if (!in->compact && map->mmaps > map->vma_budget / 4)
-		in->compact = true;
-	if (in->compact) {
-		ret = compact_run(in, r, own);
-		if (ret != 1)
-			return ret;
-	}
-	/* The active layer's own blocks are mapped writable already. */
-	if (own)
-		return 0;
-	if (in->covered < first && in->covered % bs) {
-		ret = close_block(in, first);
-		if (ret < 0)
-			return ret;
-	}
-	if (in->covered < first)
-		in->covered = first;
-	if (start < in->covered) {
-		file += in->covered - start;
-		start = in->covered;
-	}
-	if (start >= end)
-		return 0;
-	/* A store anywhere in an inherited block copies all of it up, so the
-	 * block's zero pieces are read-only too. */
-	if (in->covered < start / in->page * in->page) {
-		ret = ro_zeros(map, &in->run, in->covered,
-			       start / in->page * in->page - in->covered);
-		if (ret < 0)
-			return ret;
-	}
-	if (start % in->page) {
-		ret = ro_page_copy(in, start / in->page * in->page);
-		if (ret < 0 || in->covered >= end)
-			return ret;
-		file += in->covered - start;
-		start = in->covered;
-	}
-	whole = end / in->page * in->page;
-	if (whole > start) {
-		ret = ro_add(map, &in->run, start, whole - start, r->fd, file);
-		if (ret < 0)
-			return ret;
-		in->covered = whole;
-	}
-	if (end > whole)
-		return ro_page_copy(in, whole);
-	return 0;
-}
-
-/*
- * Maps read-only every block the active layer inherits, run by run from
- * the file that holds it (extent.h): the cost follows the number of runs,
- * not of blocks.
- */
-static int map_inherited(struct pcow_map *map)
-{
-	pcow_image *img = map->img;
-	struct inherited in = {.map = map, .page = (uint64_t)sysconf(_SC_PAGESIZE)};
-	int ret;
-
-	/* Nothing below the active layer: nothing to inherit, and no need to
-	 * walk its own extents (SEEK_HOLE is linear in pages on tmpfs). */
-	if (img->m.layers[img->m.active].parent == PCOW_NO_PARENT && !img->backing &&
-	    img->raw_fd < 0)
-		return 0;
-
-	map->mmaps = 0;
-	ret = pcow_view_runs(img, img->m.active, 0, img->m.virtual_size, on_run, &in);
-	if (ret == 0)
-		ret = seg_close(&in);
-	if (ret == 0 && in.covered % img->block_size)
-		ret = close_block(&in, img->m.virtual_size);
-	if (ret == 0 && in.run.len)
-		ret = map_at(map, in.run.off, in.run.len, PROT_READ, in.run.fd,
-			     in.run.file);
-	return ret;
-}
-
-static uint64_t count_vmas(const struct pcow_map *map);
 
 /* Default share of vm.max_map_count (65530) one map may use. */
 #define DEFAULT_VMA_BUDGET 24576u
@@ -528,7 +73,7 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	map->len = (img->m.virtual_size + (uint64_t)page - 1) & ~((uint64_t)page - 1);
 	map->registry_slot = -1;
 	map->statfs_fd = -1;
-	map->base = reserve(map->len);
+	map->base = pcow_map_reserve(map->len);
 	if (!map->base) {
 		free(map);
 		return pcow_err(-ENOMEM, "cannot reserve %llu bytes of address space",
@@ -555,7 +100,7 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	prot = map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
 	/* MAP_SYNC keeps DAX metadata durable with the data; fall back quietly
 	 * where the file system cannot (page cache: flushes use fdatasync). */
-	ret = index_new(map);
+	ret = pcow_map_index_new(map);
 	p = ret < 0 ? MAP_FAILED
 		    : mmap(map->base, map->len, prot,
 			   MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED, img->fd,
@@ -563,11 +108,11 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	if (p != MAP_FAILED)
 		map->extra_flags = MAP_SHARED_VALIDATE | MAP_SYNC;
 	else if (ret == 0)
-		ret = map_at(map, 0, map->len, prot, img->fd,
+		ret = pcow_map_at(map, 0, map->len, prot, img->fd,
 			     region_start(img, img->m.active));
 	init_vma_budget(map);
 	if (ret == 0)
-		ret = map_inherited(map);
+		ret = pcow_map_inherited(map);
 	if (ret == 0)
 		ret = pcow_fault_register(map);
 	if (ret < 0) {
@@ -578,7 +123,7 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 		free(map);
 		return ret;
 	}
-	map->vma_estimate = count_vmas(map);
+	map->vma_estimate = pcow_map_count_vmas(map);
 	img->map = map;
 	pthread_mutex_unlock(&img->lock);
 	*out = map;
@@ -638,161 +183,6 @@ void pcow_map_set_error_handler(pcow_map *map, pcow_map_error_fn fn,
 	map->err_opaque = opaque;
 	map->err_fn = fn;
 }
-
-int pcow_map_block_owned(struct pcow_map *map, uint64_t block)
-{
-	pcow_image *img = map->img;
-	uint64_t start = block * img->block_size, n = img->block_size;
-
-	index_set(map, block, block + 1, false);
-	if (!index_test(map->detached, block))
-		return 0;
-	if (n > map->len - start)
-		n = map->len - start;
-	map->vma_estimate += 2;
-	return map_at(map, start, n,
-		      map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE, img->fd,
-		      region_start(img, img->m.active) + start);
-}
-
-/*
- * Counts the VMAs inside the map by reading /proc/self/maps with plain
- * system calls: this also runs inside the fault handler.
- */
-static uint64_t count_vmas(const struct pcow_map *map)
-{
-	uintptr_t lo_map = (uintptr_t)map->base, hi_map = lo_map + map->len;
-	char buf[4096];
-	uint64_t n = 0;
-	uintptr_t v[2] = {0, 0};
-	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), field = 0;
-	bool at_line_start = true;
-	ssize_t got, i;
-
-	if (fd < 0)
-		return 0;
-	/* Each line starts "lo-hi "; parse just those two hex numbers. */
-	while ((got = read(fd, buf, sizeof(buf))) > 0) {
-		for (i = 0; i < got; i++) {
-			char c = buf[i];
-
-			if (c == '\n') {
-				at_line_start = true;
-				field = 0;
-				v[0] = v[1] = 0;
-				continue;
-			}
-			if (!at_line_start)
-				continue;
-			if (c == '-') {
-				field = 1;
-			} else if (c == ' ') {
-				if (v[0] < hi_map && v[1] > lo_map)
-					n++;
-				at_line_start = false;
-			} else {
-				int d = c <= '9' ? c - '0' : c - 'a' + 10;
-
-				v[field] = v[field] * 16 + (uintptr_t)d;
-			}
-		}
-	}
-	close(fd);
-	return n;
-}
-
-/*
- * Copies up every inherited block of [first, first+n), from the read-only
- * mapping that shows it, and maps the range writable.  Blocks not in the
- * index are the active layer's already, or nothing below holds them: they
- * need no copy and no bit, their zeros are the active layer's.
- */
-static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
-{
-	pcow_image *img = map->img;
-	uint32_t active = img->m.active;
-	uint64_t bs = img->block_size, start = first * bs, len = n * bs;
-	uint64_t end = first + n < img->nblocks ? first + n : img->nblocks, b, e;
-	int ret;
-
-	for (b = first; b < end; b = e) {
-		for (; b < end && !index_test(map->inherited, b); b++)
-			;
-		for (e = b; e < end && index_test(map->inherited, e); e++)
-			;
-		if (e == b)
-			break;
-		ret = pcow_copy_up_run(img, active, b, e - b, map->base + b * bs);
-		if (ret < 0)
-			return ret;
-		index_set(map, b, e, false);
-		atomic_fetch_add(&map->copied, e - b);
-	}
-	if (len > map->len - start)
-		len = map->len - start;
-	return map_at(map, start, len, PROT_READ | PROT_WRITE, img->fd,
-		      region_start(img, active) + start);
-}
-
-/* The range [*start, *start + *len) a fault at off copies up. */
-static void copy_window(struct pcow_map *map, uint64_t off, uint64_t *start,
-			uint64_t *len)
-{
-	uint64_t unit = map->copy_size, at = off / unit * unit, n = unit;
-
-	if (map->ahead_max > unit && at == map->ahead_next) {
-		n = map->ahead_len * 2;
-		if (n > map->ahead_max)
-			n = map->ahead_max;
-	}
-	map->ahead_next = at + n;
-	map->ahead_len = n;
-	*start = at;
-	*len = n;
-}
-
-int pcow_map_handle_write(struct pcow_map *map, void *addr)
-{
-	pcow_image *img = map->img;
-	uint64_t off = (uint64_t)((uint8_t *)addr - map->base);
-	uint64_t bs = img->block_size, start, len;
-	int ret;
-
-	pthread_mutex_lock(&img->lock);
-	if (!map->grouped && map->vma_estimate + 2 > map->vma_budget) {
-		/* The estimate only grows; recount before deciding. */
-		map->vma_estimate = count_vmas(map);
-		map->grouped = map->vma_estimate + 2 > map->vma_budget;
-	}
-	if (map->grouped) {
-		start = off / map->group_size * map->group_size;
-		len = map->group_size;
-	} else {
-		copy_window(map, off, &start, &len);
-		map->vma_estimate += 2;
-	}
-	ret = own_range(map, start / bs, len / bs);
-	pthread_mutex_unlock(&img->lock);
-	atomic_fetch_add(&map->faults, 1);
-	return ret;
-}
-
-int pcow_map_bus_error(struct pcow_map *map, void *addr)
-{
-	pcow_image *img = map->img;
-	uint64_t off = (uint64_t)((uint8_t *)addr - map->base);
-	struct stat st;
-	int ret = -EIO;
-
-	pthread_mutex_lock(&img->lock);
-	if (!index_test(map->detached, off / img->block_size) &&
-	    fstat(img->fd, &st) == 0 &&
-	    (uint64_t)st.st_size > region_start(img, img->m.active) + off)
-		ret = -ENOSPC;
-	pthread_mutex_unlock(&img->lock);
-	return ret;
-}
-
 int pcow_map_set_copy_size(pcow_map *map, uint64_t copy_size,
 			   uint64_t ahead_max)
 {
@@ -822,7 +212,7 @@ int pcow_map_get_stats(pcow_map *map, struct pcow_map_stats *st)
 	int ret;
 
 	memset(st, 0, sizeof(*st));
-	st->vmas = count_vmas(map);
+	st->vmas = pcow_map_count_vmas(map);
 	st->faults = atomic_load(&map->faults);
 	st->blocks_copied = atomic_load(&map->copied);
 	pthread_mutex_lock(&map->img->lock);

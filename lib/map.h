@@ -72,6 +72,37 @@ static inline bool pcow_map_is_sync(const struct pcow_map *map)
 	return map->extra_flags != 0;
 }
 
+
+/* ---- Building the range (map_build.c) ---- */
+
+/* Reserves len bytes of address space aligned to 2 MiB (for DAX PMDs). */
+uint8_t *pcow_map_reserve(uint64_t len);
+
+/* Allocates the inherited and detached bitmaps. */
+int pcow_map_index_new(struct pcow_map *map);
+
+/* Sets or clears the bits of blocks [first, end) in bits. */
+void pcow_map_bits_set(struct pcow_map *map, uint64_t *bits, uint64_t first,
+		       uint64_t end, bool on);
+bool pcow_map_bit_test(const uint64_t *bits, uint64_t b);
+
+/* Marks blocks [first, end) inherited (on) or the active layer's. */
+void pcow_map_inherit_set(struct pcow_map *map, uint64_t first, uint64_t end,
+			  bool on);
+
+/* Maps [off, off+len) of the map from fd at file_off, keeping the
+ * detached bits true. */
+int pcow_map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
+		int fd, uint64_t file_off);
+
+/* Maps read-only every block the active layer inherits. */
+int pcow_map_inherited(struct pcow_map *map);
+
+/* The VMAs inside the map, from /proc/self/maps (async-signal-safe). */
+uint64_t pcow_map_count_vmas(const struct pcow_map *map);
+
+/* ---- Faults and API changes (map_fault.c) ---- */
+
 /*
  * Installs the fault handlers (once) and registers/unregisters a map.
  * Unregistering waits for the faults other threads are serving in the map,

@@ -1,0 +1,179 @@
+/*
+ * map_fault.c -- what a store into a read-only block of a map does: the
+ * block is copied up into the active layer and the active region mapped
+ * there, in runs or groups sized to keep the VMA count within budget; and
+ * what a change through the byte API does to a live map.  Runs in the
+ * fault handler (fault.c): no allocation, only the image lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "extent.h"
+#include "layer.h"
+#include "pending.h"
+#include "map.h"
+#include "persist.h"
+
+int pcow_map_block_owned(struct pcow_map *map, uint64_t block)
+{
+	pcow_image *img = map->img;
+	uint64_t start = block * img->block_size, n = img->block_size;
+
+	pcow_map_inherit_set(map, block, block + 1, false);
+	if (!pcow_map_bit_test(map->detached, block))
+		return 0;
+	if (n > map->len - start)
+		n = map->len - start;
+	map->vma_estimate += 2;
+	return pcow_map_at(map, start, n,
+		      map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE, img->fd,
+		      region_start(img, img->m.active) + start);
+}
+
+/*
+ * Counts the VMAs inside the map by reading /proc/self/maps with plain
+ * system calls: this also runs inside the fault handler.
+ */
+uint64_t pcow_map_count_vmas(const struct pcow_map *map)
+{
+	uintptr_t lo_map = (uintptr_t)map->base, hi_map = lo_map + map->len;
+	char buf[4096];
+	uint64_t n = 0;
+	uintptr_t v[2] = {0, 0};
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), field = 0;
+	bool at_line_start = true;
+	ssize_t got, i;
+
+	if (fd < 0)
+		return 0;
+	/* Each line starts "lo-hi "; parse just those two hex numbers. */
+	while ((got = read(fd, buf, sizeof(buf))) > 0) {
+		for (i = 0; i < got; i++) {
+			char c = buf[i];
+
+			if (c == '\n') {
+				at_line_start = true;
+				field = 0;
+				v[0] = v[1] = 0;
+				continue;
+			}
+			if (!at_line_start)
+				continue;
+			if (c == '-') {
+				field = 1;
+			} else if (c == ' ') {
+				if (v[0] < hi_map && v[1] > lo_map)
+					n++;
+				at_line_start = false;
+			} else {
+				int d = c <= '9' ? c - '0' : c - 'a' + 10;
+
+				v[field] = v[field] * 16 + (uintptr_t)d;
+			}
+		}
+	}
+	close(fd);
+	return n;
+}
+
+/*
+ * Copies up every inherited block of [first, first+n), from the read-only
+ * mapping that shows it, and maps the range writable.  Blocks not in the
+ * index are the active layer's already, or nothing below holds them: they
+ * need no copy and no bit, their zeros are the active layer's.
+ */
+static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
+{
+	pcow_image *img = map->img;
+	uint32_t active = img->m.active;
+	uint64_t bs = img->block_size, start = first * bs, len = n * bs;
+	uint64_t end = first + n < img->nblocks ? first + n : img->nblocks, b, e;
+	int ret;
+
+	for (b = first; b < end; b = e) {
+		for (; b < end && !pcow_map_bit_test(map->inherited, b); b++)
+			;
+		for (e = b; e < end && pcow_map_bit_test(map->inherited, e); e++)
+			;
+		if (e == b)
+			break;
+		ret = pcow_copy_up_run(img, active, b, e - b, map->base + b * bs);
+		if (ret < 0)
+			return ret;
+		pcow_map_inherit_set(map, b, e, false);
+		atomic_fetch_add(&map->copied, e - b);
+	}
+	if (len > map->len - start)
+		len = map->len - start;
+	return pcow_map_at(map, start, len, PROT_READ | PROT_WRITE, img->fd,
+		      region_start(img, active) + start);
+}
+
+/* The range [*start, *start + *len) a fault at off copies up. */
+static void copy_window(struct pcow_map *map, uint64_t off, uint64_t *start,
+			uint64_t *len)
+{
+	uint64_t unit = map->copy_size, at = off / unit * unit, n = unit;
+
+	if (map->ahead_max > unit && at == map->ahead_next) {
+		n = map->ahead_len * 2;
+		if (n > map->ahead_max)
+			n = map->ahead_max;
+	}
+	map->ahead_next = at + n;
+	map->ahead_len = n;
+	*start = at;
+	*len = n;
+}
+
+int pcow_map_handle_write(struct pcow_map *map, void *addr)
+{
+	pcow_image *img = map->img;
+	uint64_t off = (uint64_t)((uint8_t *)addr - map->base);
+	uint64_t bs = img->block_size, start, len;
+	int ret;
+
+	pthread_mutex_lock(&img->lock);
+	if (!map->grouped && map->vma_estimate + 2 > map->vma_budget) {
+		/* The estimate only grows; recount before deciding. */
+		map->vma_estimate = pcow_map_count_vmas(map);
+		map->grouped = map->vma_estimate + 2 > map->vma_budget;
+	}
+	if (map->grouped) {
+		start = off / map->group_size * map->group_size;
+		len = map->group_size;
+	} else {
+		copy_window(map, off, &start, &len);
+		map->vma_estimate += 2;
+	}
+	ret = own_range(map, start / bs, len / bs);
+	pthread_mutex_unlock(&img->lock);
+	atomic_fetch_add(&map->faults, 1);
+	return ret;
+}
+
+int pcow_map_bus_error(struct pcow_map *map, void *addr)
+{
+	pcow_image *img = map->img;
+	uint64_t off = (uint64_t)((uint8_t *)addr - map->base);
+	struct stat st;
+	int ret = -EIO;
+
+	pthread_mutex_lock(&img->lock);
+	if (!pcow_map_bit_test(map->detached, off / img->block_size) &&
+	    fstat(img->fd, &st) == 0 &&
+	    (uint64_t)st.st_size > region_start(img, img->m.active) + off)
+		ret = -ENOSPC;
+	pthread_mutex_unlock(&img->lock);
+	return ret;
+}
+
