@@ -282,6 +282,22 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res);
  */
 
 #define PCOW_MAP_RDONLY 0x1u
+/*
+ * Kernel copy-on-write: blocks the image inherits (from a snapshot or the
+ * backing file) are mapped private and writable, so the first store to one
+ * is copied by the kernel's own fault path.  No store ever reaches the
+ * library's signal handler, so none needs emulating under KVM (locked
+ * instructions included).  The copies are written back into the image,
+ * and the block mapped from the image again, at every flush, at the
+ * persist interval, when the byte API touches the block and when the map
+ * is deleted; until then they live in memory only.  A block being written
+ * back is write-protected for the time of its copy (microseconds): a
+ * store then waits in the signal handler, and under KVM takes the
+ * emulated path as in the default mode.  Ignored where the mapping is
+ * MAP_SYNC (DAX): a private copy is not persistent memory, so there a
+ * store copies up at once, as in the default mode.
+ */
+#define PCOW_MAP_KERNEL_COW 0x2u
 
 /*
  * Maps the image as one host address range of its virtual size, aligned to

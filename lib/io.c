@@ -27,6 +27,9 @@ int pcow_read(pcow_image *img, void *buf, uint64_t len, uint64_t offset)
 
 	pthread_mutex_lock(&img->lock);
 	ret = check_range(img, len, offset);
+	/* Stores the kernel copied in a live map are the image's content. */
+	if (ret == 0)
+		ret = pcow_map_writeback(img->map, offset, len);
 	if (ret == 0)
 		ret = pcow_chain_read(img, img->m.active, buf, len, offset);
 	pthread_mutex_unlock(&img->lock);
@@ -72,11 +75,21 @@ static int show_in_map(pcow_image *img, uint64_t block, int ret)
 	return ret == 0 && img->map ? pcow_map_block_owned(img->map, block) : ret;
 }
 
+/* A change through the API starts from what a live map shows: the stores
+ * the kernel copied there go into the image first. */
+static int writeback_block(pcow_image *img, uint64_t block)
+{
+	return pcow_map_writeback(img->map, block * img->block_size,
+				  img->block_size);
+}
+
 static int write_in_block(pcow_image *img, const uint8_t *p, uint64_t n,
 			  uint64_t offset)
 {
-	return show_in_map(img, offset / img->block_size,
-			   store_in_block(img, p, n, offset));
+	int ret = writeback_block(img, offset / img->block_size);
+
+	return ret ? ret : show_in_map(img, offset / img->block_size,
+				       store_in_block(img, p, n, offset));
 }
 
 int pcow_write(pcow_image *img, const void *buf, uint64_t len, uint64_t offset)
@@ -131,7 +144,9 @@ static int punch_block(pcow_image *img, uint64_t block)
 
 static int discard_block(pcow_image *img, uint64_t block)
 {
-	return show_in_map(img, block, punch_block(img, block));
+	int ret = writeback_block(img, block);
+
+	return ret ? ret : show_in_map(img, block, punch_block(img, block));
 }
 
 int pcow_discard(pcow_image *img, uint64_t offset, uint64_t len)
@@ -164,7 +179,9 @@ int pcow_flush(pcow_image *img)
 
 	if (!img->rdonly) {
 		pthread_mutex_lock(&img->lock);
-		ret = pcow_pending_persist(img);
+		ret = img->map ? pcow_map_writeback(img->map, 0, img->map->len) : 0;
+		if (ret == 0)
+			ret = pcow_pending_persist(img);
 		if (ret == 0)
 			ret = pcow_io_sync(img->fd);
 		pthread_mutex_unlock(&img->lock);
@@ -221,6 +238,8 @@ int pcow_block_status(pcow_image *img, uint64_t offset, uint64_t len,
 		return pcow_err(-EINVAL, "empty range");
 	pthread_mutex_lock(&img->lock);
 	ret = check_range(img, len, offset);
+	if (ret == 0)
+		ret = pcow_map_writeback(img->map, offset, len);
 	if (ret < 0)
 		goto out;
 	/* Runs come from the files' extents, not block by block, so this

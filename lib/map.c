@@ -73,6 +73,7 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	map->len = (img->m.virtual_size + (uint64_t)page - 1) & ~((uint64_t)page - 1);
 	map->registry_slot = -1;
 	map->statfs_fd = -1;
+	map->memfd = map->pagemap_fd = -1;
 	map->base = pcow_map_reserve(map->len);
 	if (!map->base) {
 		free(map);
@@ -111,6 +112,10 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 		ret = pcow_map_at(map, 0, map->len, prot, img->fd,
 			     region_start(img, img->m.active));
 	init_vma_budget(map);
+	/* Private copies are not persistent memory: MAP_SYNC keeps the copy-up. */
+	if (ret == 0 && (flags & PCOW_MAP_KERNEL_COW) && !map->rdonly &&
+	    !pcow_map_is_sync(map))
+		ret = pcow_map_kcow_init(map);
 	if (ret == 0)
 		ret = pcow_map_inherited(map);
 	if (ret == 0)
@@ -120,6 +125,7 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 		if (map->inherited)
 			munmap(map->inherited, map->inherited_bytes);
 		munmap(map->base, map->len);
+		pcow_map_kcow_fini(map);
 		free(map);
 		return ret;
 	}
@@ -142,10 +148,18 @@ int pcow_map_set_persist_interval(pcow_map *map, uint64_t interval_ms)
 int pcow_map_delete(pcow_map **pmap)
 {
 	struct pcow_map *map = *pmap;
+	int ret;
 
 	if (!map)
 		return 0;
 	(void)pcow_pending_set_interval(map->img, 0);
+	/* The kernel's copies are the image's data: into the file with them
+	 * while a store that races with the write-back can still be served. */
+	pthread_mutex_lock(&map->img->lock);
+	ret = pcow_map_writeback(map, 0, map->len);
+	pthread_mutex_unlock(&map->img->lock);
+	if (ret < 0)
+		return ret;
 	pcow_fault_unregister(map);
 	/* No API write may remap a block into the range once it is unmapped. */
 	pthread_mutex_lock(&map->img->lock);
@@ -153,6 +167,7 @@ int pcow_map_delete(pcow_map **pmap)
 	pthread_mutex_unlock(&map->img->lock);
 	munmap(map->base, map->len);
 	munmap(map->inherited, map->inherited_bytes);
+	pcow_map_kcow_fini(map);
 	free(map);
 	*pmap = NULL;
 	return 0;

@@ -61,6 +61,21 @@ struct pcow_map {
 	uint64_t *detached;
 	uint64_t inherited_bytes;       /* both bitmaps */
 	uint64_t mmaps;         /* mmap calls since map_inherited began */
+	/*
+	 * Kernel copy-on-write (PCOW_MAP_KERNEL_COW): inherited blocks are
+	 * mapped private and writable, so a store to one never faults and
+	 * never needs emulating under KVM; the kernel copies the page.  The
+	 * copies are found (PAGEMAP_SCAN, or /proc/self/pagemap) and written
+	 * back into the active layer at every flush, persist interval and API
+	 * access (map_writeback.c).  What the map would hold in anonymous
+	 * memory (compacted stretches, partial pages) lives in memfd instead,
+	 * mapped private as well, so a copy is always an anonymous page and
+	 * everything else a file page.
+	 */
+	bool kcow;
+	int memfd;
+	int pagemap_fd;
+	bool pagemap_scan;      /* the kernel has the PAGEMAP_SCAN ioctl */
 	int registry_slot;
 	int statfs_fd;          /* the last file asked about by reads_allocate */
 	bool statfs_tmpfs;
@@ -101,7 +116,34 @@ int pcow_map_inherited(struct pcow_map *map);
 /* The VMAs inside the map, from /proc/self/maps (async-signal-safe). */
 uint64_t pcow_map_count_vmas(const struct pcow_map *map);
 
+/* Opens what a map of range [off, off+len) shows from anonymous memory:
+ * writable, to be filled in, then sealed by pcow_map_anon_seal. */
+int pcow_map_anon_open(struct pcow_map *map, uint64_t off, uint64_t len);
+int pcow_map_anon_seal(struct pcow_map *map, uint64_t off, uint64_t len);
+
 /* ---- Faults and API changes (map_fault.c) ---- */
+
+/*
+ * Makes the copy unit around off the active layer's, with what the map
+ * shows there, and maps the active region there (img->lock held).
+ */
+int pcow_map_own_at(struct pcow_map *map, uint64_t off, bool ahead);
+
+/* ---- Kernel copy-on-write (map_writeback.c) ---- */
+
+/* Sets up a map for kernel copy-on-write (at pcow_map_new). */
+int pcow_map_kcow_init(struct pcow_map *map);
+void pcow_map_kcow_fini(struct pcow_map *map);
+
+/*
+ * Writes every page the kernel copied in [off, off+len) back into the
+ * active layer, recording ownership, and maps the active region there
+ * again.  Caller holds img->lock.  Nothing to do for a fault-mode map.
+ */
+int pcow_map_writeback(struct pcow_map *map, uint64_t off, uint64_t len);
+
+/* True when bytes [off, off+n) of the map differ from the active region's. */
+int pcow_map_differs(struct pcow_map *map, uint64_t off, uint64_t n);
 
 /*
  * Installs the fault handlers (once) and registers/unregisters a map.

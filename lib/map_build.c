@@ -108,15 +108,23 @@ int pcow_map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
 	pcow_image *img = map->img;
 	uint64_t bs = img->block_size, end = off + len;
 	int flags = MAP_SHARED | MAP_FIXED;
+	bool private = map->kcow && prot == PROT_READ;
 	void *p;
 
 	if (fd == img->fd)
 		flags |= map->extra_flags;
+	/* What the map would show read-only, to be copied up at the first
+	 * store, the kernel copies instead (map_writeback.c). */
+	if (private) {
+		flags = MAP_PRIVATE | MAP_FIXED;
+		prot = PROT_READ | PROT_WRITE;
+	}
 	map->mmaps++;
 	p = mmap(map->base + off, len, prot, flags, fd, (off_t)file_off);
 	if (p == MAP_FAILED)
 		return pcow_err_sys(-errno, "%s: mmap failed", img->path);
-	if (fd != img->fd || file_off != region_start(img, img->m.active) + off ||
+	if (private || fd != img->fd ||
+	    file_off != region_start(img, img->m.active) + off ||
 	    prot != (map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE)) {
 		detach(map, off, len);
 		return 0;
@@ -127,6 +135,42 @@ int pcow_map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
 		end = map->img->nblocks * bs;
 	if (end / bs > (off + bs - 1) / bs)
 		pcow_map_bits_set(map, map->detached, (off + bs - 1) / bs, end / bs, false);
+	return 0;
+}
+
+/*
+ * Anonymous memory for what no file shows as the map must (zeros over data
+ * the active layer does not own, partial pages, compacted stretches):
+ * writable until sealed, then read-only, so that a store faults and copies
+ * up.  In a kernel copy-on-write map, the map's memfd instead, mapped
+ * shared to be filled and private once sealed: unwritten pages are then
+ * file pages, and a store makes an anonymous copy like anywhere else.
+ */
+int pcow_map_anon_open(struct pcow_map *map, uint64_t off, uint64_t len)
+{
+	void *p;
+
+	map->mmaps++;
+	p = map->kcow ? mmap(map->base + off, len, PROT_READ | PROT_WRITE,
+			     MAP_SHARED | MAP_FIXED, map->memfd, (off_t)off)
+		      : mmap(map->base + off, len, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+			     -1, 0);
+	if (p == MAP_FAILED)
+		return pcow_err_sys(-errno, "%s: mmap failed", map->img->path);
+	detach(map, off, len);
+	return 0;
+}
+
+int pcow_map_anon_seal(struct pcow_map *map, uint64_t off, uint64_t len)
+{
+	if (!len)
+		return 0;
+	if (map->kcow ? mmap(map->base + off, len, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_FIXED, map->memfd, (off_t)off) == MAP_FAILED
+		      : mprotect(map->base + off, len, PROT_READ) < 0)
+		return pcow_err_sys(-errno, "%s: cannot seal anonymous memory",
+				    map->img->path);
 	return 0;
 }
 
@@ -204,7 +248,6 @@ static int ro_zeros(struct pcow_map *map, struct ro_run *run, uint64_t off,
 	pcow_image *img = map->img;
 	uint64_t active_start = region_start(img, img->m.active);
 	int ret = pcow_file_has_data(img->fd, active_start + off, len);
-	void *p;
 
 	if (ret == 0)
 		return ro_add(map, run, off, len, img->fd, active_start + off);
@@ -214,12 +257,9 @@ static int ro_zeros(struct pcow_map *map, struct ro_run *run, uint64_t off,
 	 * anonymous zeros instead, which the fault handler copies up too. */
 	ret = run->len ? pcow_map_at(map, run->off, run->len, PROT_READ, run->fd, run->file) : 0;
 	*run = (struct ro_run){0};
-	p = mmap(map->base + off, len, PROT_READ,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-	if (ret == 0 && p == MAP_FAILED)
-		ret = pcow_err_sys(-errno, "%s: mmap failed", img->path);
-	detach(map, off, len);
-	return ret;
+	if (ret == 0)
+		ret = pcow_map_anon_open(map, off, len);
+	return ret ? ret : pcow_map_anon_seal(map, off, len);
 }
 
 struct inherited {
@@ -269,7 +309,6 @@ static int ro_page_copy(struct inherited *in, uint64_t off)
 	pcow_image *img = map->img;
 	uint64_t n = in->page;
 	int ret = 0;
-	void *p;
 
 	if (in->run.len)
 		ret = pcow_map_at(map, in->run.off, in->run.len, PROT_READ, in->run.fd,
@@ -277,16 +316,14 @@ static int ro_page_copy(struct inherited *in, uint64_t off)
 	in->run = (struct ro_run){0};
 	if (ret < 0)
 		return ret;
-	p = mmap(map->base + off, n, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-	if (p == MAP_FAILED)
-		return pcow_err_sys(-errno, "%s: mmap failed", img->path);
-	detach(map, off, n);
+	ret = pcow_map_anon_open(map, off, n);
+	if (ret < 0)
+		return ret;
 	if (n > img->m.virtual_size - off)
 		n = img->m.virtual_size - off;
-	ret = pcow_chain_read(img, img->m.active, p, n, off);
-	if (ret == 0 && mprotect(p, in->page, PROT_READ) < 0)
-		ret = pcow_err_sys(-errno, "%s: mprotect failed", img->path);
+	ret = pcow_chain_read(img, img->m.active, map->base + off, n, off);
+	if (ret == 0)
+		ret = pcow_map_anon_seal(map, off, in->page);
 	in->covered = off + in->page;
 	return ret;
 }
@@ -310,10 +347,8 @@ static int seg_close(struct inherited *in)
 	struct pcow_map *map = in->map;
 	int ret = 0;
 
-	if (in->seg_end > in->seg_start &&
-	    mprotect(map->base + in->seg_start, in->seg_end - in->seg_start,
-		     PROT_READ) < 0)
-		ret = pcow_err_sys(-errno, "%s: mprotect failed", map->img->path);
+	if (in->seg_end > in->seg_start)
+		ret = pcow_map_anon_seal(map, in->seg_start, in->seg_end - in->seg_start);
 	in->seg_start = in->seg_end = 0;
 	return ret;
 }
@@ -322,20 +357,16 @@ static int seg_close(struct inherited *in)
 static int seg_extend(struct inherited *in, uint64_t from, uint64_t end)
 {
 	struct pcow_map *map = in->map;
-	void *p;
+	int ret;
 
 	if (in->seg_end == in->seg_start)
 		in->seg_start = in->seg_end = from;
 	if (end <= in->seg_end)
 		return 0;
-	map->mmaps++;
-	p = mmap(map->base + in->seg_end, end - in->seg_end, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
-		return pcow_err_sys(-errno, "%s: mmap failed", map->img->path);
-	detach(map, in->seg_end, end - in->seg_end);
-	in->seg_end = end;
-	return 0;
+	ret = pcow_map_anon_open(map, in->seg_end, end - in->seg_end);
+	if (ret == 0)
+		in->seg_end = end;
+	return ret;
 }
 
 /*

@@ -86,10 +86,43 @@ uint64_t pcow_map_count_vmas(const struct pcow_map *map)
 }
 
 /*
+ * Kernel copy-on-write: the pages of blocks in [first, end) that are not
+ * inherited but shown from elsewhere (bridged gaps, compacted stretches)
+ * and were stored to: written into the active region, page by page where
+ * they differ from it, so that unwritten ones stay holes.
+ */
+static int keep_stores(struct pcow_map *map, uint64_t first, uint64_t end)
+{
+	pcow_image *img = map->img;
+	uint64_t bs = img->block_size, page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t region = region_start(img, img->m.active), b, off, stop;
+	int ret;
+
+	for (b = first; b < end; b++) {
+		if (pcow_map_bit_test(map->inherited, b) ||
+		    !pcow_map_bit_test(map->detached, b))
+			continue;
+		stop = (b + 1) * bs < map->len ? (b + 1) * bs : map->len;
+		for (off = b * bs; off < stop; off += page) {
+			ret = pcow_map_differs(map, off, page);
+			if (ret > 0)
+				ret = pcow_io_pwrite(img->fd, map->base + off, page,
+						     region + off);
+			if (ret < 0)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+/*
  * Copies up every inherited block of [first, first+n), from the read-only
  * mapping that shows it, and maps the range writable.  Blocks not in the
  * index are the active layer's already, or nothing below holds them: they
- * need no copy and no bit, their zeros are the active layer's.
+ * need no copy and no bit, their zeros are the active layer's.  In a
+ * kernel copy-on-write map the range is write-protected first: the copy
+ * must hold every store made before the remap, and stores made while it
+ * runs wait for the image lock in the fault handler.
  */
 static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
 {
@@ -97,8 +130,17 @@ static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
 	uint32_t active = img->m.active;
 	uint64_t bs = img->block_size, start = first * bs, len = n * bs;
 	uint64_t end = first + n < img->nblocks ? first + n : img->nblocks, b, e;
-	int ret;
+	int ret = 0;
 
+	if (len > map->len - start)
+		len = map->len - start;
+	if (map->kcow) {
+		if (mprotect(map->base + start, len, PROT_READ) < 0)
+			return pcow_err_sys(-errno, "%s: mprotect failed", img->path);
+		ret = keep_stores(map, first, end);
+		if (ret < 0)
+			return ret;
+	}
 	for (b = first; b < end; b = e) {
 		for (; b < end && !pcow_map_bit_test(map->inherited, b); b++)
 			;
@@ -112,10 +154,13 @@ static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
 		pcow_map_inherit_set(map, b, e, false);
 		atomic_fetch_add(&map->copied, e - b);
 	}
-	if (len > map->len - start)
-		len = map->len - start;
-	return pcow_map_at(map, start, len, PROT_READ | PROT_WRITE, img->fd,
-		      region_start(img, active) + start);
+	ret = pcow_map_at(map, start, len, PROT_READ | PROT_WRITE, img->fd,
+			  region_start(img, active) + start);
+	/* The memfd pages the range showed are nobody's now. */
+	if (ret == 0 && map->kcow)
+		(void)fallocate(map->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				(off_t)start, (off_t)len);
+	return ret;
 }
 
 /* The range [*start, *start + *len) a fault at off copies up. */
@@ -135,14 +180,10 @@ static void copy_window(struct pcow_map *map, uint64_t off, uint64_t *start,
 	*len = n;
 }
 
-int pcow_map_handle_write(struct pcow_map *map, void *addr)
+int pcow_map_own_at(struct pcow_map *map, uint64_t off, bool ahead)
 {
-	pcow_image *img = map->img;
-	uint64_t off = (uint64_t)((uint8_t *)addr - map->base);
-	uint64_t bs = img->block_size, start, len;
-	int ret;
+	uint64_t bs = map->img->block_size, start, len;
 
-	pthread_mutex_lock(&img->lock);
 	if (!map->grouped && map->vma_estimate + 2 > map->vma_budget) {
 		/* The estimate only grows; recount before deciding. */
 		map->vma_estimate = pcow_map_count_vmas(map);
@@ -152,10 +193,28 @@ int pcow_map_handle_write(struct pcow_map *map, void *addr)
 		start = off / map->group_size * map->group_size;
 		len = map->group_size;
 	} else {
-		copy_window(map, off, &start, &len);
+		if (ahead) {
+			copy_window(map, off, &start, &len);
+		} else {
+			start = off / map->copy_size * map->copy_size;
+			len = map->copy_size;
+		}
 		map->vma_estimate += 2;
 	}
-	ret = own_range(map, start / bs, len / bs);
+	return own_range(map, start / bs, len / bs);
+}
+
+int pcow_map_handle_write(struct pcow_map *map, void *addr)
+{
+	pcow_image *img = map->img;
+	uint64_t off = (uint64_t)((uint8_t *)addr - map->base);
+	int ret = 0;
+
+	pthread_mutex_lock(&img->lock);
+	/* Kernel copy-on-write: the store hit a block being written back,
+	 * which is the active region's now; it goes there when retried. */
+	if (!map->kcow || pcow_map_bit_test(map->detached, off / img->block_size))
+		ret = pcow_map_own_at(map, off, !map->kcow);
 	pthread_mutex_unlock(&img->lock);
 	atomic_fetch_add(&map->faults, 1);
 	return ret;

@@ -23,6 +23,7 @@
 
 #include "error.h"
 #include "layer.h"
+#include "map.h"
 #include "pending.h"
 #include "persist.h"
 
@@ -431,6 +432,9 @@ static void *flusher_main(void *opaque)
 			continue;
 		pthread_mutex_unlock(&f->mu);
 		pthread_mutex_lock(&img->lock);
+		/* A kernel copy-on-write map's stores reach the file here. */
+		if (img->map && !img->poisoned)
+			(void)pcow_map_writeback(img->map, 0, img->map->len);
 		if (img->pending && img->pending->logged && !img->poisoned &&
 		    pcow_pending_persist(img) == 0)
 			(void)pcow_io_sync(img->fd);

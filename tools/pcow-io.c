@@ -271,8 +271,8 @@ int main(int argc, char **argv)
 	struct pcow_info info = {.struct_size = sizeof(info)};
 	char **cmds = NULL;
 	int ncmds = 0, opt, rc = 0, i;
-	unsigned flags = 0;
-	bool use_map = false, set_copy = false, set_interval = false;
+	unsigned flags = 0, map_flags = 0;
+	bool use_map = false, set_copy = false, set_interval = false, set_cow = false;
 	uint64_t copy_size = 0, ahead_max = PCOW_MAP_AHEAD_DEFAULT;
 	uint64_t interval_ms = PCOW_MAP_PERSIST_INTERVAL_DEFAULT;
 	char *end;
@@ -280,6 +280,7 @@ int main(int argc, char **argv)
 		{"copy-size", required_argument, 0, 'C'},
 		{"fault-ahead", required_argument, 0, 'A'},
 		{"persist-interval", required_argument, 0, 'P'},
+		{"cow", required_argument, 0, 'K'},
 		{"cmd", required_argument, 0, 'c'},
 		{"read-only", no_argument, 0, 'r'},
 		{"force-share", no_argument, 0, 'U'},
@@ -308,6 +309,16 @@ int main(int argc, char **argv)
 			}
 			set_copy = true;
 			break;
+		case 'K':
+			if (strcmp(optarg, "kernel") && strcmp(optarg, "fault")) {
+				die_msg("invalid value for --cow: '%s' (kernel or fault)",
+					optarg);
+				free(cmds);
+				return 1;
+			}
+			map_flags = optarg[0] == 'k' ? PCOW_MAP_KERNEL_COW : 0;
+			set_cow = true;
+			break;
 		case 'P':
 			errno = 0;
 			interval_ms = strtoull(optarg, &end, 10);
@@ -320,7 +331,7 @@ int main(int argc, char **argv)
 			set_interval = true;
 			break;
 		case 'h':
-			printf("usage: pcow-io [-c CMD]... [-r] [-U] [--mmap [--copy-size SIZE] [--fault-ahead SIZE] [--persist-interval MS]] FILE\n"
+			printf("usage: pcow-io [-c CMD]... [-r] [-U] [--mmap [--copy-size SIZE] [--fault-ahead SIZE] [--persist-interval MS] [--cow kernel|fault]] FILE\n"
 			       "commands: write [-P PAT] OFF LEN | read [-P PAT] OFF LEN |\n"
 			       "          discard OFF LEN | map | flush | stats\n");
 			free(cmds);
@@ -328,8 +339,8 @@ int main(int argc, char **argv)
 		default: free(cmds); return bad_option(opt, argv);
 		}
 	}
-	if ((set_copy || set_interval) && !use_map) {
-		die_msg("--copy-size, --fault-ahead and --persist-interval need --mmap");
+	if ((set_copy || set_interval || set_cow) && !use_map) {
+		die_msg("--copy-size, --fault-ahead, --persist-interval and --cow need --mmap");
 		free(cmds);
 		return 1;
 	}
@@ -348,7 +359,8 @@ int main(int argc, char **argv)
 	pcow_get_info(c.img, &info);
 	c.size = info.virtual_size;
 	if (use_map) {
-		if (pcow_map_new(&c.map, c.img, c.readonly ? PCOW_MAP_RDONLY : 0) < 0) {
+		if (pcow_map_new(&c.map, c.img,
+				 c.readonly ? PCOW_MAP_RDONLY : map_flags) < 0) {
 			lib_fail(c.file);
 			pcow_close(&c.img);
 			free(cmds);
