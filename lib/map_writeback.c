@@ -10,7 +10,8 @@
  * anonymous pages of the range are exactly the stores not yet in the
  * image, and asking the kernel for them (PAGEMAP_SCAN since Linux 6.7, one
  * call per batch of runs; /proc/self/pagemap before) costs nothing per
- * unwritten page.
+ * unwritten page.  (PCOW_NO_PAGEMAP_SCAN in the environment takes the
+ * older way, so that tests cover it on new kernels.)
  *
  * A block with copies is written back by pcow_map_own_at: write-protected,
  * copied into the active layer from the mapping (which shows the copies),
@@ -22,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -74,7 +76,8 @@ int pcow_map_kcow_init(struct pcow_map *map)
 		return pcow_err_sys(-errno, "cannot open /proc/self/pagemap");
 	/* An empty scan tells whether the ioctl exists. */
 	arg.start = arg.end = (uintptr_t)map->base;
-	map->pagemap_scan = ioctl(map->pagemap_fd, PAGEMAP_SCAN, &arg) >= 0;
+	map->pagemap_scan = ioctl(map->pagemap_fd, PAGEMAP_SCAN, &arg) >= 0 &&
+			    !getenv("PCOW_NO_PAGEMAP_SCAN");
 	if (!map->pagemap_scan &&
 	    pread(map->pagemap_fd, &probe, sizeof(probe),
 		  (off_t)((uintptr_t)map->base / (uint64_t)sysconf(_SC_PAGESIZE) * 8)) !=
@@ -114,7 +117,9 @@ static int settle(struct pcow_map *map, uint64_t off, uint64_t len)
 static int scan_ioctl(struct pcow_map *map, uint64_t off, uint64_t len)
 {
 	struct page_region vec[SCAN_BATCH];
-	uint64_t pos = (uintptr_t)map->base + off, end = pos + len;
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t pos = (uintptr_t)map->base + off / page * page;
+	uint64_t end = (uintptr_t)map->base + off + len;
 	int n, i, ret;
 
 	while (pos < end) {
