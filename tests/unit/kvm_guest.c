@@ -214,6 +214,13 @@ void kvm_guest_long_mode(struct kvm_guest *g, uint8_t *low)
 	CHECK(ioctl(g->vcpu, KVM_SET_XCRS, &xcrs) == 0);
 }
 
+void kvm_guest_start(struct kvm_guest *g, const struct kvm_regs *regs)
+{
+	CHECK(ioctl(g->vcpu, KVM_SET_REGS, regs) == 0);
+	g->pending_len = 0;
+	g->mmio_stores = 0;
+}
+
 /* The registered RAM holding [gpa, gpa+len), or NULL. */
 static uint8_t *ram_at(struct kvm_guest *g, uint64_t gpa, uint32_t len)
 {

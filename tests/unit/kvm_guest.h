@@ -51,7 +51,7 @@ struct kvm_guest {
 	} ram[KVM_GUEST_RAM_MAX];
 	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, given to the vCPU */
 	uint64_t xcr0;            /* set by kvm_guest_long_mode() */
-	unsigned mmio_stores;     /* emulated by kvm_guest_run() since reset */
+	unsigned mmio_stores;     /* made by kvm_guest_run() since kvm_guest_start() */
 	uint64_t last_mmio;       /* GPA of the last one */
 	/* The MMIO store not yet made into guest RAM, if pending_len. */
 	uint64_t pending_gpa;
@@ -76,6 +76,9 @@ void kvm_guest_real_mode(struct kvm_guest *g);
  * least KVM_GUEST_FREE bytes.  The caller sets the registers.
  */
 void kvm_guest_long_mode(struct kvm_guest *g, uint8_t *low);
+/* Points the vCPU at new code: sets its registers, abandons a store left
+ * pending (KVM_GUEST_STORE_FAILED) and zeroes mmio_stores. */
+void kvm_guest_start(struct kvm_guest *g, const struct kvm_regs *regs);
 /* Register reg (0 eax .. 3 edx) of CPUID leaf fn.idx as given to the guest,
  * 0 when KVM does not report the leaf. */
 uint32_t kvm_guest_cpuid(const struct kvm_guest *g, uint32_t fn, uint32_t idx,

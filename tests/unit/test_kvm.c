@@ -66,7 +66,7 @@ int main(void)
 	memset(&regs, 0, sizeof(regs));
 	regs.rip = 0;
 	regs.rflags = 2;
-	CHECK(ioctl(g.vcpu, KVM_SET_REGS, &regs) == 0);
+	kvm_guest_start(&g, &regs);
 
 	exit_reason = kvm_guest_run(&g);
 	if (exit_reason != KVM_EXIT_HLT) {

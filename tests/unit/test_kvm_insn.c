@@ -285,8 +285,7 @@ static int run_at(struct kvm_guest *g, size_t i, uint64_t gpa, char *why,
 	regs.rdi = gpa;
 	regs.rsi = SRC_GPA + i * 0x100;
 	regs.rax = regs.rdx = INHERITED64;
-	CHECK(ioctl(g->vcpu, KVM_SET_REGS, &regs) == 0);
-	g->mmio_stores = 0;
+	kvm_guest_start(g, &regs);
 	reason = kvm_guest_run(g);
 	if (reason != KVM_EXIT_HLT) {
 		describe_exit(g, reason, why, size);
@@ -407,7 +406,7 @@ static bool runs_natively(struct kvm_guest *g, uint8_t *low)
 	regs.rip = PROBE_GPA;
 	regs.rflags = 2;
 	regs.rax = 0xff;
-	CHECK(ioctl(g->vcpu, KVM_SET_REGS, &regs) == 0);
+	kvm_guest_start(g, &regs);
 	reason = kvm_guest_run(g);
 	CHECK(ioctl(g->vcpu, KVM_GET_REGS, &regs) == 0);
 	if (reason == KVM_EXIT_HLT && regs.rax == 8)
@@ -549,8 +548,7 @@ static int out_of_space(struct kvm_guest *g, uint8_t *low)
 	regs.rsp = STACK_GPA;
 	regs.rdi = gpa;
 	regs.rsi = SRC_GPA;
-	CHECK(ioctl(g->vcpu, KVM_SET_REGS, &regs) == 0);
-	g->mmio_stores = 0;
+	kvm_guest_start(g, &regs);
 	reason = kvm_guest_run(g);
 	memcpy(&mf, g->run->padding, sizeof(mf)); /* the exit union */
 	printf("kvm_insn: out of space: store of 8 bytes at 0x%llx "
