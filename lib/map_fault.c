@@ -138,10 +138,8 @@ static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
 		if (mprotect(map->base + start, len, PROT_READ) < 0)
 			return pcow_err_sys(-errno, "%s: mprotect failed", img->path);
 		ret = keep_stores(map, first, end);
-		if (ret < 0)
-			return ret;
 	}
-	for (b = first; b < end; b = e) {
+	for (b = first; b < end && ret == 0; b = e) {
 		for (; b < end && !pcow_map_bit_test(map->inherited, b); b++)
 			;
 		for (e = b; e < end && pcow_map_bit_test(map->inherited, e); e++)
@@ -150,9 +148,16 @@ static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
 			break;
 		ret = pcow_copy_up_run(img, active, b, e - b, map->base + b * bs);
 		if (ret < 0)
-			return ret;
+			break;
 		pcow_map_inherit_set(map, b, e, false);
 		atomic_fetch_add(&map->copied, e - b);
+	}
+	/* A write-back that failed (out of space): the copies stay where
+	 * they are, writable, for the next one to try again. */
+	if (ret < 0) {
+		if (map->kcow)
+			(void)mprotect(map->base + start, len, PROT_READ | PROT_WRITE);
+		return ret;
 	}
 	ret = pcow_map_at(map, start, len, PROT_READ | PROT_WRITE, img->fd,
 			  region_start(img, active) + start);

@@ -4,7 +4,12 @@
  * API touches their block and at unmap; no store racing with a write-back
  * is lost; compacted maps and bridged gaps keep their stores; the VMA
  * count stays within budget. */
+#include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -325,11 +330,108 @@ static void compacted(void)
 	free(data);
 }
 
+/* Fills the file system under path up to the last few KiB. */
+static void fill(const char *path)
+{
+	static char chunk[65536];
+	int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+
+	CHECK(fd >= 0);
+	memset(chunk, 1, sizeof(chunk));
+	while (write(fd, chunk, sizeof(chunk)) > 0)
+		;
+	while (write(fd, chunk, 4096) > 0)
+		;
+	close(fd);
+}
+
+/* The image on a full tmpfs: stores into inherited blocks still succeed
+ * (the copies are memory), the write-back fails with ENOSPC and leaves
+ * them in place, and once there is room the next one writes them all. */
+static void out_of_space_in_child(void)
+{
+	const uint64_t size = 256 * BS;
+	char dir[512], filler[600], name[600], raw[600];
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = size, .block_size = BS,
+				     .backing_format = PCOW_FORMAT_RAW};
+	uint8_t *data = malloc(size), *m, *got;
+	pcow_image *img;
+	pcow_map *map;
+	uint64_t b;
+	int fd, ret;
+
+	test_in_child();
+	snprintf(dir, sizeof(dir), "%s/small", test_dir());
+	if (mkdir(dir, 0755) < 0 || unshare(CLONE_NEWNS) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", dir, "tmpfs", 0, "size=4m") < 0)
+		_exit(77);
+	CHECK(data);
+	for (b = 0; b < size; b++)
+		data[b] = pattern_of(b);
+	/* The base lives outside the small file system. */
+	snprintf(raw, sizeof(raw), "%s", test_path("nospace.raw"));
+	fd = open(raw, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	CHECK(fd >= 0 && write(fd, data, size) == (ssize_t)size);
+	close(fd);
+	snprintf(name, sizeof(name), "%s/img", dir);
+	o.backing_file = raw;
+	OK(pcow_create(name, &o));
+	OK(pcow_open(&img, name, 0));
+	OK(pcow_map_new(&map, img, PCOW_MAP_KERNEL_COW));
+	OK(pcow_map_set_persist_interval(map, 0));
+	snprintf(filler, sizeof(filler), "%s/filler", dir);
+	fill(filler);
+	m = pcow_map_addr(map);
+	for (b = 0; b < size / BS; b++)
+		m[b * BS + 1] = 0xee;
+	ret = pcow_map_flush(map);
+	printf("out_of_space: write-back on a full file system: %s\n", strerror(-ret));
+	fflush(stdout);
+	CHECK(ret == -ENOSPC);
+	for (b = 0; b < size / BS; b++)
+		m[b * BS + 2] = 0xdd;   /* still writable, still there */
+	CHECK(unlink(filler) == 0);
+	OK(pcow_map_flush(map));
+	OK(pcow_map_delete(&map));
+	OK(pcow_close(&img));
+	OK(pcow_open(&img, name, 0));
+	got = malloc(size);
+	CHECK(got);
+	OK(pcow_read(img, got, size, 0));
+	check_clean(img);
+	for (b = 0; b < size; b++) {
+		uint8_t want = b % BS == 1 ? 0xee : b % BS == 2 ? 0xdd : pattern_of(b);
+
+		CHECK(got[b] == want);
+	}
+	OK(pcow_close(&img));
+	_exit(0);
+}
+
+static void out_of_space(void)
+{
+	int status;
+	pid_t pid = fork();
+
+	CHECK(pid >= 0);
+	if (pid == 0)
+		out_of_space_in_child();
+	CHECK(waitpid(pid, &status, 0) == pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+		printf("out_of_space: skipped (cannot mount a tmpfs here)\n");
+		return;
+	}
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	printf("out_of_space: ok\n");
+}
+
 int main(void)
 {
 	stores_need_no_fault();
 	api_changes_keep_stores();
 	hammer_during_writeback();
 	compacted();
+	out_of_space();
 	return 0;
 }
