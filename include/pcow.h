@@ -169,6 +169,13 @@ struct pcow_snapshot_info {
 	uint64_t allocated_size; /* bytes of data this snapshot alone holds */
 };
 
+/*
+ * Snapshots can be created, applied and deleted while the image is mapped:
+ * the map shows the active layer as it is after the change.  The caller
+ * keeps other threads from storing into the map during the call (QEMU
+ * stops its vCPUs): a store made meanwhile may land on either side of it.
+ */
+
 /* Lists the snapshots; free *list with free(). */
 int pcow_snapshot_list(pcow_image *img, struct pcow_snapshot_info **list,
 		       size_t *count);

@@ -138,6 +138,30 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	return 0;
 }
 
+int pcow_map_rebuild(struct pcow_map *map)
+{
+	pcow_image *img = map->img;
+	int ret;
+
+	memset(map->inherited, 0, map->inherited_bytes);
+	map->grouped = false;
+	map->ahead_next = UINT64_MAX;
+	map->ahead_len = 0;
+	ret = pcow_map_at(map, 0, map->len,
+			  map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE, img->fd,
+			  region_start(img, img->m.active));
+	/* Whatever the memfd held was shown by mappings just replaced. */
+	if (ret == 0 && map->kcow)
+		(void)fallocate(map->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				0, (off_t)map->len);
+	if (ret == 0 && !map->rdonly)
+		ret = pcow_pending_prepare(img);
+	if (ret == 0)
+		ret = pcow_map_inherited(map);
+	map->vma_estimate = pcow_map_count_vmas(map);
+	return ret;
+}
+
 int pcow_map_set_persist_interval(pcow_map *map, uint64_t interval_ms)
 {
 	if (map->rdonly || pcow_map_is_sync(map))

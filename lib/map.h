@@ -88,6 +88,15 @@ static inline bool pcow_map_is_sync(const struct pcow_map *map)
 }
 
 
+/*
+ * Maps the whole range again after the layers changed under it (a
+ * snapshot created, applied or deleted): the new active region, then what
+ * it inherits.  Caller holds img->lock and keeps other threads from
+ * storing into the range meanwhile (a kernel copy-on-write map is written
+ * back first).  On failure the map must be deleted.
+ */
+int pcow_map_rebuild(struct pcow_map *map);
+
 /* ---- Building the range (map_build.c) ---- */
 
 /* Reserves len bytes of address space aligned to 2 MiB (for DAX PMDs). */

@@ -75,7 +75,10 @@ static int with_new_active(pcow_image *img, struct pcow_meta *next,
 	}
 	next->layers[next->layer_count].region = region;
 	next->layers[next->layer_count].parent = parent;
-	next->layers[next->layer_count].flags = 0;
+	/* A live map stores into the new layer behind the library's back,
+	 * as into the one before (docs/format.md, "Recorded ownership"). */
+	next->layers[next->layer_count].flags =
+		img->map && !img->map->rdonly ? PCOW_LAYER_UNRECORDED : 0;
 	next->active = next->layer_count++;
 	return 0;
 }
@@ -105,13 +108,22 @@ static void remove_snapshot(struct pcow_meta *m, uint32_t idx)
 	m->snapshot_count--;
 }
 
-static int check_mutable(pcow_image *img)
+/*
+ * A live map's stores are the active layer's content: the kernel's copies
+ * go into the image before the layers change (img->lock held).
+ */
+static int before_layers_change(pcow_image *img)
 {
-	int ret = pcow_require_writable(img);
+	return img->map ? pcow_map_writeback(img->map, 0, img->map->len) : 0;
+}
 
-	if (ret == 0 && img->map)
-		ret = pcow_err(-EBUSY, "%s: image is mapped; unmap it first", img->path);
-	return ret;
+/* ...and the map shows the layers as they are now, whether the change
+ * was made or not. */
+static int after_layers_change(pcow_image *img, int ret)
+{
+	int r = img->map ? pcow_map_rebuild(img->map) : 0;
+
+	return ret < 0 ? ret : r;
 }
 
 int pcow_snapshot_list(pcow_image *img, struct pcow_snapshot_info **list,
@@ -154,7 +166,7 @@ int pcow_snapshot_create(pcow_image *img, const char *name)
 	struct timespec now;
 	struct pcow_snapshot *s;
 	size_t len = strlen(name);
-	int ret = check_mutable(img);
+	int ret = pcow_require_writable(img);
 
 	if (ret < 0)
 		return ret;
@@ -171,7 +183,9 @@ int pcow_snapshot_create(pcow_image *img, const char *name)
 		ret = pcow_err(-ENOSPC, "%s: too many snapshots", img->path);
 		goto out;
 	}
-	ret = with_new_active(img, &next, img->m.active);
+	ret = before_layers_change(img);
+	if (ret == 0)
+		ret = with_new_active(img, &next, img->m.active);
 	if (ret < 0)
 		goto out;
 	clock_gettime(CLOCK_REALTIME, &now);
@@ -187,7 +201,7 @@ int pcow_snapshot_create(pcow_image *img, const char *name)
 	s->layer = img->m.active;
 	s->date_sec = now.tv_sec;
 	s->date_nsec = (uint32_t)now.tv_nsec;
-	ret = pcow_image_commit(img, &next);
+	ret = after_layers_change(img, pcow_image_commit(img, &next));
 	pcow_meta_free(&next);
 out:
 	pthread_mutex_unlock(&img->lock);
@@ -207,7 +221,7 @@ int pcow_snapshot_apply(pcow_image *img, const char *name)
 {
 	struct pcow_meta next;
 	uint32_t old_region, old_active;
-	int idx, ret = check_mutable(img);
+	int idx, ret = pcow_require_writable(img);
 
 	if (ret < 0)
 		return ret;
@@ -224,7 +238,7 @@ int pcow_snapshot_apply(pcow_image *img, const char *name)
 		goto out;
 	/* The old active layer is a leaf nobody else refers to. */
 	pcow_meta_remove_layer(&next, old_active);
-	ret = pcow_image_commit(img, &next);
+	ret = after_layers_change(img, pcow_image_commit(img, &next));
 	pcow_meta_free(&next);
 	if (ret == 0)
 		ret = release_region(img, old_region);
@@ -274,7 +288,7 @@ int pcow_snapshot_delete(pcow_image *img, const char *name)
 {
 	struct pcow_meta next;
 	uint32_t layer, region, i;
-	int idx, ret = check_mutable(img);
+	int idx, ret = pcow_require_writable(img);
 
 	if (ret < 0)
 		return ret;
@@ -286,6 +300,7 @@ int pcow_snapshot_delete(pcow_image *img, const char *name)
 	}
 	layer = img->m.snapshots[idx].layer;
 	region = img->m.layers[layer].region;
+	ret = before_layers_change(img);
 	for (i = 0; i < img->m.layer_count && ret == 0; i++)
 		if (img->m.layers[i].parent == layer)
 			ret = push_down_blocks(img, layer, i);
@@ -299,7 +314,7 @@ int pcow_snapshot_delete(pcow_image *img, const char *name)
 		if (next.layers[i].parent == layer)
 			next.layers[i].parent = next.layers[layer].parent;
 	pcow_meta_remove_layer(&next, layer);
-	ret = pcow_image_commit(img, &next);
+	ret = after_layers_change(img, pcow_image_commit(img, &next));
 	pcow_meta_free(&next);
 	if (ret == 0)
 		ret = release_region(img, region);

@@ -330,6 +330,66 @@ static void compacted(void)
 	free(data);
 }
 
+/*
+ * Snapshots created, deleted and applied while the image is mapped (the
+ * caller keeps other threads from storing meanwhile, as QEMU stops its
+ * vCPUs): the snapshot holds the stores made before it, the map goes on
+ * showing and taking stores, and an applied snapshot shows at once.  In
+ * both copy-on-write modes.
+ */
+static void snapshots_while_mapped(unsigned flags)
+{
+	const uint64_t size = 32 * BS;
+	uint8_t *data = malloc(size), *m, buf[BS];
+	struct pcow_snapshot_info *list;
+	size_t n;
+	pcow_image *img;
+	pcow_map *map;
+	uint64_t i;
+	const char *name = flags ? "live-kernel" : "live-fault";
+
+	CHECK(data);
+	for (i = 0; i < size / 2; i++)
+		data[i] = pattern_of(i);
+	img = test_overlay_on_raw(flags ? "live-kernel.raw" : "live-fault.raw",
+				  size, data, 0, size / 2, name, BS);
+	OK(pcow_map_new(&map, img, flags));
+	m = pcow_map_addr(map);
+	m[1 * BS] = 'A';                /* inherited from the base */
+	m[20 * BS] = 'h';               /* a hole */
+	OK(pcow_snapshot_create(img, "s1"));
+	CHECK(m[1 * BS] == 'A' && m[20 * BS] == 'h' && m[2 * BS] == pattern_of(2 * BS));
+	m[1 * BS] = 'B';                /* inherited from s1 now */
+	m[20 * BS + 1] = 'i';
+	m[21 * BS] = 'j';
+	OK(pcow_read(img, buf, 2, 20 * BS));
+	CHECK(buf[0] == 'h' && buf[1] == 'i');
+	OK(pcow_snapshot_create(img, "s2"));
+	OK(pcow_snapshot_delete(img, "s1"));
+	CHECK(m[1 * BS] == 'B' && m[20 * BS] == 'h' && m[20 * BS + 1] == 'i' &&
+	      m[21 * BS] == 'j' && m[3 * BS] == pattern_of(3 * BS));
+	m[1 * BS] = 'C';
+	m[22 * BS] = 'k';
+	OK(pcow_snapshot_apply(img, "s2"));
+	CHECK(m[1 * BS] == 'B' && m[22 * BS] == 0 && m[21 * BS] == 'j');
+	m[1 * BS + 1] = 'D';
+	OK(pcow_map_delete(&map));
+	OK(pcow_close(&img));
+	OK(pcow_open(&img, test_path(name), 0));
+	check_clean(img);
+	OK(pcow_read(img, buf, BS, 1 * BS));
+	CHECK(buf[0] == 'B' && buf[1] == 'D' && buf[2] == pattern_of(1 * BS));
+	OK(pcow_snapshot_list(img, &list, &n));
+	CHECK(n == 1 && strcmp(list[0].name, "s2") == 0);
+	free(list);
+	OK(pcow_snapshot_apply(img, "s2"));
+	OK(pcow_read(img, buf, BS, 1 * BS));
+	CHECK(buf[0] == 'B' && buf[1] == pattern_of(1 * BS));
+	OK(pcow_close(&img));
+	printf("snapshots_while_mapped (%s mode): ok\n", flags ? "kernel" : "fault");
+	free(data);
+}
+
 /* Fills the file system under path up to the last few KiB. */
 static void fill(const char *path)
 {
@@ -432,6 +492,8 @@ int main(void)
 	api_changes_keep_stores();
 	hammer_during_writeback();
 	compacted();
+	snapshots_while_mapped(0);
+	snapshots_while_mapped(PCOW_MAP_KERNEL_COW);
 	out_of_space();
 	return 0;
 }
