@@ -88,9 +88,9 @@ static int undo_dirty(pcow_image *img)
 		return ret;
 	img->cur_slot = 1 - img->cur_slot;
 	img->m.generation = img->clean_generation;
-	img->m.incompat &= ~PCOW_INCOMPAT_DIRTY;
 	for (p = 0; p < img->m.layer_count; p++)
 		img->m.layers[p].flags &= ~PCOW_LAYER_UNRECORDED;
+	img->m.incompat = pcow_meta_incompat(&img->m);
 	return 0;
 }
 

@@ -198,6 +198,13 @@ bool pcow_meta_unrecorded(const struct pcow_meta *m)
 	return false;
 }
 
+uint64_t pcow_meta_incompat(const struct pcow_meta *m)
+{
+	/* The dirty bit says what the layers' flags say (format.md 3.2). */
+	return (m->incompat & ~PCOW_INCOMPAT_DIRTY) |
+	       (pcow_meta_unrecorded(m) ? PCOW_INCOMPAT_DIRTY : 0);
+}
+
 int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m,
 		     uint64_t *generation)
 {
@@ -340,9 +347,7 @@ int pcow_meta_encode(const struct pcow_meta *m, uint8_t *buf, size_t len)
 	pcow_put_le32(buf + HDR_HEADER_LENGTH, (uint32_t)pos);
 	if (m->extra_header_len)
 		memcpy(buf + PCOW_HEADER_SIZE, m->extra_header, m->extra_header_len);
-	/* The dirty bit says what the layers' flags say (format.md 3.2). */
-	pcow_put_le64(buf + HDR_INCOMPAT, (m->incompat & ~PCOW_INCOMPAT_DIRTY) |
-			  (pcow_meta_unrecorded(m) ? PCOW_INCOMPAT_DIRTY : 0));
+	pcow_put_le64(buf + HDR_INCOMPAT, pcow_meta_incompat(m));
 	pcow_put_le64(buf + HDR_COMPAT, m->compat);
 	/* Bits this version does not know are cleared when it writes. */
 	pcow_put_le64(buf + HDR_AUTOCLEAR, m->autoclear & PCOW_AUTOCLEAR_KNOWN);

@@ -136,6 +136,9 @@ bool pcow_meta_region_used(const struct pcow_meta *m, uint32_t r);
 /* True when any layer of m may own blocks by data alone. */
 bool pcow_meta_unrecorded(const struct pcow_meta *m);
 
+/* m's incompatible features, with the dirty bit derived from the flags. */
+uint64_t pcow_meta_incompat(const struct pcow_meta *m);
+
 /* Encodes m into buf (PCOW_META_SLOT_SIZE bytes); returns the blob length. */
 int pcow_meta_encode(const struct pcow_meta *m, uint8_t *buf, size_t len);
 

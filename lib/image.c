@@ -110,9 +110,7 @@ int pcow_image_commit(pcow_image *img, struct pcow_meta *next)
 		return pcow_require_writable(img);
 	/* What is written: version 2, the dirty bit as the flags say. */
 	next->version = PCOW_VERSION;
-	next->incompat &= ~PCOW_INCOMPAT_DIRTY;
-	if (pcow_meta_unrecorded(next))
-		next->incompat |= PCOW_INCOMPAT_DIRTY;
+	next->incompat = pcow_meta_incompat(next);
 	ret = pcow_meta_validate(next);
 	if (ret == 0)
 		ret = pcow_pending_persist(img);
