@@ -104,9 +104,9 @@ done 3<<'EOF'
 # [R-011] [R-012] every offset and length inside the blob, counts bounded
 lt-outside :: 2 :: invalid layer table :: p32(84, u32(60) - 8)
 layers0 :: 2 :: invalid layer table :: p32(80, 0)
-layers1025 :: 2 :: invalid layer table :: p32(80, 1025)
+layers1025 :: 2 :: invalid layer table :: b.extend(bytes(16400)); p32(60, len(b)); p32(84, len(b) - 16400); p32(80, 1025)
 st-outside :: 2 :: invalid snapshot table :: p32(92, u32(60) - 40)
-snaps1024 :: 2 :: invalid snapshot table :: p32(88, 1024)
+snaps1024 :: 2 :: invalid snapshot table :: b.extend(bytes(32768)); p32(60, len(b)); p32(92, len(b) - 32768); p32(88, 1024)
 hdrlen-short :: 2 :: header length :: p32(12, 64)
 hdrlen-long :: 2 :: header length :: p32(12, u32(60) + 1)
 # regions, parents, the active layer, flags
@@ -129,20 +129,20 @@ snap-id-next :: 2 :: snapshot id [0-9]+ out of range :: p32(st, u32(100))
 snap-id-twice :: 2 :: snapshot id 1 used twice :: p32(st + 32, snaps[0][0])
 snap-name-twice :: 2 :: name 's1' used twice :: b[u32(st + 52) + 1] = ord("1")
 snap-name-empty :: 2 :: invalid snapshot entry :: p32(st + 24, 0)
-snap-name-long :: 2 :: invalid snapshot entry :: p32(st + 24, 256)
+snap-name-long :: 2 :: invalid snapshot entry :: b.extend(b"x" * 256); p32(60, len(b)); p32(st + 20, len(b) - 256); p32(st + 24, 256)
 snap-name-nul :: 2 :: invalid snapshot entry :: b[u32(st + 20)] = 0
-snap-name-outside :: 2 :: invalid snapshot entry :: p32(st + 20, u32(60) - 1)
+snap-name-outside :: 2 :: invalid snapshot entry :: p32(st + 20, 0xfffffff0)
 snap-nsec :: 2 :: invalid snapshot entry :: p32(st + 16, 10**9)
 # the backing file's name and format
-backing-long :: 2 :: invalid backing file name :: p32(76, 4096)
-backing-outside :: 2 :: invalid backing file name :: p32(72, u32(60) - 2)
+backing-long :: 2 :: invalid backing file name :: b.extend(b"x" * 4096); p32(60, len(b)); p32(72, len(b) - 4096); p32(76, 4096)
+backing-outside :: 2 :: invalid backing file name :: p32(72, 0xfffffff0)
 backing-nul :: 2 :: invalid backing file name :: b[u32(72) + 1] = 0
 backing-format :: 2 :: invalid backing file format 3 :: p32(68, 3)
 backing-noformat :: 2 :: invalid backing file format 0 :: p32(68, 0)
 backing-noname :: 2 :: backing format set without a backing file :: p32(76, 0)
 # [R-004] the layout
 base-align :: 2 :: invalid region base :: p64(104, base + 4096)
-base-low :: 2 :: invalid region base :: p64(104, 1 << 20)
+base-low :: 2 :: invalid region base :: p64(104, 0)
 base-huge :: 2 :: invalid region base :: p64(104, (1 << 63) - (2 << 20))
 cap-small :: 2 :: invalid data capacity :: p64(112, 2 << 20)
 cap-align :: 2 :: invalid data capacity :: p64(112, cap + 4096)
