@@ -8,10 +8,11 @@
  * hold is damage to ownership (a block a recorded layer owns by its data
  * alone) and leaks: layers nothing refers to, data no view reads (an
  * interrupted copy-up), data in regions no layer uses, past the virtual
- * size or between the reserved area and the regions, a pending log no
- * open uses, and copy bits past the virtual size.  Every repair is one of
- * the library's own crash-safe steps: a metadata commit, a punch of what
- * nothing reads, or a copy bit set after its data is durable.
+ * size or between the reserved area and the regions, bytes in the
+ * reserved area that are no pending log in use, and copy bits past the
+ * virtual size.  Every repair is one of the library's own crash-safe
+ * steps: a metadata commit, a punch of what nothing reads, or a copy bit
+ * set after its data is durable.
  */
 #include <errno.h>
 #include <stdarg.h>
