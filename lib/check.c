@@ -1,11 +1,18 @@
 /*
- * check.c -- finding and repairing leaks and damage.
+ * check.c -- finding and repairing leaks and damage (docs/format.md 5,
+ * "What check finds", lists every kind).
  *
- * Opening already validated the metadata.  What a crash can leave behind
- * are leaks: data in regions no layer uses (a snapshot deleted or reverted
- * just before its region was freed), data past the virtual size inside a
- * region, layers that nothing refers to, and data no view reads
- * (interrupted copy-ups).
+ * Metadata that breaks the format's rules never gets here: the open
+ * refuses it (format.c, image.c), and a refused image is what check
+ * reports as corruption it cannot repair.  What an open image can still
+ * hold is damage to ownership (a block a recorded layer owns by its data
+ * alone) and leaks: layers nothing refers to, data no view reads (an
+ * interrupted copy-up), data in regions no layer uses, past the virtual
+ * size or between the reserved area and the regions, bytes in the
+ * reserved area that are no pending log in use, and copy bits past the
+ * virtual size.  Every repair is one of the library's own crash-safe
+ * steps: a metadata commit, a punch of what nothing reads, or a copy bit
+ * set after its data is durable.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -269,7 +276,7 @@ static int check_orphans(pcow_image *img, struct pcow_check_result *res,
 		int ret;
 
 		res->leaks++;
-		note(res, "layer %d is not used by any snapshot", idx);
+		note(res, "layer %d is referenced by nothing", idx);
 		if (!fix)
 			return 0;
 		ret = pcow_meta_copy(&next, &img->m);
@@ -286,11 +293,75 @@ static int check_orphans(pcow_image *img, struct pcow_check_result *res,
 	return 0;
 }
 
+/* Every region the file reaches, in use or not. */
+static int check_regions(pcow_image *img, struct pcow_check_result *res,
+			 bool fix_leaks, bool fix_errors, uint64_t nregions)
+{
+	uint64_t r, bytes;
+	int ret;
+
+	for (r = 0; r < nregions; r++) {
+		uint64_t start = img->m.region_base + r * img->stride;
+		bool used = r < PCOW_MAX_REGIONS && pcow_meta_region_used(&img->m, (uint32_t)r);
+		/* Whole blocks past the virtual size belong to the last block;
+		 * the bitmap after the data span is checked apart. */
+		uint64_t from = used ? start + img->nblocks * img->block_size : start;
+		uint64_t end = used ? start + img->span : start + img->stride;
+
+		/* Progress counts regions, then the areas before them. */
+		pcow_progress(img, r, nregions + 1);
+		if (used && (ret = check_stray_bits(img, res, fix_leaks, start + img->span)) < 0)
+			return ret;
+		for (uint32_t l = 0; used && l < img->m.layer_count; l++)
+			if (img->m.layers[l].region == r &&
+			    (ret = check_unread_data(img, res, fix_leaks, fix_errors, l)) < 0)
+				return ret;
+		if (from >= end)
+			continue;
+		ret = data_bytes(img->fd, from, end, &bytes);
+		if (ret < 0)
+			return ret;
+		if (bytes)
+			leak(img, res, fix_leaks, from, end - from, bytes,
+			     used ? "data past the virtual size" : "unused region");
+	}
+	return 0;
+}
+
+/* The areas between the metadata slots and the first region. */
+static int check_before_regions(pcow_image *img, struct pcow_check_result *res,
+				bool fix)
+{
+	uint64_t bytes;
+	int ret = data_bytes(img->fd, PCOW_DATA_OFFSET, img->m.region_base, &bytes);
+
+	/* Where the regions lay before a resize moved them. */
+	if (ret < 0)
+		return ret;
+	if (bytes)
+		leak(img, res, fix, PCOW_DATA_OFFSET, img->m.region_base - PCOW_DATA_OFFSET,
+		     bytes, "data before the first region");
+	/* The reserved area holds the pending log; a log in use (this
+	 * handle's, or a live or dead writer's read through) is no leak.
+	 * One this open does not use (another boot's, or for other
+	 * metadata) is never applied, and a read-write open discards it. */
+	if (pcow_pending_any(img))
+		return 0;
+	ret = data_bytes(img->fd, PCOW_RESERVED_OFFSET, PCOW_DATA_OFFSET, &bytes);
+	if (ret == 0 && bytes)
+		ret = pcow_pending_log_found(img);
+	if (ret < 0 || !bytes)
+		return ret;
+	leak(img, res, fix, PCOW_RESERVED_OFFSET, PCOW_DATA_OFFSET - PCOW_RESERVED_OFFSET,
+	     bytes, ret ? "a pending log not in use" : "data in the reserved area");
+	return 0;
+}
+
 int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 {
 	bool fix_leaks = fix & (PCOW_CHECK_FIX_LEAKS | PCOW_CHECK_FIX_ERRORS);
 	struct stat st;
-	uint64_t nregions, r, bytes;
+	uint64_t nregions;
 	int ret = 0;
 
 	memset(res, 0, sizeof(*res));
@@ -308,55 +379,11 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 			   ? ((uint64_t)st.st_size - img->m.region_base + img->stride - 1) /
 				     img->stride
 			   : 0;
-	for (r = 0; r < nregions; r++) {
-		uint64_t start = img->m.region_base + r * img->stride;
-		bool used = r < PCOW_MAX_REGIONS && pcow_meta_region_used(&img->m, (uint32_t)r);
-
-		/* Progress counts regions, then the areas before them. */
-		pcow_progress(img, r, nregions + 1);
-		/* Whole blocks past the virtual size belong to the last block;
-		 * the bitmap after the data span is checked apart. */
-		uint64_t from = used ? start + img->nblocks * img->block_size : start;
-		uint64_t end = used ? start + img->span : start + img->stride;
-
-		if (used) {
-			ret = check_stray_bits(img, res, fix_leaks, start + img->span);
-			if (ret < 0)
-				goto out;
-		}
-		for (uint32_t l = 0; used && l < img->m.layer_count; l++)
-			if (img->m.layers[l].region == r &&
-			    (ret = check_unread_data(img, res, fix_leaks,
-						     fix & PCOW_CHECK_FIX_ERRORS, l)) < 0)
-				goto out;
-		if (from >= end)
-			continue;
-		ret = data_bytes(img->fd, from, end, &bytes);
-		if (ret < 0)
-			goto out;
-		if (bytes)
-			leak(img, res, fix_leaks, from, end - from, bytes,
-			     used ? "data past the virtual size" : "unused region");
-	}
-	/* Where the regions lay before a resize moved them. */
-	ret = data_bytes(img->fd, PCOW_DATA_OFFSET, img->m.region_base, &bytes);
+	ret = check_regions(img, res, fix_leaks, fix & PCOW_CHECK_FIX_ERRORS, nregions);
+	if (ret == 0)
+		ret = check_before_regions(img, res, fix_leaks);
 	if (ret < 0)
 		goto out;
-	if (bytes)
-		leak(img, res, fix_leaks, PCOW_DATA_OFFSET,
-		     img->m.region_base - PCOW_DATA_OFFSET, bytes,
-		     "data before the first region");
-	/* The reserved area holds the pending log; a log in use (this
-	 * handle's, or a live or dead writer's read through) is no leak. */
-	bytes = 0;
-	ret = pcow_pending_any(img) ? 0 :
-	      data_bytes(img->fd, PCOW_RESERVED_OFFSET, PCOW_DATA_OFFSET, &bytes);
-	if (ret < 0)
-		goto out;
-	if (bytes)
-		leak(img, res, fix_leaks, PCOW_RESERVED_OFFSET,
-		     PCOW_DATA_OFFSET - PCOW_RESERVED_OFFSET, bytes,
-		     "data in the reserved area");
 	if ((fix_leaks && res->leaks_fixed) || res->corruptions_fixed)
 		ret = pcow_io_sync(img->fd);
 	if (ret >= 0)

@@ -215,10 +215,12 @@ int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m,
 	if (len < PCOW_HEADER_SIZE || memcmp(buf, PCOW_MAGIC, PCOW_MAGIC_LEN))
 		return pcow_err(-EINVAL, "not a pcow image (bad magic)");
 	/* Bytes 0-71 mean the same in every version (format.md 3.2), so a
-	 * newer version's blob is recognised as intact before it is refused. */
-	hdr_len = pcow_le32(buf + HDR_HEADER_LENGTH);
+	 * newer version's blob is recognised as intact before it is refused.
+	 * Only the magic, meta_length and the checksum decide whether a blob
+	 * is intact; any other field that is wrong in an intact blob is
+	 * damage, never a torn slot to pass over (format.md 3.1). */
 	meta_len = pcow_le32(buf + HDR_META_LENGTH);
-	if (hdr_len < PCOW_HEADER_SIZE || meta_len < hdr_len || meta_len > len)
+	if (meta_len < PCOW_HEADER_SIZE || meta_len > len)
 		return pcow_err(-EINVAL, "invalid header length");
 	if (blob_crc(buf, meta_len) != pcow_le32(buf + HDR_CHECKSUM))
 		return pcow_err(-EINVAL, "header checksum mismatch");
@@ -233,6 +235,12 @@ int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m,
 		return pcow_err(-EPROTO, "unsupported incompatible features 0x%llx: the image needs a newer pcow",
 				(unsigned long long)(pcow_le64(buf + HDR_INCOMPAT) &
 						     ~PCOW_INCOMPAT_KNOWN));
+	hdr_len = pcow_le32(buf + HDR_HEADER_LENGTH);
+	if (hdr_len < PCOW_HEADER_SIZE || hdr_len > meta_len) {
+		ret = pcow_err(-EINVAL, "invalid header length %u (metadata length %u)",
+			       hdr_len, meta_len);
+		goto fail;
+	}
 	if (hdr_len > PCOW_HEADER_SIZE) {
 		m->extra_header_len = hdr_len - PCOW_HEADER_SIZE;
 		m->extra_header = malloc(m->extra_header_len);

@@ -290,6 +290,14 @@ int pcow_pending_persist(pcow_image *img)
 	return ret;
 }
 
+int pcow_pending_log_found(pcow_image *img)
+{
+	uint8_t magic[8];
+	int ret = pcow_io_pread(img->fd, magic, sizeof(magic), LOG_OFFSET);
+
+	return ret < 0 ? ret : !memcmp(magic, LOG_MAGIC, sizeof(magic));
+}
+
 int pcow_pending_each(pcow_image *img, uint32_t region,
 		      int (*fn)(pcow_image *img, uint64_t block, void *opaque),
 		      void *opaque)

@@ -34,6 +34,10 @@ bool pcow_pending_any(const pcow_image *img);
  */
 int pcow_pending_persist(pcow_image *img);
 
+/* 1 when the reserved area starts with a pending log's header, whether or
+ * not this open uses the log (check tells a stale log from other bytes). */
+int pcow_pending_log_found(pcow_image *img);
+
 /* Calls fn for each pending bit of region. */
 int pcow_pending_each(pcow_image *img, uint32_t region,
 		      int (*fn)(pcow_image *img, uint64_t block, void *opaque),

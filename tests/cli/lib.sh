@@ -495,6 +495,74 @@ with open(path, "r+b") as f:
 EOF
 }
 
+# The metadata in force (the intact slot with the higher generation), read
+# as docs/format.md 3 defines it, so that a test can compute offsets from
+# the format rather than from what the library says, or damage a field.
+#   meta IMG EXPR        prints EXPR, evaluated with the names below
+#   meta_edit IMG CODE   runs CODE, then writes the blob back into its slot
+#                        with the checksum recomputed
+# Names: b (the blob, a bytearray), slot (its file offset), u32/u64(off),
+# p32/p64(off, value), bs, vsize, cap, base (region_base), stride,
+# nblocks, lt/st (layer/snapshot table offsets), layers [(region, parent,
+# flags)], active, snaps [(id, layer, name)], region(r) (its file offset),
+# data(l) and bitmap(l) (file offsets of layer l's data span and bitmap).
+_META_PY='
+import struct, sys, zlib
+SLOT = 256 * 1024
+def intact(f, off):
+    f.seek(off)
+    h = f.read(128)
+    if len(h) < 128 or h[:8] != b"PCOW\r\n\x1a\n":
+        return None
+    (ln,) = struct.unpack_from("<I", h, 60)
+    if ln < 128 or ln > SLOT:
+        return None
+    f.seek(off)
+    blob = bytearray(f.read(ln))
+    (crc,) = struct.unpack_from("<I", blob, 64)
+    return blob if zlib.crc32(blob[:64] + bytes(4) + blob[68:]) == crc else None
+f = open(sys.argv[1], "r+b")
+found = [(struct.unpack_from("<Q", x, 40)[0], o, x)
+         for o in (0, SLOT) for x in [intact(f, o)] if x]
+if not found:
+    sys.exit("%s: no intact metadata slot" % sys.argv[1])
+_, slot, b = max(found, key=lambda t: t[:2])
+u32 = lambda o: struct.unpack_from("<I", b, o)[0]
+u64 = lambda o: struct.unpack_from("<Q", b, o)[0]
+p32 = lambda o, v: struct.pack_into("<I", b, o, v)
+p64 = lambda o, v: struct.pack_into("<Q", b, o, v)
+bs, vsize, base, cap = 1 << u32(56), u64(48), u64(104), u64(112)
+A = max(bs, 2 << 20)
+up = lambda v, a: (v + a - 1) // a * a
+stride = cap + up(8 * (((cap + bs - 1) // bs + 63) // 64), A)
+nblocks = (vsize + bs - 1) // bs
+lt, st, active = u32(84), u32(92), u32(96)
+layers = [(u32(lt + 16 * i), u32(lt + 16 * i + 4), u32(lt + 16 * i + 8))
+          for i in range(u32(80))]
+snaps = [(u32(st + 32 * i), u32(st + 32 * i + 4),
+          bytes(b[u32(st + 32 * i + 20):][:u32(st + 32 * i + 24)]).decode())
+         for i in range(u32(88))]
+region = lambda r: base + r * stride
+data = lambda l: region(layers[l][0])
+bitmap = lambda l: data(l) + cap
+if sys.argv[2] == "get":
+    print(eval(sys.argv[3]))
+else:
+    exec(sys.argv[3])
+    p32(64, 0)
+    p32(64, zlib.crc32(b[:u32(60)]))
+    f.seek(slot)
+    f.write(b)
+'
+
+meta() { # IMG EXPR
+    "$PY" -c "$_META_PY" "$1" get "$2"
+}
+
+meta_edit() { # IMG CODE
+    "$PY" -c "$_META_PY" "$1" edit "$2" || fail "meta_edit $* failed"
+}
+
 # ---- Holding an image open -----------------------------------------------
 
 # Starts a pcow-io that keeps IMG open (reading commands from a fifo) and

@@ -71,6 +71,12 @@ static void run(uint32_t bs)
 		memcpy(state[i], cur, SIZE);
 	}
 	scribble(img, 10, 40);
+	/* A clean close records every layer, the snapshots' too: check then
+	 * judges ownership by data alone in all of them (format.md 4.1). */
+	OK(pcow_close(&img));
+	OK(pcow_open(&img, path, 0));
+	OK(pcow_check(img, 0, &r));
+	CHECK(r.leaks == 0 && r.corruptions == 0);
 	/* names are unique; unknown names are refused */
 	CHECK(pcow_snapshot_create(img, "s1") == -EEXIST);
 	CHECK(pcow_snapshot_apply(img, "nope") == -ENOENT);
