@@ -404,6 +404,16 @@ static int load_meta(pcow_image *img)
 			newer = i;
 	}
 	free(buf);
+	/* Every commit raises the generation: two intact slots that claim
+	 * the same one cannot both be what a commit wrote, and neither can
+	 * be trusted over the other. */
+	if (ret[0] == 0 && ret[1] == 0 && m[0].generation == m[1].generation) {
+		pcow_meta_free(&m[0]);
+		pcow_meta_free(&m[1]);
+		return pcow_err(-EUCLEAN,
+				"%s: image is corrupt: both metadata slots claim generation %llu",
+				img->path, (unsigned long long)gen[0]);
+	}
 	if (newer >= 0 && (best < 0 || gen[newer] > m[best].generation)) {
 		if (best >= 0)
 			pcow_meta_free(&m[best]);

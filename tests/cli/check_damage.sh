@@ -166,6 +166,19 @@ expect_fail --rc 2 --grep "checksum" "$PCOW_IMG" check crc.pcow
 expect_fail --rc 2 --grep "checksum" "$PCOW_IMG" check -r all crc.pcow
 assert_unchanged crc.pcow
 
+# Both slots valid with one generation: the slot in force copied over
+# the other, each way [R-078].
+for from in 0 1; do
+    cp pristine.pcow twin$from.pcow
+    dd if=pristine.pcow of=twin$from.pcow bs=256K skip=$from seek=$((1 - from)) \
+        count=1 conv=notrunc status=none
+    remember twin$from.pcow
+    expect_fail --rc 2 --grep "both metadata slots claim generation" \
+        "$PCOW_IMG" check twin$from.pcow
+    expect_fail --rc 2 --grep "both metadata slots" "$PCOW_IMG" check -r all twin$from.pcow
+    assert_unchanged twin$from.pcow
+done
+
 # A file shorter than the layers' regions [R-020].
 cp pristine.pcow short.pcow
 truncate -s $(($(meta short.pcow 'region(3)') - 4096)) short.pcow
