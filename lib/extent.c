@@ -137,13 +137,14 @@ static int seek(int fd, uint64_t off, int whence, uint64_t *out)
  * every run of every layer (a call each cost 4% more instructions on a
  * map of 100,000 runs).
  */
-static inline int ask(int fd, uint64_t off, int whence, bool cached, uint64_t *out)
+static inline int ask(int fd, uint64_t off, int whence, bool cached,
+		      uint64_t *out)
 {
 	return cached ? seek(fd, off, whence, out) : seek_sys(fd, off, whence, out);
 }
 
-static inline int extent_stop(int fd, uint64_t pos, uint64_t end, bool cached,
-		       uint64_t *stop)
+static inline int extent_stop(int fd, uint64_t pos, uint64_t end,
+			      bool cached, uint64_t *stop)
 {
 	uint64_t h = NONE;
 	int ret;
@@ -158,8 +159,8 @@ static inline int extent_stop(int fd, uint64_t pos, uint64_t end, bool cached,
 	return *stop > pos;
 }
 
-static inline int extent_next(int fd, uint64_t pos, uint64_t end, bool cached,
-		       uint64_t *start, uint64_t *stop)
+static inline int extent_next(int fd, uint64_t pos, uint64_t end,
+			      bool cached, uint64_t *start, uint64_t *stop)
 {
 	uint64_t d = NONE;
 	int ret;
