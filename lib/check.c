@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "extent.h"
 #include "image.h"
 #include "layer.h"
 #include "pending.h"
@@ -49,7 +50,7 @@ static int data_bytes(int fd, uint64_t start, uint64_t end, uint64_t *bytes)
 	uint64_t pos = start, n = 0, d, h;
 	int ret = 0;
 
-	while (pos < end && (ret = pcow_data_extent(fd, pos, end, &d, &h)) > 0) {
+	while ((ret = pcow_extent_next(fd, pos, end, &d, &h)) > 0) {
 		n += h - d;
 		pos = h;
 	}
@@ -119,7 +120,7 @@ static int check_stray_bits(pcow_image *img, struct pcow_check_result *res,
 		uint64_t d, h;
 		size_t i, n;
 
-		ret = pcow_data_extent(img->fd, pos, end, &d, &h);
+		ret = pcow_extent_next(img->fd, pos, end, &d, &h);
 		if (ret <= 0) {
 			if (ret < 0)
 				return ret;
@@ -224,14 +225,14 @@ static int check_unread_data(pcow_image *img, struct pcow_check_result *res,
 			     bool fix, bool fix_errors, uint32_t layer)
 {
 	uint64_t base = region_start(img, layer), bs = img->block_size;
-	uint64_t end = base + img->nblocks * bs, pos = base, start, stop, b;
+	uint64_t end = base + img->nblocks * bs, b = 0, last;
 	uint32_t owner;
 	int ret;
 
 	if (img->m.backing && !img->backing && img->raw_fd < 0)
 		return 0;
-	while ((ret = pcow_data_extent(img->fd, pos, end, &start, &stop)) > 0) {
-		for (b = (start - base) / bs; b < (stop - base + bs - 1) / bs; b++) {
+	while ((ret = pcow_extent_units(img->fd, base, bs, b, end, &b, &last)) > 0) {
+		for (; b < last; b++) {
 			uint64_t bytes;
 
 			ret = pcow_bit_test(img, layer, b);
@@ -261,7 +262,6 @@ static int check_unread_data(pcow_image *img, struct pcow_check_result *res,
 			leak(img, res, fix, base + b * bs, bs, bytes,
 			     "data no view reads (an interrupted copy-up)");
 		}
-		pos = base + b * bs;
 	}
 	return ret;
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "extent.h"
 #include "image.h"
 #include "layer.h"
 #include "pending.h"
@@ -141,30 +142,23 @@ static int visit_block(pcow_image *img, uint64_t block, bool pin,
  */
 static int scan_owned(pcow_image *img, bool pin, struct ranges *out)
 {
-	uint64_t bs = img->block_size, vsize = img->m.virtual_size, b, pos;
+	uint64_t bs = img->block_size, vsize = img->m.virtual_size, b, end;
 	uint32_t l;
 	int ret;
 
 	for (l = img->m.active; l != PCOW_NO_PARENT; l = img->m.layers[l].parent) {
 		uint64_t base = region_start(img, l);
 
-		for (pos = 0; pos < vsize;) {
-			uint64_t first, end, d, h;
-
-			ret = pcow_data_extent(img->fd, base + pos, base + vsize, &d, &h);
-			if (ret < 0)
-				return ret;
-			if (ret == 0)
-				break;
-			first = (d - base) / bs;
-			end = (h - base + bs - 1) / bs;
-			for (b = first; b < end; b++) {
+		b = 0;
+		while ((ret = pcow_extent_units(img->fd, base, bs, b, base + vsize,
+						&b, &end)) > 0)
+			for (; b < end; b++) {
 				ret = visit_block(img, b, pin, out);
 				if (ret < 0)
 					return ret;
 			}
-			pos = end * bs;
-		}
+		if (ret < 0)
+			return ret;
 		/* Bits without data: blocks discarded over data below. */
 		for (b = 0; b < img->nblocks; b++) {
 			ret = pcow_bit_test(img, l, b);

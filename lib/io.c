@@ -227,6 +227,36 @@ static const char *run_file(pcow_image *img, const struct pcow_run *r)
 	return img->backing_path;
 }
 
+/*
+ * Cuts st, a run of a layer at file in fd, to its first stretch of blocks
+ * that hold data or of blocks that hold none (then zeros).  The end of the
+ * data is asked for only when the first block has some: on tmpfs
+ * SEEK_HOLE costs the length of the data it passes.
+ */
+static int layer_run_status(uint64_t bs, int fd, uint64_t file,
+			    struct pcow_block_status *st)
+{
+	uint64_t offset = st->offset, in_block = offset % bs, d, h, n;
+	uint64_t blocks_end = file - in_block + (in_block + st->length + bs - 1) / bs * bs;
+	int ret = pcow_extent_next(fd, file, blocks_end, &d, NULL);
+
+	if (ret < 0)
+		return ret;
+	if (ret == 0 || d >= file - in_block + bs) {
+		/* Zeros up to the block that holds d. */
+		n = ret == 0 ? st->length : (d - file + in_block) / bs * bs - in_block;
+		st->flags = PCOW_STATUS_ZERO;
+	} else {
+		ret = pcow_extent_stop(fd, d, blocks_end, &h);
+		if (ret < 0)
+			return ret;
+		n = (h - file + in_block + bs - 1) / bs * bs - in_block;
+	}
+	if (n < st->length)
+		st->length = n;
+	return 0;
+}
+
 int pcow_block_status(pcow_image *img, uint64_t offset, uint64_t len,
 		      struct pcow_block_status *st)
 {
@@ -264,7 +294,6 @@ int pcow_block_status(pcow_image *img, uint64_t offset, uint64_t len,
 		st->filename = NULL;
 	} else {
 		uint64_t run_end = f.run.off + f.run.len, file;
-		off_t d;
 
 		st->length = (run_end < end ? run_end : end) - offset;
 		st->flags = PCOW_STATUS_DATA;
@@ -274,31 +303,8 @@ int pcow_block_status(pcow_image *img, uint64_t offset, uint64_t len,
 		st->filename = run_file(img, &f.run);
 		/* A layer's run covers whole blocks; a block of it with no
 		 * data at all (discarded over older data) reads zeros. */
-		if (f.run.img) {
-			uint64_t bs = f.run.img->block_size;
-			uint64_t block_end = (offset / bs + 1) * bs - offset + file;
-
-			d = lseek(f.run.fd, (off_t)file, SEEK_DATA);
-			if (d < 0 && errno != ENXIO) {
-				ret = pcow_err_sys(-errno, "cannot query allocation");
-			} else if (d < 0 || (uint64_t)d >= block_end) {
-				uint64_t zero = d < 0 ? st->length
-					      : ((uint64_t)d - file + offset) / bs * bs - offset;
-
-				st->flags = PCOW_STATUS_ZERO;
-				if (zero < st->length)
-					st->length = zero;
-			} else {
-				/* Data up to the first block without any. */
-				uint64_t h;
-
-				d = lseek(f.run.fd, d, SEEK_HOLE);
-				h = d < 0 ? UINT64_MAX
-				    : ((uint64_t)d - file + offset + bs - 1) / bs * bs - offset;
-				if (h < st->length)
-					st->length = h;
-			}
-		}
+		if (f.run.img)
+			ret = layer_run_status(f.run.img->block_size, f.run.fd, file, st);
 	}
 out:
 	pthread_mutex_unlock(&img->lock);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "extent.h"
 #include "layer.h"
 #include "map.h"
 #include "pending.h"
@@ -16,31 +17,9 @@
 
 int pcow_file_has_data(int fd, uint64_t offset, uint64_t len)
 {
-	off_t d = lseek(fd, (off_t)offset, SEEK_DATA);
+	uint64_t d;
 
-	if (d < 0) {
-		if (errno == ENXIO)
-			return 0;
-		return pcow_err_sys(-errno, "cannot query allocation");
-	}
-	return (uint64_t)d < offset + len;
-}
-
-int pcow_data_extent(int fd, uint64_t pos, uint64_t end, uint64_t *start,
-		     uint64_t *stop)
-{
-	off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
-
-	if (d < 0)
-		return errno == ENXIO ? 0 : pcow_err_sys(-errno, "cannot query allocation");
-	if ((uint64_t)d >= end)
-		return 0;
-	h = lseek(fd, d, SEEK_HOLE);
-	if (h < 0)
-		return pcow_err_sys(-errno, "cannot query allocation");
-	*start = (uint64_t)d;
-	*stop = (uint64_t)h < end ? (uint64_t)h : end;
-	return 1;
+	return pcow_extent_next(fd, offset, offset + len, &d, NULL);
 }
 
 /*
@@ -345,42 +324,47 @@ static uint64_t earliest(uint64_t best, uint64_t found, uint64_t from)
 int pcow_next_data(pcow_image *img, uint32_t from_layer, uint64_t from,
 		   uint64_t *next)
 {
-	uint64_t best = UINT64_MAX;
+	uint64_t best = UINT64_MAX, d;
 	uint32_t l;
-	off_t d;
+	int ret;
 
 	for (l = from_layer; l != PCOW_NO_PARENT; l = img->m.layers[l].parent) {
 		uint64_t start = region_start(img, l);
 
-		d = lseek(img->fd, (off_t)(start + from), SEEK_DATA);
-		if (d < 0 && errno != ENXIO)
-			return pcow_err_sys(-errno, "cannot query allocation");
+		ret = pcow_extent_next(img->fd, start + from, start + img->span, &d,
+				       NULL);
+		if (ret < 0)
+			return ret;
 		/* Data anywhere in a block makes the whole block this image's. */
-		if (d >= 0)
-			best = earliest(best, ((uint64_t)d - start) / img->block_size *
+		if (ret)
+			best = earliest(best, (d - start) / img->block_size *
 						      img->block_size, from);
 	}
-	if (img->backing) {
-		uint64_t nb;
-		int ret;
-
-		if (from < img->backing->m.virtual_size) {
-			ret = pcow_next_data(img->backing, img->backing->m.active, from, &nb);
-			if (ret < 0)
-				return ret;
-			if (nb < best)
-				best = nb;
-		}
-	} else if (img->raw_fd >= 0 && from < img->raw_size) {
-		d = lseek(img->raw_fd, (off_t)from, SEEK_DATA);
-		if (d < 0 && errno != ENXIO)
-			return pcow_err_sys(-errno, "cannot query allocation");
-		if (d >= 0)
-			best = earliest(best, (uint64_t)d / img->block_size * img->block_size,
-					from);
-	}
+	ret = pcow_backing_next_data(img, from, &d);
+	if (ret == 0 && d < best)
+		best = d;
 	*next = best;
-	return 0;
+	return ret;
+}
+
+int pcow_backing_next_data(pcow_image *img, uint64_t from, uint64_t *next)
+{
+	uint64_t d;
+	int ret = 0;
+
+	*next = UINT64_MAX;
+	if (img->backing) {
+		pcow_image *b = img->backing;
+
+		if (from < b->m.virtual_size)
+			ret = pcow_next_data(b, b->m.active, from, next);
+	} else if (img->raw_fd >= 0) {
+		ret = pcow_extent_next(img->raw_fd, from, img->raw_size, &d, NULL);
+		if (ret > 0)
+			*next = earliest(UINT64_MAX, d / img->block_size *
+							     img->block_size, from);
+	}
+	return ret < 0 ? ret : 0;
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -501,18 +485,17 @@ static int for_data_runs(pcow_image *img, uint64_t base, uint64_t span,
 				   uint64_t end, uint64_t *n),
 			 uint32_t layer, uint64_t *n)
 {
-	uint64_t pos = base, end = base + span, d, h;
-	int ret = 0;
+	uint64_t first = 0, last;
+	int ret;
 
-	while (pos < end && (ret = pcow_data_extent(img->fd, pos, end, &d, &h)) > 0) {
-		ret = fn(img, layer, (d - base) / bytes_per_block,
-			 (h - base + bytes_per_block - 1) / bytes_per_block, n);
+	while ((ret = pcow_extent_units(img->fd, base, bytes_per_block, first,
+					base + span, &first, &last)) > 0) {
+		ret = fn(img, layer, first, last, n);
 		if (ret < 0)
 			return ret;
-		pos = base + (h - base + bytes_per_block - 1) / bytes_per_block *
-				     bytes_per_block;
+		first = last;
 	}
-	return pos < end ? ret : 0;
+	return ret;
 }
 
 static int count_owned(pcow_image *img, uint32_t layer, uint64_t first,

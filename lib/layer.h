@@ -21,13 +21,6 @@
 /* 1 when the file has data in [offset, offset+len), 0 when only holes. */
 int pcow_file_has_data(int fd, uint64_t offset, uint64_t len);
 
-/*
- * The first extent of data at or after pos that starts below end: 1 with
- * [*start, *stop) (stop clipped to end), 0 when there is none.
- */
-int pcow_data_extent(int fd, uint64_t pos, uint64_t end, uint64_t *start,
-		     uint64_t *stop);
-
 /* Word of region's on-disk copy bitmap (pending bits left out). */
 int pcow_bitmap_word(pcow_image *img, uint32_t region, uint64_t word,
 		     uint64_t *out);
@@ -95,6 +88,9 @@ int pcow_below_has_data(pcow_image *img, uint32_t layer, uint64_t offset,
  * UINT64_MAX. */
 int pcow_next_data(pcow_image *img, uint32_t from_layer, uint64_t from,
 		   uint64_t *next);
+
+/* The same for what the backing file (pcow or raw) alone may hold. */
+int pcow_backing_next_data(pcow_image *img, uint64_t from, uint64_t *next);
 
 /* The backing file (pcow or raw) has data in the range. */
 int pcow_backing_has_data(pcow_image *img, uint64_t offset, uint64_t len);

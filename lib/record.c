@@ -13,17 +13,18 @@
 #include <errno.h>
 
 #include "error.h"
+#include "extent.h"
 #include "layer.h"
 
 int pcow_layer_record(pcow_image *img, uint32_t layer, uint64_t *recorded)
 {
 	uint64_t base = region_start(img, layer), bs = img->block_size;
-	uint64_t end = base + img->nblocks * bs, pos = base, start, stop, b;
+	uint64_t end = base + img->nblocks * bs, b = 0, last;
 	uint32_t owner;
 	int ret;
 
-	while ((ret = pcow_data_extent(img->fd, pos, end, &start, &stop)) > 0) {
-		for (b = (start - base) / bs; b < (stop - base + bs - 1) / bs; b++) {
+	while ((ret = pcow_extent_units(img->fd, base, bs, b, end, &b, &last)) > 0) {
+		for (; b < last; b++) {
 			ret = pcow_bit_test(img, layer, b);
 			if (ret < 0)
 				return ret;
@@ -37,7 +38,6 @@ int pcow_layer_record(pcow_image *img, uint32_t layer, uint64_t *recorded)
 			if (ret < 0)
 				return ret;
 		}
-		pos = base + b * bs;
 	}
 	return ret;
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "extent.h"
 #include "image.h"
 #include "layer.h"
 #include "pending.h"
@@ -49,7 +50,7 @@ static int copy_extents(pcow_image *img, uint64_t start, uint64_t end,
 	uint64_t pos = start, p, n, d, h;
 	int ret = 0;
 
-	while (pos < end && (ret = pcow_data_extent(img->fd, pos, end, &d, &h)) > 0) {
+	while ((ret = pcow_extent_next(img->fd, pos, end, &d, &h)) > 0) {
 		for (p = d; p < h; p += n) {
 			n = min_u64(COPY_CHUNK, h - p);
 			if (buf) {
@@ -161,26 +162,6 @@ static int settle_cut_block(pcow_image *img, uint64_t cut, uint64_t other_end)
 	return ret < 0 ? ret : 0;
 }
 
-/* First offset >= from where the backing file may hold data, or UINT64_MAX. */
-static int backing_next_data(pcow_image *img, uint64_t from, uint64_t *next)
-{
-	*next = UINT64_MAX;
-	if (img->backing) {
-		pcow_image *b = img->backing;
-
-		if (from < b->m.virtual_size)
-			return pcow_next_data(b, b->m.active, from, next);
-	} else if (img->raw_fd >= 0 && from < img->raw_size) {
-		off_t d = lseek(img->raw_fd, (off_t)from, SEEK_DATA);
-
-		if (d < 0 && errno != ENXIO)
-			return pcow_err_sys(-errno, "cannot query allocation");
-		if (d >= 0)
-			*next = (uint64_t)d;
-	}
-	return 0;
-}
-
 /*
  * Sets, in the bitmap at file offset bitmap, the bit of every block in
  * [first, end) that the backing file has data in (up to new_size), so that
@@ -193,7 +174,7 @@ static int mark_backing_blocks(pcow_image *img, uint64_t bitmap, uint64_t first,
 	int ret;
 
 	while (b < end) {
-		ret = backing_next_data(img, b * bs, &next);
+		ret = pcow_backing_next_data(img, b * bs, &next);
 		if (ret < 0)
 			return ret;
 		if (next >= end * bs)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "extent.h"
 #include "test.h"
 
 #define SIZE (8u << 20)
@@ -186,10 +187,52 @@ static void one_case(int n)
 	unlink(test_path(top));
 }
 
+/*
+ * The extent iterator itself on a file with data in [2, 4) and [8, 10) MiB
+ * of 16 MiB (pieces of 2 MiB: a file system with huge pages still
+ * reports these): clipping, the end of the file, units, errors.
+ */
+static void iterator(void)
+{
+	const uint64_t M = 1 << 20;
+	static uint8_t buf[2 << 20];
+	uint64_t s, e;
+	int fd = open(test_path("iter"), O_CREAT | O_RDWR | O_TRUNC, 0644);
+
+	snprintf(stage, sizeof(stage), "iterator");
+	memset(buf, 'x', sizeof(buf));
+	CHECK(fd >= 0 && ftruncate(fd, (off_t)(16 * M)) == 0);
+	CHECK(pwrite(fd, buf, sizeof(buf), (off_t)(2 * M)) == (ssize_t)sizeof(buf));
+	CHECK(pwrite(fd, buf, sizeof(buf), (off_t)(8 * M)) == (ssize_t)sizeof(buf));
+	CHECK(pcow_extent_next(fd, 0, 16 * M, &s, &e) == 1 && s == 2 * M && e == 4 * M);
+	CHECK(pcow_extent_next(fd, 3 * M, 16 * M, &s, &e) == 1 && s == 3 * M && e == 4 * M);
+	CHECK(pcow_extent_next(fd, 0, 3 * M, &s, &e) == 1 && s == 2 * M && e == 3 * M);
+	CHECK(pcow_extent_next(fd, 0, 2 * M, &s, &e) == 0);
+	s = 0;
+	CHECK(pcow_extent_next(fd, 4 * M, 16 * M, &s, NULL) == 1 && s == 8 * M);
+	CHECK(pcow_extent_next(fd, 10 * M, 16 * M, &s, &e) == 0);  /* hole to EOF */
+	CHECK(pcow_extent_next(fd, 20 * M, 30 * M, &s, &e) == 0);  /* past EOF */
+	CHECK(pcow_extent_next(fd, 9 * M, 9 * M, &s, &e) == 0);    /* empty range */
+	CHECK(pcow_extent_stop(fd, 9 * M, 16 * M, &e) == 1 && e == 10 * M);
+	CHECK(pcow_extent_stop(fd, 9 * M, 9 * M + 5, &e) == 1 && e == 9 * M + 5);
+	CHECK(pcow_extent_stop(fd, 5 * M, 16 * M, &e) == 0 && e == 5 * M);
+	CHECK(pcow_extent_stop(fd, 20 * M, 30 * M, &e) == 0 && e == 20 * M);
+	/* Units of 3 MiB counted from 1 MiB: data in unit 0 ([1, 4) MiB),
+	 * then in unit 2 ([7, 10) MiB), none from unit 3 on. */
+	CHECK(pcow_extent_units(fd, M, 3 * M, 0, 16 * M, &s, &e) == 1 && s == 0 && e == 1);
+	CHECK(pcow_extent_units(fd, M, 3 * M, 1, 16 * M, &s, &e) == 1 && s == 2 && e == 3);
+	CHECK(pcow_extent_units(fd, M, 3 * M, 3, 16 * M, &s, &e) == 0);
+	close(fd);
+	CHECK(pcow_extent_next(fd, 0, 16 * M, &s, &e) == -EBADF);
+	CHECK(strstr(pcow_errormsg(), "cannot query allocation"));
+	unlink(test_path("iter"));
+}
+
 int main(void)
 {
 	int n, cases = getenv("PCOW_EXTENT_CASES") ? atoi(getenv("PCOW_EXTENT_CASES")) : 24;
 
+	iterator();
 	for (n = 0; n < cases; n++)
 		one_case(n);
 	printf("extent: %d random images mapped as read\n", cases);
