@@ -169,6 +169,7 @@ int cmd_measure(int argc, char **argv)
 	uint64_t block_size = PCOW_BLOCK_SIZE_DEFAULT, capacity = 0, size, required, full;
 	struct img_source src = {.fd = -1};
 	unsigned flags = 0;
+	bool help = false;
 	int c;
 	static const struct option longopts[] = {
 		{"output", required_argument, 0, 'J'},
@@ -180,7 +181,11 @@ int cmd_measure(int argc, char **argv)
 		switch (c) {
 		case 'f': ifmt = optarg; break;
 		case 'O': ofmt = optarg; break;
-		case 'o': options = optarg; break;
+		case 'o':
+			if (is_help_option(optarg))
+				help = true;
+			options = optarg;
+			break;
 		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
 		case 'J': output = optarg; break;
 		case 'S': size_arg = optarg; break;
@@ -191,6 +196,13 @@ int cmd_measure(int argc, char **argv)
 		FAIL(NULL, "--output must be used with human or json as argument.");
 	if (strcmp(ofmt, "pcow") && strcmp(ofmt, "raw"))
 		FAIL(NULL, "Unknown file format '%s' (pcow or raw)", ofmt);
+	if (help) {
+		if (!strcmp(ofmt, "pcow"))
+			print_options_help("Supported pcow options:", OPTS_CONVERT);
+		else
+			printf("Supported raw options:\n");
+		return 0;
+	}
 	if (size_arg && optind < argc)
 		FAIL(NULL, "--size N cannot be used together with a filename.");
 	if (!size_arg && optind != argc - 1)

@@ -17,6 +17,7 @@
 
 #include "img.h"
 #include "img_qcow2.h"
+#include "replace.h"
 #include "util.h"
 
 #define QEMU_IMG "qemu-img"
@@ -149,19 +150,52 @@ static int run_convert(const struct qcow2_convert *c, char **argv)
 	return c->convert(argc, argv);
 }
 
+/*
+ * Runs "qemu-img convert ARGS... SRC OUT" (args ends with NULL, room for
+ * four more), writing OUT as convert does: a new file replacing an
+ * existing one unless that is in use, or with -n into the existing one,
+ * locked meanwhile as pcow locks it.  qemu-img checks QEMU's own locks.
+ */
+static int qemu_img_into(const struct qcow2_convert *c, char **args, const char *src,
+			 const char *err_file)
+{
+	struct replace r = {.lock_fd = -1};
+	int n = 0, fd = -1, ret;
+
+	while (args[n])
+		n++;
+	if (c->no_create) {
+		fd = lock_existing(c->out, c->out);
+		if (fd < 0)
+			return -1;
+		args[n++] = "-n";
+	} else if (replace_begin(&r, c->out) < 0) {
+		return -1;
+	}
+	args[n++] = (char *)src;
+	args[n++] = c->no_create ? (char *)c->out : r.build;
+	args[n] = NULL;
+	/* qemu-img removes what it created when it fails. */
+	r.built = true;
+	ret = run_qemu_img(err_file, args);
+	if (fd >= 0)
+		close(fd);
+	if (c->no_create)
+		return ret;
+	if (ret < 0) {
+		replace_abort(&r);
+		return -1;
+	}
+	return replace_commit(&r);
+}
+
 int convert_qcow2(const struct qcow2_convert *c)
 {
 	bool from = !(c->in_fmt ? strcmp(c->in_fmt, "qcow2") : !file_is_qcow2(c->in));
 	bool to = !strcmp(c->out_fmt, "qcow2");
-	char *args[16], *tmp;
-	struct stat st;
-	bool existed = stat(c->out, &st) == 0;
+	char *args[20], *tmp;
 	int n = 0, rc = 1;
 
-	/* Like a pcow output: never overwrite (it may be an image in use, or
-	 * the input itself). */
-	if (existed)
-		FAIL(c->out, "%s: could not create: File exists", c->out);
 	if (from && c->no_backing)
 		FAIL(c->in, "%s: --no-backing applies to pcow inputs, not to qcow2", c->in);
 	if (!on_path(QEMU_IMG))
@@ -180,10 +214,8 @@ int convert_qcow2(const struct qcow2_convert *c)
 		args[n++] = "qcow2";
 		args[n++] = "-O";
 		args[n++] = "qcow2";
-		args[n++] = (char *)c->in;
-		args[n++] = (char *)c->out;
 		args[n] = NULL;
-		return run_qemu_img(c->in, args) < 0 ? 1 : 0;
+		return qemu_img_into(c, args, c->in, c->in) < 0 ? 1 : 0;
 	}
 	tmp = make_temp(c->out);
 	if (!tmp)
@@ -214,6 +246,8 @@ int convert_qcow2(const struct qcow2_convert *c)
 			args[n++] = "-o";
 			args[n++] = (char *)c->options;
 		}
+		if (c->no_create)
+			args[n++] = "-n";
 		if (c->progress)
 			args[n++] = "-p";
 		args[n++] = tmp;
@@ -236,7 +270,7 @@ int convert_qcow2(const struct qcow2_convert *c)
 		args[n++] = (char *)c->in;
 		args[n++] = tmp;
 		args[n] = NULL;
-		/* The raw output is created anew (it never overwrites). */
+		/* The raw output is created anew. */
 		unlink(tmp);
 		if (run_convert(c, args))
 			goto out;
@@ -251,13 +285,9 @@ int convert_qcow2(const struct qcow2_convert *c)
 			args[n++] = "-o";
 			args[n++] = (char *)c->options;
 		}
-		args[n++] = tmp;
-		args[n++] = (char *)c->out;
 		args[n] = NULL;
-		if (run_qemu_img(c->out, args) < 0) {
-			unlink(c->out);
+		if (qemu_img_into(c, args, tmp, c->out) < 0)
 			goto out;
-		}
 		rc = 0;
 	}
 out:

@@ -13,6 +13,7 @@ struct qcow2_convert {
 	const char *options; /* -o, or NULL */
 	bool progress, quiet, force_share;
 	bool no_backing; /* --no-backing: for a pcow input only */
+	bool no_create;  /* -n: write into the existing output */
 };
 
 /* True when the conversion reads or writes qcow2 (-f/-O qcow2, or an input

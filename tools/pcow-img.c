@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "img.h"
 #include "img_source.h"
 #include "img_qcow2.h"
+#include "replace.h"
 #include "util.h"
 
 void usage(FILE *f)
@@ -43,9 +45,20 @@ void usage(FILE *f)
 		"SIZE takes the suffixes K, M, G, T (powers of 1024).\n");
 }
 
-/* Parses "-o key=value,key=value" (block_size, capacity, backing_file,
- * backing_fmt). */
-static int parse_create_options(const char *file, const char *opts,
+/* Parses an image size for create (qemu-img rounds it up to a sector). */
+static bool parse_image_size(const char *file, const char *arg, uint64_t *size)
+{
+	if (!parse_size(arg, size) || *size > UINT64_MAX - 511) {
+		die_msg("%s: invalid image size '%s' " SIZE_HINT, file, arg);
+		return false;
+	}
+	*size = (*size + 511) / 512 * 512;
+	return true;
+}
+
+/* Parses "-o key=value,key=value" (block_size, capacity, size,
+ * backing_file, backing_fmt). */
+int parse_create_options(const char *file, const char *opts,
 				struct pcow_create_opts *o, char **backing,
 				char **backing_fmt)
 {
@@ -78,6 +91,9 @@ static int parse_create_options(const char *file, const char *opts,
 				die_msg("%s: invalid capacity '%s' (at least the image size)", file, eq);
 				ret = -1;
 			}
+		} else if (!strcmp(tok, "size")) {
+			if (!parse_image_size(file, eq, &o->size))
+				ret = -1;
 		} else if (!strcmp(tok, "backing_file")) {
 			*backing = strdup(eq);
 		} else if (!strcmp(tok, "backing_fmt")) {
@@ -91,12 +107,31 @@ static int parse_create_options(const char *file, const char *opts,
 	return ret;
 }
 
+/* Whether name, resolved as the image file's backing file, is file. */
+static bool backing_is_itself(const char *file, const char *name)
+{
+	char *copy = strdup(file), *full = NULL;
+	struct stat a, b;
+	bool same;
+
+	if (!copy)
+		return false;
+	if (name[0] == '/' || asprintf(&full, "%s/%s", dirname(copy), name) < 0)
+		full = NULL;
+	same = stat(file, &a) == 0 && stat(full ? full : name, &b) == 0 &&
+	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+	free(full);
+	free(copy);
+	return same;
+}
+
 static int cmd_create(int argc, char **argv)
 {
 	struct pcow_create_opts o = {.struct_size = sizeof(o)};
+	struct replace r = {.lock_fd = -1};
 	char *backing = NULL, *bfmt = NULL, *fmt = NULL, *options = NULL;
 	const char *file;
-	bool quiet = false;
+	bool quiet = false, help = false;
 	int c, rc = 1;
 	static const struct option longopts[] = {{"help", no_argument, 0, 'h'}, {0}};
 
@@ -105,12 +140,21 @@ static int cmd_create(int argc, char **argv)
 		case 'f': fmt = optarg; break;
 		case 'b': free(backing); backing = strdup(optarg); break;
 		case 'F': free(bfmt); bfmt = strdup(optarg); break;
-		case 'o': options = optarg; break;
+		case 'o':
+			if (is_help_option(optarg))
+				help = true;
+			else
+				options = optarg;
+			break;
 		case 'q': quiet = true; break;
-		case 'u': break;
+		case 'u': o.flags |= PCOW_CREATE_NO_BACKING_OPEN; break;
 		case 'h': usage(stdout); return 0;
 		default: return bad_option(c, argv);
 		}
+	}
+	if (help) {
+		print_options_help("Supported pcow options:", OPTS_CREATE);
+		goto done;
 	}
 	if (optind >= argc) {
 		die_msg("expecting image file name");
@@ -123,10 +167,8 @@ static int cmd_create(int argc, char **argv)
 	}
 	if (options && parse_create_options(file, options, &o, &backing, &bfmt) < 0)
 		goto out;
-	if (optind + 1 < argc && !parse_size(argv[optind + 1], &o.size)) {
-		die_msg("%s: invalid image size '%s'", file, argv[optind + 1]);
+	if (optind + 1 < argc && !parse_image_size(file, argv[optind + 1], &o.size))
 		goto out;
-	}
 	if (optind + 2 < argc) {
 		die_msg("unexpected argument '%s'", argv[optind + 2]);
 		goto out;
@@ -140,15 +182,30 @@ static int cmd_create(int argc, char **argv)
 			die_msg("%s: unknown backing file format '%s'", file, bfmt);
 			goto out;
 		}
+		if ((o.flags & PCOW_CREATE_NO_BACKING_OPEN) && optind + 1 >= argc && !o.size) {
+			die_msg("%s: image size must be given with -u (the backing file is not opened)",
+				file);
+			goto out;
+		}
+		if (backing_is_itself(file, backing)) {
+			die_msg("%s: the backing file is the image itself", file);
+			goto out;
+		}
 		o.backing_file = backing;
-	} else if (optind + 1 >= argc) {
+	} else if (optind + 1 >= argc && !o.size) {
 		die_msg("%s: image size must be given", file);
 		goto out;
 	}
-	if (pcow_create(file, &o) < 0) {
-		lib_fail(file);
+	if (replace_begin(&r, file) < 0)
+		goto out;
+	if (pcow_create(r.build, &o) < 0) {
+		replace_lib_fail(&r);
+		replace_abort(&r);
 		goto out;
 	}
+	r.built = true;
+	if (replace_commit(&r) < 0)
+		goto out;
 	if (!quiet) {
 		pcow_image *img;
 		struct pcow_info info = {.struct_size = sizeof(info)};
@@ -162,6 +219,7 @@ static int cmd_create(int argc, char **argv)
 			pcow_close(&img);
 		}
 	}
+done:
 	rc = 0;
 out:
 	free(backing);
@@ -636,156 +694,6 @@ static int cmd_check(int argc, char **argv)
 	if (r.leaks > r.leaks_fixed)
 		return 3;
 	return 0;
-}
-
-static bool all_zero(const uint8_t *p, uint64_t n)
-{
-	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
-}
-
-static int cmd_convert(int argc, char **argv)
-{
-	const char *ifmt = NULL, *ofmt = NULL, *options = NULL, *in, *out;
-	struct pcow_create_opts o = {.struct_size = sizeof(o)};
-	struct img_source src = {.fd = -1};
-	pcow_image *dst = NULL;
-	int dfd = -1, c, rc = 1;
-	bool progress = false, quiet = false, created = false;
-	unsigned share = 0, no_backing = 0;
-	uint64_t pos, chunk;
-	uint8_t *buf = NULL;
-	char *ob = NULL, *obf = NULL;
-	static const struct option longopts[] = {
-		{"no-backing", no_argument, 0, 'N'},
-		{0}};
-
-	while ((c = getopt_long(argc, argv, "+:f:O:o:pqU", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'N': no_backing = PCOW_OPEN_NO_BACKING; break;
-		case 'f': ifmt = optarg; break;
-		case 'O': ofmt = optarg; break;
-		case 'o': options = optarg; break;
-		case 'p': progress = true; break;
-		case 'U': share = PCOW_OPEN_FORCE_SHARE; break;
-		case 'q': quiet = true; break;
-		default: return bad_option(c, argv);
-		}
-	}
-	/* As qemu-img: no progress in quiet mode. */
-	if (quiet)
-		progress = false;
-	if (optind != argc - 2)
-		FAIL(NULL, "convert: expecting an input and an output file name");
-	in = argv[optind];
-	out = argv[optind + 1];
-	if (!ofmt)
-		ofmt = "raw";
-	if (convert_involves_qcow2(in, ifmt, ofmt)) {
-		struct qcow2_convert q = {
-			.convert = cmd_convert, .in = in, .out = out, .in_fmt = ifmt,
-			.out_fmt = ofmt, .options = options, .progress = progress,
-			.quiet = quiet, .force_share = share != 0,
-			.no_backing = no_backing != 0,
-		};
-
-		return convert_qcow2(&q);
-	}
-	if (strcmp(ofmt, "raw") && strcmp(ofmt, "pcow"))
-		FAIL(out, "%s: unsupported output format '%s' (raw or pcow)", out, ofmt);
-	if (ifmt && strcmp(ifmt, "raw") && strcmp(ifmt, "pcow"))
-		FAIL(in, "%s: unsupported input format '%s' (raw or pcow)", in, ifmt);
-	if (options && parse_create_options(out, options, &o, &ob, &obf) < 0)
-		return 1;
-	if (ob || obf) {
-		free(ob);
-		free(obf);
-		FAIL(out, "%s: convert does not take a backing file", out);
-	}
-	if (img_source_open(&src, in, ifmt, share | no_backing) < 0)
-		goto out;
-	if (!strcmp(ofmt, "pcow")) {
-		o.size = (src.size + 511) / 512 * 512;
-		if (pcow_create(out, &o) < 0) {
-			lib_fail(out);
-			goto out;
-		}
-		created = true;
-		if (pcow_open(&dst, out, 0) < 0) {
-			lib_fail(out);
-			goto out;
-		}
-	} else {
-		/* Never overwrite: the file may be an image in use, or the
-		 * input itself (a pcow output refuses the same way). */
-		dfd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (dfd < 0) {
-			die_msg("%s: could not create: %s", out, strerror(errno));
-			goto out;
-		}
-		created = true;
-		if (ftruncate(dfd, (off_t)src.size) < 0) {
-			die_msg("%s: %s", out, strerror(errno));
-			goto out;
-		}
-	}
-	chunk = o.block_size ? o.block_size : PCOW_BLOCK_SIZE_DEFAULT;
-	buf = malloc(chunk);
-	if (!buf) {
-		die_msg("out of memory");
-		goto out;
-	}
-	for (pos = 0; pos < src.size; pos += chunk) {
-		uint64_t n = src.size - pos < chunk ? src.size - pos : chunk, run;
-		bool data;
-		int ret = 0;
-
-		/* What stores nothing is not even read; zero blocks read are
-		 * left unallocated in the output too. */
-		if (img_source_status(&src, pos, n, &run, &data) < 0)
-			goto out;
-		if (!data && run == n) {
-			if (progress)
-				print_progress(pos + n, src.size, NULL);
-			continue;
-		}
-		if (img_source_read(&src, buf, n, pos) < 0)
-			goto out;
-		if (!all_zero(buf, n)) {
-			if (dst)
-				ret = pcow_write(dst, buf, n, pos);
-			else if (pwrite(dfd, buf, n, (off_t)pos) != (ssize_t)n)
-				ret = -(errno ? errno : EIO);
-			if (ret < 0) {
-				if (dst)
-					lib_fail(out);
-				else
-					die_msg("%s: write failed: %s", out, strerror(-ret));
-				goto out;
-			}
-		}
-		if (progress)
-			print_progress(pos + n, src.size, NULL);
-	}
-	if (dst && pcow_flush(dst) < 0) {
-		lib_fail(out);
-		goto out;
-	}
-	if (dfd >= 0 && (fdatasync(dfd) < 0 || sync_dir_of(out) < 0)) {
-		die_msg("%s: flush failed: %s", out, strerror(errno));
-		goto out;
-	}
-	rc = 0;
-out:
-	free(buf);
-	img_source_close(&src);
-	if (dst)
-		pcow_close(&dst);
-	if (dfd >= 0)
-		close(dfd);
-	/* Never leave a half-written output behind. */
-	if (rc && created)
-		unlink(out);
-	return rc;
 }
 
 static int cmd_map(int argc, char **argv)

@@ -57,6 +57,11 @@ for verb in $verbs; do
     done
 done
 
+# commit -t: offered, and its values are qemu-img's cache modes.
+check_true "commit offers -t" grep -qw -- "-t" <<<"$(img commit -)"
+check_eq "$(img commit -t w)" "writeback writethrough" "commit -t values"
+check_true "convert offers -n" grep -qw -- "-n" <<<"$(img convert -)"
+
 # ---- Option values ----
 check_eq "$(img convert -O "")" "raw pcow qcow2" "convert output formats"
 check_eq "$(img convert -f p)" "pcow" "convert input format prefix"

@@ -76,6 +76,42 @@ check_true "a refused convert leaves no output" test ! -e held.qcow2
 ok "$PCOW_IMG" convert -U -O qcow2 src.pcow held.qcow2
 hold_stop
 
+# An existing output is replaced (a qcow2 image by a pcow one and back);
+# with -n the existing output is written into: qcow2 through qemu-img.
+ok "$PCOW_IMG" convert -O qcow2 src.pcow ov.qcow2
+run "$QEMU_IMG" compare -f raw -F qcow2 src.raw ov.qcow2
+check_eq "$RC" 0 "a qcow2 output replaced"
+ok "$PCOW_IMG" convert -O pcow ov.qcow2 ov.pcow
+ok "$PCOW_IMG" compare ov.pcow src.raw
+"$QEMU_IMG" create -q -f qcow2 -o cluster_size=4K into.qcow2 $SIZE
+QEMU_IO=$(command -v qemu-io) || skip "qemu-io is not installed (Debian: qemu-utils)"
+"$QEMU_IO" -c "write -P 0x55 0 $SIZE" into.qcow2 >/dev/null || fail "qemu-io write into.qcow2"
+ok "$PCOW_IMG" convert -n -O qcow2 src.pcow into.qcow2
+check_eq "$("$QEMU_IMG" info --output=json into.qcow2 | json 'd["cluster-size"]')" 4096 \
+    "convert -n keeps the qcow2 output's own options"
+run "$QEMU_IMG" compare -f raw -F qcow2 src.raw into.qcow2
+check_eq "$RC" 0 "convert -n into qcow2: the input's content, zeros included"
+"$PCOW_IMG" create -q into.pcow $SIZE
+pio into.pcow "write -P 0x55 0 $SIZE"
+ok "$PCOW_IMG" convert -n -O pcow out.qcow2 into.pcow
+ok "$PCOW_IMG" compare into.pcow src.raw
+no_temp_left "convert -n"
+# A qcow2 image in use by QEMU (qemu-io holds it) is not replaced.
+"$QEMU_IO" -c "sleep 60000" into.qcow2 >/dev/null 2>&1 &
+qpid=$!
+CLEANUP_PIDS+=("$qpid")
+# It holds its locks once qemu-img info cannot get them.
+for ((i = 0; i < 100; i++)); do
+    "$QEMU_IMG" info into.qcow2 >/dev/null 2>&1 || break
+    sleep 0.1
+done
+remember into.qcow2
+expect_fail --grep "in use" --file into.qcow2 "$PCOW_IMG" convert -O qcow2 src.pcow into.qcow2
+expect_fail --grep "in use" --file into.qcow2 "$PCOW_IMG" create into.qcow2 1M
+assert_unchanged into.qcow2
+kill "$qpid" 2>/dev/null
+wait "$qpid" 2>/dev/null
+
 # Errors: one line, no output and no temporary file left.
 remember src.raw out.qcow2
 expect_fail --grep "not in qcow2 format" --file src.raw "$PCOW_IMG" convert -f qcow2 -O pcow src.raw bad.pcow
