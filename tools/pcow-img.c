@@ -261,13 +261,16 @@ static void print_snapshots(pcow_image *img)
 		free(list);
 		return;
 	}
+	/* qemu-img's columns, so that what parses its table parses this one.
+	 * A pcow snapshot holds no VM state, so no clock and no icount. */
 	printf("Snapshot list:\n");
-	printf("%-10s%-17s%10s%20s\n", "ID", "TAG", "DISK SIZE", "DATE");
+	printf("%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK",
+	       "ICOUNT");
 	for (i = 0; i < n; i++) {
 		date_str(list[i].date_sec, date, sizeof(date));
-		human_size(list[i].allocated_size, size, sizeof(size));
-		printf("%-9" PRIu32 " %-17s%10s%20s\n", list[i].id, list[i].name, size,
-		       date);
+		human_size(0, size, sizeof(size));
+		printf("%-9" PRIu32 " %-16s %8s%20s%13s%11d\n", list[i].id, list[i].name, size,
+		       date, "00:00:00.000", 0);
 	}
 	free(list);
 }
@@ -312,6 +315,7 @@ static json_object *info_json(pcow_image *img, const char *file)
 				json_object_object_add(s, "date-nsec", json_object_new_int64(list[i].date_nsec));
 				json_object_object_add(s, "vm-clock-sec", json_object_new_int(0));
 				json_object_object_add(s, "vm-clock-nsec", json_object_new_int(0));
+				json_object_object_add(s, "icount", json_object_new_int(0));
 				json_object_object_add(s, "allocated-size",
 						       json_object_new_int64((int64_t)list[i].allocated_size));
 				json_object_array_add(arr, s);
