@@ -598,6 +598,8 @@ static int cmd_check(int argc, char **argv)
 	unsigned fix = 0, share = 0, no_backing = 0;
 	bool progress = false, quiet = false;
 	struct pcow_check_result r;
+	struct pcow_info info = {.struct_size = sizeof(info)};
+	uint64_t total;
 	pcow_image *img;
 	int c, ret;
 	static const struct option longopts[] = {
@@ -652,7 +654,10 @@ static int cmd_check(int argc, char **argv)
 		pcow_close(&img);
 		return 1;
 	}
+	/* After a repair, as qemu-img: what the image is now. */
+	pcow_get_info(img, &info);
 	pcow_close(&img);
+	total = (info.virtual_size + info.block_size - 1) / info.block_size;
 	if (!strcmp(output, "json")) {
 		json_object *o = json_object_new_object();
 
@@ -667,7 +672,17 @@ static int cmd_check(int argc, char **argv)
 			json_object_object_add(o, "corruptions-fixed",
 					       json_object_new_int64((int64_t)r.corruptions_fixed));
 		}
-		json_object_object_add(o, "leaked-bytes", json_object_new_int64((int64_t)r.leaked_bytes));
+		/* The bytes of the leaks found, unless a repair freed them. */
+		if (!r.leaks_fixed || r.leaks_fixed < r.leaks)
+			json_object_object_add(o, "leaked-bytes",
+					       json_object_new_int64((int64_t)r.leaked_bytes));
+		/* qemu-img's allocation figures, in blocks: pcow keeps every
+		 * block at its place in its region, so none is fragmented. */
+		json_object_object_add(o, "image-end-offset",
+				       json_object_new_int64((int64_t)info.end_offset));
+		json_object_object_add(o, "total-clusters", json_object_new_int64((int64_t)total));
+		json_object_object_add(o, "allocated-clusters",
+				       json_object_new_int64((int64_t)info.allocated_blocks));
 		print_json(o);
 	} else {
 		if (r.leaks_fixed || r.corruptions_fixed)
@@ -690,6 +705,13 @@ static int cmd_check(int argc, char **argv)
 		if (r.corruptions == r.corruptions_fixed && r.leaks == r.leaks_fixed &&
 		    !r.check_errors && !quiet)
 			printf("No errors were found on the image.\n");
+		/* As qemu-img: the allocation line only when something is. */
+		if (!quiet && info.allocated_blocks)
+			printf("%" PRIu64 "/%" PRIu64 " = %0.2f%% allocated, %0.2f%% fragmented, %0.2f%% compressed clusters\n",
+			       info.allocated_blocks, total,
+			       (double)info.allocated_blocks * 100.0 / (double)total, 0.0, 0.0);
+		if (!quiet)
+			printf("Image end offset: %" PRIu64 "\n", info.end_offset);
 	}
 	if (r.check_errors)
 		return 1;
