@@ -35,7 +35,7 @@ void usage(FILE *f)
 		"  rebase [-f pcow] [-u] [-p] [-q] -b BACKING [-F FMT] FILE\n"
 		"  check [-f pcow] [-r leaks|all] [-p] [-q] [-U] [--no-backing] [--output=human|json] FILE\n"
 		"  convert [-f raw|pcow|qcow2] -O raw|pcow|qcow2 [-o block_size=SIZE,capacity=SIZE] [-p] [-q] [-U] [--no-backing] IN OUT\n"
-		"  map [-f pcow] [--output=human|json] [-U] FILE\n"
+		"  map [-f pcow] [--output=human|json] [--start-offset=OFFSET] [--max-length=LEN] [-U] FILE\n"
 		"  commit [-f pcow] [-t CACHE] [-b BASE] [-d] [-p] [-q] FILE\n"
 		"  resize [--shrink] [-f pcow] [-q] FILE [+|-]SIZE\n"
 		"  compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] A B\n"
@@ -722,20 +722,42 @@ static int cmd_check(int argc, char **argv)
 	return 0;
 }
 
+/* Parses a byte offset or length of map; false after one line. */
+static bool map_range_arg(const char *arg, const char *what, uint64_t *v)
+{
+	if (parse_size(arg, v))
+		return true;
+	die_msg("invalid %s '%s' " SIZE_HINT, what, arg);
+	return false;
+}
+
 static int cmd_map(int argc, char **argv)
 {
 	const char *output = "human", *file;
 	unsigned flags = PCOW_OPEN_RDONLY;
 	struct pcow_info info = {.struct_size = sizeof(info)};
+	uint64_t pos, start = 0, max_len = UINT64_MAX, end;
 	pcow_image *img;
-	uint64_t pos;
 	bool json;
-	int c;
-	static const struct option longopts[] = {{"output", required_argument, 0, 'O'}, {0}};
+	int c, unallocated_depth;
+	static const struct option longopts[] = {
+		{"output", required_argument, 0, 'O'},
+		{"start-offset", required_argument, 0, 's'},
+		{"max-length", required_argument, 0, 'l'},
+		{"force-share", no_argument, 0, 'U'},
+		{0}};
 
 	while ((c = getopt_long(argc, argv, "+:f:U", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'O': output = optarg; break;
+		case 's':
+			if (!map_range_arg(optarg, "start offset", &start))
+				return 1;
+			break;
+		case 'l':
+			if (!map_range_arg(optarg, "max length", &max_len))
+				return 1;
+			break;
 		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
 		case 'f': break;
 		default: return bad_option(c, argv);
@@ -749,15 +771,22 @@ static int cmd_map(int argc, char **argv)
 	if (pcow_open(&img, file, flags) < 0)
 		return lib_fail(file);
 	pcow_get_info(img, &info);
+	/* What nothing holds was looked for down to the last layer: qemu-img
+	 * reports that layer's depth. */
+	unallocated_depth = info.view_layers ? (int)info.view_layers - 1 : 0;
+	end = start < info.virtual_size && max_len < info.virtual_size - start ?
+	      start + max_len : info.virtual_size;
 	json = !strcmp(output, "json");
-	if (!json)
+	if (json)
+		printf("[");
+	else
 		printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
-	for (pos = 0; pos < info.virtual_size;) {
+	for (pos = start; pos < end;) {
 		struct pcow_block_status st;
 		bool data;
 
-		if (pcow_block_status(img, pos, info.virtual_size - pos, &st) < 0) {
-			if (json && pos)
+		if (pcow_block_status(img, pos, end - pos, &st) < 0) {
+			if (json)
 				printf("]\n");
 			lib_fail(file);
 			pcow_close(&img);
@@ -771,7 +800,8 @@ static int cmd_map(int argc, char **argv)
 			/* qemu-img's layout: one run per line. */
 			printf("%s{ \"start\": %" PRIu64 ", \"length\": %" PRIu64
 			       ", \"depth\": %d, \"present\": %s, \"zero\": %s, \"data\": %s",
-			       pos ? ",\n" : "[", st.offset, st.length, st.depth < 0 ? 0 : st.depth,
+			       pos > start ? ",\n" : "", st.offset, st.length,
+			       st.depth < 0 ? unallocated_depth : st.depth,
 			       st.depth >= 0 ? "true" : "false", data ? "false" : "true",
 			       data ? "true" : "false");
 			if (data && st.file_offset >= 0)
@@ -784,7 +814,7 @@ static int cmd_map(int argc, char **argv)
 		pos += st.length;
 	}
 	if (json)
-		printf("%s]\n", pos ? "" : "[");
+		printf("]\n");
 	pcow_close(&img);
 	return 0;
 }
