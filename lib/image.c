@@ -179,6 +179,10 @@ static int open_image_file(const char *path, int oflags, bool backing,
 {
 	int fd = open(path, oflags | O_CLOEXEC | O_NONBLOCK), fl, ret;
 
+	/* A directory fails to open for writing only: the same message for
+	 * readers and writers. */
+	if (fd < 0 && errno == EISDIR)
+		return pcow_err(-ENODEV, "%s: not a regular file or a block device", path);
 	if (fd < 0)
 		return pcow_err_sys(-errno, backing ? "could not open backing file '%s'"
 						    : "could not open '%s'", path);

@@ -34,7 +34,7 @@ void usage(FILE *f)
 		"  snapshot [-f pcow] [-q] [-U] [-l | -c NAME | -a NAME | -d NAME] FILE\n"
 		"  rebase [-f pcow] [-u] [-p] [-q] -b BACKING [-F FMT] FILE\n"
 		"  check [-f pcow] [-r leaks|all] [-p] [-q] [-U] [--no-backing] [--output=human|json] FILE\n"
-		"  convert [-f raw|pcow|qcow2] -O raw|pcow|qcow2 [-o block_size=SIZE,capacity=SIZE] [-p] [-q] [-U] [--no-backing] IN OUT\n"
+		"  convert [-f raw|pcow|qcow2] -O raw|pcow|qcow2 [-o block_size=SIZE,capacity=SIZE] [-n] [-p] [-q] [-U] [--no-backing] IN OUT\n"
 		"  map [-f pcow] [--output=human|json] [--start-offset=OFFSET] [--max-length=LEN] [-U] FILE\n"
 		"  commit [-f pcow] [-t CACHE] [-b BASE] [-d] [-p] [-q] FILE\n"
 		"  resize [--shrink] [-f pcow] [-q] FILE [+|-]SIZE\n"
@@ -42,7 +42,8 @@ void usage(FILE *f)
 		"  measure [-f FMT] [-O pcow|raw] [-o block_size=SIZE,capacity=SIZE] [-U] [--output=human|json] (--size SIZE | IN)\n"
 		"  amend [-f pcow] [-p] [-q] -o OPTIONS FILE   (-o help lists the options)\n"
 		"\n"
-		"SIZE takes the suffixes K, M, G, T (powers of 1024).\n");
+		"SIZE is bytes, with an optional suffix k, M, G, T, P, E (powers of 1024)\n"
+		"and then a fraction (1.5G), or 0x hex; -o help lists a verb's options.\n");
 }
 
 /* Parses an image size for create (qemu-img rounds it up to a sector). */
@@ -428,7 +429,7 @@ static int cmd_info(int argc, char **argv)
 	file = argv[optind];
 	if (chain && no_backing)
 		FAIL(file, "%s: --backing-chain and --no-backing exclude each other", file);
-	if (!file_is_pcow(file) && access(file, R_OK) == 0)
+	if (file_not_pcow(file))
 		FAIL(file, "%s: not a pcow image (bad magic)", file);
 	if (no_backing)
 		ret = pcow_open(&img, file, flags | PCOW_OPEN_NO_BACKING);

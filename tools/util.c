@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -222,6 +223,16 @@ bool file_is_pcow(const char *path)
 	/* Either metadata slot may be the one in force (docs/format.md 3.1). */
 	return file_starts_as_pcow(path) ||
 	       file_has_magic(path, 256 * 1024, PCOW_MAGIC, 8);
+}
+
+bool file_not_pcow(const char *path)
+{
+	struct stat st;
+
+	/* A file too short for a header is the library's to describe. */
+	return stat(path, &st) == 0 &&
+	       ((S_ISREG(st.st_mode) && st.st_size >= 128) || S_ISBLK(st.st_mode)) &&
+	       access(path, R_OK) == 0 && !file_is_pcow(path);
 }
 
 bool file_starts_as_pcow(const char *path)

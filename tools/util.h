@@ -58,6 +58,14 @@ const char *format_name(enum pcow_format fmt);
 bool file_is_pcow(const char *path);
 
 /*
+ * True for a readable file (of at least a header's 128 bytes) or block
+ * device that has no pcow magic: what every verb reports as "not a pcow
+ * image (bad magic)".  Anything else (missing, short, a directory,
+ * unreadable) is left to the open to report, as every verb does.
+ */
+bool file_not_pcow(const char *path);
+
+/*
  * True when the file starts with the pcow magic: the only test to probe
  * the format with.  A torn slot 0 keeps its magic; slot 1's alone may be
  * data a guest wrote into a raw disk.
