@@ -104,7 +104,7 @@ sleep 0.5
 check_eq "$(img snapshot -a v -- snap.pcow)" "v2" "names of an image in use"
 
 # ---- pcow-io ----
-check_eq "$(io -)" "-c --cmd -r --read-only -U --force-share -m --mmap --copy-size --fault-ahead --persist-interval -f -h --help" "pcow-io options"
+check_eq "$(io -)" "-c --cmd -q -r --read-only -U --force-share -m --mmap --copy-size --fault-ahead --persist-interval -f -h --help -V --version" "pcow-io options"
 io_cmds=$("$PCOW_IO" --help | sed -n 's/^commands: //p; s/^ \+//p' | tr '|' '\n' | awk 'NF {print $1}' | tr '\n' ' ' | sed 's/ $//')
 check_eq "$(io -c "")" "$io_cmds" "pcow-io commands (as in pcow-io --help)"
 check_eq "$(io -r --cmd re)" "read" "pcow-io command prefix"

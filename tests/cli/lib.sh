@@ -302,7 +302,8 @@ verify() {
     done
     local img=$1
     shift
-    [[ " ${flags[*]-} " == *" -U "* || " ${flags[*]-} " == *" -r "* ]] || flags+=(-r)
+    # -U reads without a lock, which is for read-only opens only.
+    [[ " ${flags[*]-} " == *" -r "* ]] || flags+=(-r)
     for spec in "$@"; do
         # shellcheck disable=SC2086
         set -- $spec
