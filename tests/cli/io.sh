@@ -216,10 +216,14 @@ if pid == 0:
     attrs[3] &= ~termios.ECHO
     termios.tcsetattr(0, termios.TCSANOW, attrs)
     os.execv(sys.argv[1], [sys.argv[1], sys.argv[2]])
-os.write(fd, b"length\nquit\n")
 data = b""
+sent = False
 deadline = time.time() + 10
 while time.time() < deadline:
+    # The first prompt says echo is off: then the commands.
+    if not sent and b"pcow-io> " in data:
+        os.write(fd, b"length\nquit\n")
+        sent = True
     try:
         chunk = os.read(fd, 4096)
     except OSError:
