@@ -535,6 +535,22 @@ hold_cmd() { # CMD
     return 1
 }
 
+# Waits until some process holds its locks on FILE: locks are there (as
+# /proc/locks shows them; looking takes no lock, which could make the
+# holder's own fail) and their number has settled (QEMU takes several).
+wait_locked() { # FILE
+    local ino i n last=0
+    ino=$(stat -c %i "$1") || return 1
+    for ((i = 0; i < 200; i++)); do
+        n=$(grep -c ":$ino " /proc/locks)
+        ((n > 0 && n == last)) && return 0
+        last=$n
+        sleep 0.1
+    done
+    fail "nothing locked $1"
+    return 1
+}
+
 # Closes the holder's input and waits for it; its exit code is in HOLD_RC.
 hold_stop() {
     exec {HOLD_FD}>&-

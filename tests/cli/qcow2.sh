@@ -100,11 +100,7 @@ no_temp_left "convert -n"
 "$QEMU_IO" -c "sleep 60000" into.qcow2 >/dev/null 2>&1 &
 qpid=$!
 CLEANUP_PIDS+=("$qpid")
-# It holds its locks once qemu-img info cannot get them.
-for ((i = 0; i < 100; i++)); do
-    "$QEMU_IMG" info into.qcow2 >/dev/null 2>&1 || break
-    sleep 0.1
-done
+wait_locked into.qcow2
 remember into.qcow2
 expect_fail --grep "in use" --file into.qcow2 "$PCOW_IMG" convert -O qcow2 src.pcow into.qcow2
 expect_fail --grep "in use" --file into.qcow2 "$PCOW_IMG" create into.qcow2 1M

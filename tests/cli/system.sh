@@ -60,6 +60,9 @@ check_true "pcow-img.1 names the magic entry" grep -q '^\*/usr/share/pcow/pcow.m
 check_true "pcow-img.1 shows a QEMU command line" \
     grep -q "memory-backend-file,id=pm,mem-path=pm.pcow,format=pcow" "$man/pcow-img.1.scd"
 
+# The deliberate differences from qemu-img are listed.
+check_true "pcow-img.1 has COMPATIBILITY" grep -qx "# COMPATIBILITY" "$man/pcow-img.1.scd"
+
 # autopkgtest: the CLI smoke test against the installed packages.
 check_true "debian/tests/control runs cli-smoke" grep -qx "Tests: cli-smoke" "$SRC_DIR/debian/tests/control"
 check_true "cli-smoke is executable" test -x "$SRC_DIR/debian/tests/cli-smoke"
