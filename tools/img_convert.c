@@ -191,12 +191,9 @@ static bool same_file(const char *a, const char *b)
 static int convert_options_help(const char *ofmt)
 {
 	if (!strcmp(ofmt, "qcow2")) {
-		char *args[] = {"qemu-img", "convert", "-O", "qcow2", "-o", "help", NULL};
+		char *args[] = {"convert", "-O", "qcow2", "-o", "help", NULL};
 
-		fflush(stdout);
-		execvp(args[0], args);
-		FAIL(NULL, "qcow2 options are qemu-img's, and qemu-img cannot be run: %s",
-		     strerror(errno));
+		return qemu_img_answers(NULL, args);
 	}
 	if (!strcmp(ofmt, "pcow"))
 		print_options_help("Supported pcow options:", OPTS_CONVERT);

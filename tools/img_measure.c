@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "img.h"
+#include "img_qcow2.h"
 #include "img_source.h"
 #include "util.h"
 
@@ -194,8 +195,22 @@ int cmd_measure(int argc, char **argv)
 	}
 	if (strcmp(output, "human") && strcmp(output, "json"))
 		FAIL(NULL, "--output must be used with human or json as argument.");
-	if (strcmp(ofmt, "pcow") && strcmp(ofmt, "raw"))
-		FAIL(NULL, "Unknown file format '%s' (pcow or raw)", ofmt);
+	if (strcmp(ofmt, "pcow") && strcmp(ofmt, "raw") && strcmp(ofmt, "qcow2"))
+		FAIL(NULL, "Unknown file format '%s' (pcow, raw or qcow2)", ofmt);
+	/* A qcow2 output is qemu-img's to measure (convert writes qcow2
+	 * through it); what it cannot read, a pcow image, it reads as raw. */
+	if (!strcmp(ofmt, "qcow2")) {
+		const char *in = optind < argc ? argv[optind] : NULL;
+		char *list[] = {"convert", "-O", "qcow2", "-o", "help", NULL};
+
+		if (help)
+			return qemu_img_answers(NULL, list);
+		if (in && !size_arg && optind == argc - 1 && !help &&
+		    (ifmt ? !strcmp(ifmt, "pcow") : file_starts_as_pcow(in)))
+			return measure_qcow2_of_pcow(in, options, output,
+						     flags & PCOW_OPEN_FORCE_SHARE);
+		return qemu_img_answers(in, argv);
+	}
 	if (help) {
 		if (!strcmp(ofmt, "pcow"))
 			print_options_help("Supported pcow options:", OPTS_CONVERT);

@@ -47,9 +47,9 @@ static bool on_path(const char *prog)
 	return found;
 }
 
-/* Runs qemu-img with args; on failure prints its first error line, naming
- * file, and returns -1. */
-static int run_qemu_img(const char *file, char *const args[])
+/* Runs qemu-img with args (its output kept when keep_stdout); on failure
+ * prints its first error line, naming file, and returns -1. */
+static int run_qemu_img_out(const char *file, char *const args[], bool keep_stdout)
 {
 	int pipefd[2], status;
 	char msg[1024] = "", *nl;
@@ -73,7 +73,7 @@ static int run_qemu_img(const char *file, char *const args[])
 		int null = open("/dev/null", O_WRONLY);
 
 		dup2(pipefd[1], STDERR_FILENO);
-		if (null >= 0)
+		if (null >= 0 && !keep_stdout)
 			dup2(null, STDOUT_FILENO);
 		execvp(QEMU_IMG, args);
 		fprintf(stderr, "cannot run " QEMU_IMG ": %s\n", strerror(errno));
@@ -106,8 +106,36 @@ static int run_qemu_img(const char *file, char *const args[])
 		*nl = '\0';
 	if (!msg[0])
 		snprintf(msg, sizeof(msg), QEMU_IMG " failed (status %d)", status);
-	die_msg("%s: %s", file, msg);
+	/* Its own prefix goes: the line is ours now. */
+	nl = strncmp(msg, QEMU_IMG ": ", strlen(QEMU_IMG ": ")) ? msg
+								 : msg + strlen(QEMU_IMG ": ");
+	if (file)
+		die_msg("%s: %s", file, nl);
+	else
+		die_msg("%s", nl);
 	return -1;
+}
+
+static int run_qemu_img(const char *file, char *const args[])
+{
+	return run_qemu_img_out(file, args, false);
+}
+
+int qemu_img_answers(const char *file, char **argv)
+{
+	char *args[64];
+	int n = 0;
+
+	if (!on_path(QEMU_IMG)) {
+		die_msg("%s%s" QEMU_IMG " is needed for that format (install qemu-utils)",
+			file ? file : "", file ? ": " : "");
+		return 1;
+	}
+	args[n++] = QEMU_IMG;
+	for (; *argv && n < 63; argv++)
+		args[n++] = *argv;
+	args[n] = NULL;
+	return run_qemu_img_out(file, args, true) < 0 ? 1 : 0;
 }
 
 /* Creates an empty temporary file next to out (same file system, as sparse
@@ -291,6 +319,51 @@ int convert_qcow2(const struct qcow2_convert *c)
 		rc = 0;
 	}
 out:
+	unlink(tmp);
+	free(tmp);
+	return rc;
+}
+
+int measure_qcow2_of_pcow(const char *in, const char *options, const char *output,
+			  bool force_share)
+{
+	char *conv[8], *args[12], *tmp, out_opt[64];
+	int n = 0, rc = 1;
+
+	if (!on_path(QEMU_IMG))
+		FAIL(in, "%s: " QEMU_IMG " is needed to measure for qcow2 (install qemu-utils)", in);
+	/* qemu-img cannot read pcow: it measures the content, as raw. */
+	tmp = make_temp(in);
+	if (!tmp)
+		FAIL(in, "%s: cannot create a temporary file: %s", in, strerror(errno));
+	unlink(tmp);
+	conv[n++] = "convert";
+	conv[n++] = "-f";
+	conv[n++] = "pcow";
+	if (force_share)
+		conv[n++] = "-U";
+	conv[n++] = (char *)in;
+	conv[n++] = tmp;
+	conv[n] = NULL;
+	optind = 1;
+	if (cmd_convert(n, conv) == 0) {
+		n = 0;
+		snprintf(out_opt, sizeof(out_opt), "--output=%s", output);
+		args[n++] = QEMU_IMG;
+		args[n++] = "measure";
+		args[n++] = out_opt;
+		args[n++] = "-O";
+		args[n++] = "qcow2";
+		if (options) {
+			args[n++] = "-o";
+			args[n++] = (char *)options;
+		}
+		args[n++] = "-f";
+		args[n++] = "raw";
+		args[n++] = tmp;
+		args[n] = NULL;
+		rc = run_qemu_img_out(in, args, true) < 0 ? 1 : 0;
+	}
 	unlink(tmp);
 	free(tmp);
 	return rc;

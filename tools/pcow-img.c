@@ -30,7 +30,7 @@ void usage(FILE *f)
 		"\n"
 		"Commands:\n"
 		"  create [-f pcow] [-q] [-u] [-b BACKING -F FMT] [-o block_size=SIZE,capacity=SIZE] FILE [SIZE]\n"
-		"  info [-f pcow] [--output=human|json] [--backing-chain | --no-backing] [-U] FILE\n"
+		"  info [-f pcow|raw|qcow2] [--output=human|json] [--backing-chain | --no-backing] [-U] FILE\n"
 		"  snapshot [-f pcow] [-q] [-U] [-l | -c NAME | -a NAME | -d NAME] FILE\n"
 		"  rebase [-f pcow] [-u] [-p] [-q] -b BACKING [-F FMT] FILE\n"
 		"  check [-f pcow] [-r leaks|all] [-p] [-q] [-U] [--no-backing] [--output=human|json] FILE\n"
@@ -39,7 +39,7 @@ void usage(FILE *f)
 		"  commit [-f pcow] [-t CACHE] [-b BASE] [-d] [-p] [-q] FILE\n"
 		"  resize [--shrink] [-f pcow] [-q] FILE [+|-]SIZE\n"
 		"  compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] A B\n"
-		"  measure [-f FMT] [-O pcow|raw] [-o block_size=SIZE,capacity=SIZE] [-U] [--output=human|json] (--size SIZE | IN)\n"
+		"  measure [-f FMT] [-O pcow|raw|qcow2] [-o block_size=SIZE,capacity=SIZE] [-U] [--output=human|json] (--size SIZE | IN)\n"
 		"  amend [-f pcow] [-p] [-q] -o OPTIONS FILE   (-o help lists the options)\n"
 		"\n"
 		"SIZE is bytes, with an optional suffix k, M, G, T, P, E (powers of 1024)\n"
@@ -396,7 +396,7 @@ static void print_json(json_object *o)
 
 static int cmd_info(int argc, char **argv)
 {
-	const char *output = "human";
+	const char *output = "human", *fmt = NULL;
 	bool chain = false, no_backing = false;
 	unsigned flags = PCOW_OPEN_RDONLY;
 	pcow_image *img, *cur;
@@ -416,8 +416,10 @@ static int cmd_info(int argc, char **argv)
 		case 'N': no_backing = true; break;
 		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
 		case 'f':
-			if (strcmp(optarg, "pcow"))
-				FAIL(optarg, "unsupported format '%s' (only pcow)", optarg);
+			if (strcmp(optarg, "pcow") && strcmp(optarg, "raw") && strcmp(optarg, "qcow2"))
+				FAIL(optarg, "unsupported format '%s' (pcow; raw and qcow2 through qemu-img)",
+				     optarg);
+			fmt = optarg;
 			break;
 		default: return bad_option(c, argv);
 		}
@@ -427,6 +429,12 @@ static int cmd_info(int argc, char **argv)
 	if (optind != argc - 1)
 		FAIL(NULL, "expecting one image file name");
 	file = argv[optind];
+	/* Another format is qemu-img's to describe, with the same options. */
+	if (fmt && strcmp(fmt, "pcow")) {
+		if (no_backing)
+			FAIL(file, "%s: --no-backing is for pcow images (qemu-img info has none)", file);
+		return qemu_img_answers(file, argv);
+	}
 	if (chain && no_backing)
 		FAIL(file, "%s: --backing-chain and --no-backing exclude each other", file);
 	if (file_not_pcow(file))

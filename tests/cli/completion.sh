@@ -66,7 +66,7 @@ check_true "convert offers -n" grep -qw -- "-n" <<<"$(img convert -)"
 check_eq "$(img convert -O "")" "raw pcow qcow2" "convert output formats"
 check_eq "$(img convert -f p)" "pcow" "convert input format prefix"
 check_eq "$(img create -F "")" "raw pcow" "backing formats"
-check_eq "$(img info -f "")" "pcow" "info format"
+check_eq "$(img info -f "")" "pcow raw qcow2" "info format"
 check_eq "$(img check -r "")" "leaks all" "check -r"
 check_eq "$(img create -o bl)" "block_size=" "create -o key"
 check_eq "$(img create -o block_size=64K,ba)" \

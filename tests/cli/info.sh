@@ -96,7 +96,7 @@ check_eq "$(json 'type(d).__name__' <"$T/.out")" dict "info without --backing-ch
 expect_fail --nofile "$PCOW_IMG" info
 expect_fail --nofile "$PCOW_IMG" info plain.pcow odd.pcow
 expect_fail --nofile "$PCOW_IMG" info --output=yaml plain.pcow
-expect_fail --file raw "$PCOW_IMG" info -f raw plain.pcow
+expect_fail --file vmdk "$PCOW_IMG" info -f vmdk plain.pcow
 expect_fail --file sub/base.raw "$PCOW_IMG" info sub/base.raw
 
 # A missing backing file: info shows the image and names the backing file,

@@ -108,6 +108,35 @@ assert_unchanged into.qcow2
 kill "$qpid" 2>/dev/null
 wait "$qpid" 2>/dev/null
 
+# info -f raw|qcow2 and measure -O qcow2: qemu-img answers, in its words.
+for fmt in qcow2:out.qcow2 raw:src.raw; do
+    for o in human json; do
+        ok "$PCOW_IMG" info -f "${fmt%%:*}" --output=$o "${fmt#*:}"
+        check_eq "$(cat "$T/.out")" "$("$QEMU_IMG" info -f "${fmt%%:*}" --output=$o "${fmt#*:}")" \
+            "info -f ${fmt%%:*} --output=$o"
+    done
+done
+expect_fail --file src.raw --grep "not in qcow2 format" "$PCOW_IMG" info -f qcow2 src.raw
+expect_fail --file out.qcow2 --grep "no-backing" "$PCOW_IMG" info -f qcow2 --no-backing out.qcow2
+ok "$PCOW_IMG" measure -O qcow2 --size 1G --output=json
+check_eq "$(cat "$T/.out")" "$("$QEMU_IMG" measure -O qcow2 --size 1G --output=json)" "measure -O qcow2 --size"
+ok "$PCOW_IMG" measure -O qcow2 -f qcow2 out.qcow2
+check_eq "$(cat "$T/.out")" "$("$QEMU_IMG" measure -O qcow2 -f qcow2 out.qcow2)" "measure -O qcow2 of qcow2"
+# A pcow image: what its content takes as qcow2, as if it were raw.
+to_raw src.pcow src-copy.raw
+for m in "" "-o cluster_size=4K"; do
+    # shellcheck disable=SC2086  # m is words
+    ok "$PCOW_IMG" measure -O qcow2 $m --output=json src.pcow
+    # shellcheck disable=SC2086
+    check_eq "$(cat "$T/.out")" "$("$QEMU_IMG" measure -O qcow2 $m -f raw --output=json src-copy.raw)" \
+        "measure -O qcow2 $m of a pcow image"
+done
+no_temp_left "measure -O qcow2"
+ok "$PCOW_IMG" measure -O qcow2 -o help
+check_out "^Supported qcow2 options:$" "measure -O qcow2 -o help"
+expect_fail --nofile --grep "qemu-img is needed" env PATH=/nonexistent "$PCOW_IMG" measure -O qcow2 --size 1G
+expect_fail --file src.raw --grep "qemu-img is needed" env PATH=/nonexistent "$PCOW_IMG" info -f raw src.raw
+
 # Errors: one line, no output and no temporary file left.
 remember src.raw out.qcow2
 expect_fail --grep "not in qcow2 format" --file src.raw "$PCOW_IMG" convert -f qcow2 -O pcow src.raw bad.pcow
