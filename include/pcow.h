@@ -67,7 +67,16 @@ struct pcow_create_opts {
 	 * makes the file's apparent size larger (docs/format.md).
 	 */
 	uint64_t capacity;
+	/* PCOW_CREATE_* (added after 0.1.0: a caller built before sets a
+	 * struct_size that ends before it, and gets 0). */
+	unsigned flags;
 };
+
+/*
+ * The backing file is not opened, so it need not exist yet (qemu-img
+ * create -u); the size must then be given.
+ */
+#define PCOW_CREATE_NO_BACKING_OPEN 0x1u
 
 /* Creates a new, empty image at path (which must not exist). */
 int pcow_create(const char *path, const struct pcow_create_opts *opts);
@@ -114,6 +123,18 @@ struct pcow_info {
 	char backing_file[4096];
 	/* The backing file name resolved against the image's directory. */
 	char backing_file_full[4096];
+	/* Added after 0.1.0 (a caller built before gets the fields above). */
+	/*
+	 * The size the image file needs: where its last region ends.  A file
+	 * cut to it still opens (qemu-img check's "image end offset").
+	 */
+	uint64_t end_offset;
+	/*
+	 * How many layers a read looks through: the active layer, the older
+	 * layers below it, then the backing chain's (a raw backing file is
+	 * one).  pcow_block_status() depths run from 0 to view_layers - 1.
+	 */
+	uint32_t view_layers;
 };
 
 int pcow_get_info(pcow_image *img, struct pcow_info *info);

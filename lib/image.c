@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,10 @@ static int open_image_file(const char *path, int oflags, bool backing,
 {
 	int fd = open(path, oflags | O_CLOEXEC | O_NONBLOCK), fl, ret;
 
+	/* A directory fails to open for writing only: the same message for
+	 * readers and writers. */
+	if (fd < 0 && errno == EISDIR)
+		return pcow_err(-ENODEV, "%s: not a regular file or a block device", path);
 	if (fd < 0)
 		return pcow_err_sys(-errno, backing ? "could not open backing file '%s'"
 						    : "could not open '%s'", path);
@@ -258,8 +263,11 @@ static int create_image(const char *path, const struct pcow_create_opts *opts)
 			return pcow_err(-EINVAL, "backing file format must be given (raw or pcow)");
 		if (strlen(opts->backing_file) > PCOW_BACKING_NAME_MAX)
 			return pcow_err(-ENAMETOOLONG, "backing file name too long");
-		ret = backing_size(path, opts->backing_file, opts->backing_format,
-				   size ? &(uint64_t){0} : &size);
+		if (!(opts->flags & PCOW_CREATE_NO_BACKING_OPEN))
+			ret = backing_size(path, opts->backing_file, opts->backing_format,
+					   size ? &(uint64_t){0} : &size);
+		else if (!size)
+			ret = pcow_err(-EINVAL, "the image size must be given when the backing file is not opened");
 		if (ret < 0)
 			return ret;
 		m.backing = (char *)opts->backing_file;
@@ -344,14 +352,23 @@ fail:
 	return ret;
 }
 
+/* The sizes of struct pcow_create_opts and struct pcow_info that callers
+ * built before their last fields were added pass. */
+#define CREATE_OPTS_SIZE_0_1 offsetof(struct pcow_create_opts, flags)
+#define INFO_SIZE_0_1 offsetof(struct pcow_info, end_offset)
+
 int pcow_create(const char *path, const struct pcow_create_opts *opts)
 {
-	/* Only one layout exists so far; older ones will be copied into the
-	 * current one here. */
-	if (!opts || opts->struct_size != sizeof(*opts))
+	struct pcow_create_opts o = {0};
+
+	/* An older caller's structure is copied into the current one, with
+	 * the fields it does not know zero. */
+	if (!opts || (opts->struct_size != sizeof(*opts) &&
+		      opts->struct_size != CREATE_OPTS_SIZE_0_1))
 		return pcow_err(-EINVAL, "struct pcow_create_opts: struct_size %zu is not %zu (set it to sizeof)",
 				opts ? opts->struct_size : 0, sizeof(*opts));
-	return create_image(path, opts);
+	memcpy(&o, opts, opts->struct_size);
+	return create_image(path, &o);
 }
 
 /* Reads one metadata slot; returns 0 and fills m when it is valid. */
@@ -657,16 +674,32 @@ pcow_image *pcow_backing_image(pcow_image *img)
 	return img->backing;
 }
 
-int pcow_get_info(pcow_image *img, struct pcow_info *info)
+/* Layers a read of img looks through (struct pcow_info.view_layers). */
+static uint32_t view_layers(const pcow_image *img)
 {
+	uint32_t n = 0, l;
+
+	for (l = img->m.active; l != PCOW_NO_PARENT; l = img->m.layers[l].parent)
+		n++;
+	if (img->backing)
+		n += view_layers(img->backing);
+	else if (img->raw_fd >= 0)
+		n++;
+	return n;
+}
+
+int pcow_get_info(pcow_image *img, struct pcow_info *out)
+{
+	size_t size = out->struct_size;
+	struct pcow_info full, *info = &full;
 	struct stat st;
 	int ret;
 
-	if (info->struct_size != sizeof(*info))
+	/* An older caller gets the fields its structure has. */
+	if (size != sizeof(*info) && size != INFO_SIZE_0_1)
 		return pcow_err(-EINVAL, "struct pcow_info: struct_size %zu is not %zu (set it to sizeof)",
-				info->struct_size, sizeof(*info));
+				size, sizeof(*info));
 	memset(info, 0, sizeof(*info));
-	info->struct_size = sizeof(*info);
 	pthread_mutex_lock(&img->lock);
 	info->virtual_size = img->m.virtual_size;
 	info->capacity = img->m.data_capacity;
@@ -690,7 +723,11 @@ int pcow_get_info(pcow_image *img, struct pcow_info *info)
 	if (fstat(img->fd, &st) == 0)
 		info->actual_size = (uint64_t)st.st_blocks * 512;
 	ret = pcow_layer_count_blocks(img, img->m.active, &info->allocated_blocks);
+	info->end_offset = pcow_image_required_size(img, &img->m);
+	info->view_layers = view_layers(img);
 	pthread_mutex_unlock(&img->lock);
+	memcpy(out, info, size);
+	out->struct_size = size;
 	return ret;
 }
 

@@ -32,6 +32,28 @@ struct progress_steps {
  * is NULL or a struct progress_steps. */
 void print_progress(uint64_t done, uint64_t total, void *opaque);
 
+/* Whether a -o list asks for help ("help" or "?" among its items). */
+bool is_help_option(const char *opts);
+
+/* Which verb's -o options print_options_help lists (convert's are also
+ * measure's). */
+#define OPTS_CREATE 0x1u
+#define OPTS_CONVERT 0x2u
+#define OPTS_AMEND 0x4u
+
+/* Lists the -o options of verb under title, as qemu-img's -o help. */
+void print_options_help(const char *title, unsigned verb);
+
+/*
+ * Parses create's -o list into o (block_size, capacity, size; backing_file
+ * and backing_fmt into *backing and *backing_fmt, to be freed); prints one
+ * line naming file and returns -1 when it is wrong.
+ */
+int parse_create_options(const char *file, const char *opts,
+			 struct pcow_create_opts *o, char **backing,
+			 char **backing_fmt);
+
+int cmd_convert(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 int cmd_compare(int argc, char **argv);

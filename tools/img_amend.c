@@ -22,14 +22,6 @@ struct amend {
 	uint64_t size;        /* new virtual size; 0: keep */
 };
 
-static void amend_help(void)
-{
-	printf("Amend options for 'pcow':\n"
-	       "  backing_file=<str>     - File name of a base image (\"\" removes it)\n"
-	       "  backing_fmt=<str>      - Image format of the base image (raw or pcow)\n"
-	       "  size=<size>            - Virtual disk size\n");
-}
-
 /* Parses "key=value,..." into a; prints one line and returns -1 when wrong. */
 static int parse_amend_options(const char *file, char *opts, struct amend *a)
 {
@@ -134,7 +126,7 @@ int cmd_amend(int argc, char **argv)
 			/* Several -o accumulate, as with qemu-img. */
 			char *more;
 
-			if (!strcmp(optarg, "help") || !strcmp(optarg, "?")) {
+			if (is_help_option(optarg)) {
 				help = true;
 				break;
 			}
@@ -157,7 +149,7 @@ int cmd_amend(int argc, char **argv)
 	}
 	if (help) {
 		free(options);
-		amend_help();
+		print_options_help("Amend options for 'pcow':", OPTS_AMEND);
 		return 0;
 	}
 	if (!options)

@@ -12,6 +12,18 @@
 #include "img.h"
 #include "util.h"
 
+static bool valid_cache_mode(const char *mode)
+{
+	static const char *const modes[] = {"none", "writeback", "writethrough",
+					    "directsync", "unsafe"};
+	size_t i;
+
+	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (!strcmp(mode, modes[i]))
+			return true;
+	return false;
+}
+
 int cmd_commit(int argc, char **argv)
 {
 	const char *base = NULL, *fmt = NULL, *file;
@@ -24,7 +36,12 @@ int cmd_commit(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+:f:t:b:dpqh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
-		case 't': break;  /* cache mode: the library has one */
+		case 't':
+			/* qemu-img's cache modes, checked as it checks them;
+			 * the library has one way to write. */
+			if (!valid_cache_mode(optarg))
+				FAIL(NULL, "Invalid cache option: %s", optarg);
+			break;
 		case 'b':
 			base = optarg;
 			flags |= PCOW_COMMIT_KEEP;

@@ -1,5 +1,6 @@
 /* img_common.c -- error reporting and progress shared by pcow-img's verbs. */
 #include <stdio.h>
+#include <string.h>
 
 #include "img.h"
 #include "util.h"
@@ -40,4 +41,43 @@ void print_progress(uint64_t done, uint64_t total, void *opaque)
 	ended = pct >= 100;
 	printf("    (%.2f/100%%)\r%s", part * 100.0, ended ? "\n" : "");
 	fflush(stdout);
+}
+
+bool is_help_option(const char *opts)
+{
+	size_t n;
+
+	/* As qemu-img: "help" or "?" anywhere in the list. */
+	for (; *opts; opts += n + (opts[n] == ',')) {
+		n = strcspn(opts, ",");
+		if ((n == 4 && !strncmp(opts, "help", 4)) || (n == 1 && opts[0] == '?'))
+			return true;
+	}
+	return false;
+}
+
+void print_options_help(const char *title, unsigned verb)
+{
+	static const struct {
+		const char *key, *desc;
+		unsigned verbs;
+	} opts[] = {
+		{"backing_file=<str>", "File name of a base image (\"\" removes it)",
+		 OPTS_AMEND},
+		{"backing_file=<str>", "File name of a base image", OPTS_CREATE},
+		{"backing_fmt=<str>", "Image format of the base image (raw or pcow)",
+		 OPTS_CREATE | OPTS_AMEND},
+		{"block_size=<size>", "Block size (a power of two from 4 KiB to 1 GiB; 64 KiB)",
+		 OPTS_CREATE | OPTS_CONVERT},
+		{"capacity=<size>", "Size the image can grow to without moving its data",
+		 OPTS_CREATE | OPTS_CONVERT},
+		{"cluster_size=<size>", "The same as block_size", OPTS_CREATE | OPTS_CONVERT},
+		{"size=<size>", "Virtual disk size", OPTS_CREATE | OPTS_AMEND},
+	};
+	size_t i;
+
+	printf("%s\n", title);
+	for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		if (opts[i].verbs & verb)
+			printf("  %-22s - %s\n", opts[i].key, opts[i].desc);
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "img.h"
+#include "img_qcow2.h"
 #include "img_source.h"
 #include "util.h"
 
@@ -169,6 +170,7 @@ int cmd_measure(int argc, char **argv)
 	uint64_t block_size = PCOW_BLOCK_SIZE_DEFAULT, capacity = 0, size, required, full;
 	struct img_source src = {.fd = -1};
 	unsigned flags = 0;
+	bool help = false;
 	int c;
 	static const struct option longopts[] = {
 		{"output", required_argument, 0, 'J'},
@@ -180,7 +182,11 @@ int cmd_measure(int argc, char **argv)
 		switch (c) {
 		case 'f': ifmt = optarg; break;
 		case 'O': ofmt = optarg; break;
-		case 'o': options = optarg; break;
+		case 'o':
+			if (is_help_option(optarg))
+				help = true;
+			options = optarg;
+			break;
 		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
 		case 'J': output = optarg; break;
 		case 'S': size_arg = optarg; break;
@@ -189,8 +195,29 @@ int cmd_measure(int argc, char **argv)
 	}
 	if (strcmp(output, "human") && strcmp(output, "json"))
 		FAIL(NULL, "--output must be used with human or json as argument.");
-	if (strcmp(ofmt, "pcow") && strcmp(ofmt, "raw"))
-		FAIL(NULL, "Unknown file format '%s' (pcow or raw)", ofmt);
+	if (strcmp(ofmt, "pcow") && strcmp(ofmt, "raw") && strcmp(ofmt, "qcow2"))
+		FAIL(NULL, "Unknown file format '%s' (pcow, raw or qcow2)", ofmt);
+	/* A qcow2 output is qemu-img's to measure (convert writes qcow2
+	 * through it); what it cannot read, a pcow image, it reads as raw. */
+	if (!strcmp(ofmt, "qcow2")) {
+		const char *in = optind < argc ? argv[optind] : NULL;
+		char *list[] = {"convert", "-O", "qcow2", "-o", "help", NULL};
+
+		if (help)
+			return qemu_img_answers(NULL, list);
+		if (in && !size_arg && optind == argc - 1 && !help &&
+		    (ifmt ? !strcmp(ifmt, "pcow") : file_starts_as_pcow(in)))
+			return measure_qcow2_of_pcow(in, options, output,
+						     flags & PCOW_OPEN_FORCE_SHARE);
+		return qemu_img_answers(in, argv);
+	}
+	if (help) {
+		if (!strcmp(ofmt, "pcow"))
+			print_options_help("Supported pcow options:", OPTS_CONVERT);
+		else
+			printf("Supported raw options:\n");
+		return 0;
+	}
 	if (size_arg && optind < argc)
 		FAIL(NULL, "--size N cannot be used together with a filename.");
 	if (!size_arg && optind != argc - 1)

@@ -17,6 +17,7 @@
 
 #include "img.h"
 #include "img_qcow2.h"
+#include "replace.h"
 #include "util.h"
 
 #define QEMU_IMG "qemu-img"
@@ -46,9 +47,9 @@ static bool on_path(const char *prog)
 	return found;
 }
 
-/* Runs qemu-img with args; on failure prints its first error line, naming
- * file, and returns -1. */
-static int run_qemu_img(const char *file, char *const args[])
+/* Runs qemu-img with args (its output kept when keep_stdout); on failure
+ * prints its first error line, naming file, and returns -1. */
+static int run_qemu_img_out(const char *file, char *const args[], bool keep_stdout)
 {
 	int pipefd[2], status;
 	char msg[1024] = "", *nl;
@@ -72,7 +73,7 @@ static int run_qemu_img(const char *file, char *const args[])
 		int null = open("/dev/null", O_WRONLY);
 
 		dup2(pipefd[1], STDERR_FILENO);
-		if (null >= 0)
+		if (null >= 0 && !keep_stdout)
 			dup2(null, STDOUT_FILENO);
 		execvp(QEMU_IMG, args);
 		fprintf(stderr, "cannot run " QEMU_IMG ": %s\n", strerror(errno));
@@ -105,8 +106,36 @@ static int run_qemu_img(const char *file, char *const args[])
 		*nl = '\0';
 	if (!msg[0])
 		snprintf(msg, sizeof(msg), QEMU_IMG " failed (status %d)", status);
-	die_msg("%s: %s", file, msg);
+	/* Its own prefix goes: the line is ours now. */
+	nl = strncmp(msg, QEMU_IMG ": ", strlen(QEMU_IMG ": ")) ? msg
+								 : msg + strlen(QEMU_IMG ": ");
+	if (file)
+		die_msg("%s: %s", file, nl);
+	else
+		die_msg("%s", nl);
 	return -1;
+}
+
+static int run_qemu_img(const char *file, char *const args[])
+{
+	return run_qemu_img_out(file, args, false);
+}
+
+int qemu_img_answers(const char *file, char **argv)
+{
+	char *args[64];
+	int n = 0;
+
+	if (!on_path(QEMU_IMG)) {
+		die_msg("%s%s" QEMU_IMG " is needed for that format (install qemu-utils)",
+			file ? file : "", file ? ": " : "");
+		return 1;
+	}
+	args[n++] = QEMU_IMG;
+	for (; *argv && n < 63; argv++)
+		args[n++] = *argv;
+	args[n] = NULL;
+	return run_qemu_img_out(file, args, true) < 0 ? 1 : 0;
 }
 
 /* Creates an empty temporary file next to out (same file system, as sparse
@@ -149,19 +178,52 @@ static int run_convert(const struct qcow2_convert *c, char **argv)
 	return c->convert(argc, argv);
 }
 
+/*
+ * Runs "qemu-img convert ARGS... SRC OUT" (args ends with NULL, room for
+ * four more), writing OUT as convert does: a new file replacing an
+ * existing one unless that is in use, or with -n into the existing one,
+ * locked meanwhile as pcow locks it.  qemu-img checks QEMU's own locks.
+ */
+static int qemu_img_into(const struct qcow2_convert *c, char **args, const char *src,
+			 const char *err_file)
+{
+	struct replace r = {.lock_fd = -1};
+	int n = 0, fd = -1, ret;
+
+	while (args[n])
+		n++;
+	if (c->no_create) {
+		fd = lock_existing(c->out, c->out);
+		if (fd < 0)
+			return -1;
+		args[n++] = "-n";
+	} else if (replace_begin(&r, c->out) < 0) {
+		return -1;
+	}
+	args[n++] = (char *)src;
+	args[n++] = c->no_create ? (char *)c->out : r.build;
+	args[n] = NULL;
+	/* qemu-img removes what it created when it fails. */
+	r.built = true;
+	ret = run_qemu_img(err_file, args);
+	if (fd >= 0)
+		close(fd);
+	if (c->no_create)
+		return ret;
+	if (ret < 0) {
+		replace_abort(&r);
+		return -1;
+	}
+	return replace_commit(&r);
+}
+
 int convert_qcow2(const struct qcow2_convert *c)
 {
 	bool from = !(c->in_fmt ? strcmp(c->in_fmt, "qcow2") : !file_is_qcow2(c->in));
 	bool to = !strcmp(c->out_fmt, "qcow2");
-	char *args[16], *tmp;
-	struct stat st;
-	bool existed = stat(c->out, &st) == 0;
+	char *args[20], *tmp;
 	int n = 0, rc = 1;
 
-	/* Like a pcow output: never overwrite (it may be an image in use, or
-	 * the input itself). */
-	if (existed)
-		FAIL(c->out, "%s: could not create: File exists", c->out);
 	if (from && c->no_backing)
 		FAIL(c->in, "%s: --no-backing applies to pcow inputs, not to qcow2", c->in);
 	if (!on_path(QEMU_IMG))
@@ -180,10 +242,8 @@ int convert_qcow2(const struct qcow2_convert *c)
 		args[n++] = "qcow2";
 		args[n++] = "-O";
 		args[n++] = "qcow2";
-		args[n++] = (char *)c->in;
-		args[n++] = (char *)c->out;
 		args[n] = NULL;
-		return run_qemu_img(c->in, args) < 0 ? 1 : 0;
+		return qemu_img_into(c, args, c->in, c->in) < 0 ? 1 : 0;
 	}
 	tmp = make_temp(c->out);
 	if (!tmp)
@@ -214,6 +274,8 @@ int convert_qcow2(const struct qcow2_convert *c)
 			args[n++] = "-o";
 			args[n++] = (char *)c->options;
 		}
+		if (c->no_create)
+			args[n++] = "-n";
 		if (c->progress)
 			args[n++] = "-p";
 		args[n++] = tmp;
@@ -236,7 +298,7 @@ int convert_qcow2(const struct qcow2_convert *c)
 		args[n++] = (char *)c->in;
 		args[n++] = tmp;
 		args[n] = NULL;
-		/* The raw output is created anew (it never overwrites). */
+		/* The raw output is created anew. */
 		unlink(tmp);
 		if (run_convert(c, args))
 			goto out;
@@ -251,16 +313,57 @@ int convert_qcow2(const struct qcow2_convert *c)
 			args[n++] = "-o";
 			args[n++] = (char *)c->options;
 		}
-		args[n++] = tmp;
-		args[n++] = (char *)c->out;
 		args[n] = NULL;
-		if (run_qemu_img(c->out, args) < 0) {
-			unlink(c->out);
+		if (qemu_img_into(c, args, tmp, c->out) < 0)
 			goto out;
-		}
 		rc = 0;
 	}
 out:
+	unlink(tmp);
+	free(tmp);
+	return rc;
+}
+
+int measure_qcow2_of_pcow(const char *in, const char *options, const char *output,
+			  bool force_share)
+{
+	char *conv[8], *args[12], *tmp, out_opt[64];
+	int n = 0, rc = 1;
+
+	if (!on_path(QEMU_IMG))
+		FAIL(in, "%s: " QEMU_IMG " is needed to measure for qcow2 (install qemu-utils)", in);
+	/* qemu-img cannot read pcow: it measures the content, as raw. */
+	tmp = make_temp(in);
+	if (!tmp)
+		FAIL(in, "%s: cannot create a temporary file: %s", in, strerror(errno));
+	unlink(tmp);
+	conv[n++] = "convert";
+	conv[n++] = "-f";
+	conv[n++] = "pcow";
+	if (force_share)
+		conv[n++] = "-U";
+	conv[n++] = (char *)in;
+	conv[n++] = tmp;
+	conv[n] = NULL;
+	optind = 1;
+	if (cmd_convert(n, conv) == 0) {
+		n = 0;
+		snprintf(out_opt, sizeof(out_opt), "--output=%s", output);
+		args[n++] = QEMU_IMG;
+		args[n++] = "measure";
+		args[n++] = out_opt;
+		args[n++] = "-O";
+		args[n++] = "qcow2";
+		if (options) {
+			args[n++] = "-o";
+			args[n++] = (char *)options;
+		}
+		args[n++] = "-f";
+		args[n++] = "raw";
+		args[n++] = tmp;
+		args[n] = NULL;
+		rc = run_qemu_img_out(in, args, true) < 0 ? 1 : 0;
+	}
 	unlink(tmp);
 	free(tmp);
 	return rc;

@@ -13,6 +13,7 @@ struct qcow2_convert {
 	const char *options; /* -o, or NULL */
 	bool progress, quiet, force_share;
 	bool no_backing; /* --no-backing: for a pcow input only */
+	bool no_create;  /* -n: write into the existing output */
 };
 
 /* True when the conversion reads or writes qcow2 (-f/-O qcow2, or an input
@@ -26,5 +27,18 @@ bool convert_involves_qcow2(const char *in, const char *in_fmt, const char *out_
  * temporary file behind.
  */
 int convert_qcow2(const struct qcow2_convert *c);
+
+/*
+ * Lets qemu-img answer a verb for a format pcow-img does not read itself
+ * (info -f qcow2, measure -O qcow2): runs "qemu-img ARGV..." with its
+ * output shown, its error turned into one line naming file.  Returns the
+ * exit code.
+ */
+int qemu_img_answers(const char *file, char **argv);
+
+/* measure -O qcow2 of a pcow image: qemu-img measures its content, read
+ * from a sparse temporary raw copy.  Returns the exit code. */
+int measure_qcow2_of_pcow(const char *in, const char *options, const char *output,
+			  bool force_share);
 
 #endif

@@ -51,7 +51,7 @@ int cmd_resize(int argc, char **argv)
 		FAIL(file, "%s: unsupported format '%s' (only pcow)", file, fmt);
 	if (!parse_resize_arg(size_arg, &sign, &n))
 		FAIL(file, "%s: invalid size '%s'", file, size_arg);
-	if (!file_is_pcow(file) && access(file, R_OK) == 0)
+	if (file_not_pcow(file))
 		FAIL(file, "%s: not a pcow image (bad magic)", file);
 	if (pcow_open(&img, file, 0) < 0)
 		return lib_fail(file);

@@ -46,6 +46,12 @@ int img_source_open(struct img_source *s, const char *path, const char *fmt,
 		img_source_close(s);
 		return -1;
 	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		/* As the library says it of an image. */
+		die_msg("%s: not a regular file or a block device", path);
+		img_source_close(s);
+		return -1;
+	}
 	if (S_ISBLK(st.st_mode)) {
 		off_t end = lseek(s->fd, 0, SEEK_END);
 

@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "img.h"
 #include "img_source.h"
 #include "img_qcow2.h"
+#include "replace.h"
 #include "util.h"
 
 void usage(FILE *f)
@@ -28,24 +30,36 @@ void usage(FILE *f)
 		"\n"
 		"Commands:\n"
 		"  create [-f pcow] [-q] [-u] [-b BACKING -F FMT] [-o block_size=SIZE,capacity=SIZE] FILE [SIZE]\n"
-		"  info [-f pcow] [--output=human|json] [--backing-chain | --no-backing] [-U] FILE\n"
+		"  info [-f pcow|raw|qcow2] [--output=human|json] [--backing-chain | --no-backing] [-U] FILE\n"
 		"  snapshot [-f pcow] [-q] [-U] [-l | -c NAME | -a NAME | -d NAME] FILE\n"
 		"  rebase [-f pcow] [-u] [-p] [-q] -b BACKING [-F FMT] FILE\n"
 		"  check [-f pcow] [-r leaks|all] [-p] [-q] [-U] [--no-backing] [--output=human|json] FILE\n"
-		"  convert [-f raw|pcow|qcow2] -O raw|pcow|qcow2 [-o block_size=SIZE,capacity=SIZE] [-p] [-q] [-U] [--no-backing] IN OUT\n"
-		"  map [-f pcow] [--output=human|json] [-U] FILE\n"
+		"  convert [-f raw|pcow|qcow2] -O raw|pcow|qcow2 [-o block_size=SIZE,capacity=SIZE] [-n] [-p] [-q] [-U] [--no-backing] IN OUT\n"
+		"  map [-f pcow] [--output=human|json] [--start-offset=OFFSET] [--max-length=LEN] [-U] FILE\n"
 		"  commit [-f pcow] [-t CACHE] [-b BASE] [-d] [-p] [-q] FILE\n"
 		"  resize [--shrink] [-f pcow] [-q] FILE [+|-]SIZE\n"
 		"  compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] A B\n"
-		"  measure [-f FMT] [-O pcow|raw] [-o block_size=SIZE,capacity=SIZE] [-U] [--output=human|json] (--size SIZE | IN)\n"
+		"  measure [-f FMT] [-O pcow|raw|qcow2] [-o block_size=SIZE,capacity=SIZE] [-U] [--output=human|json] (--size SIZE | IN)\n"
 		"  amend [-f pcow] [-p] [-q] -o OPTIONS FILE   (-o help lists the options)\n"
 		"\n"
-		"SIZE takes the suffixes K, M, G, T (powers of 1024).\n");
+		"SIZE is bytes, with an optional suffix k, M, G, T, P, E (powers of 1024)\n"
+		"and then a fraction (1.5G), or 0x hex; -o help lists a verb's options.\n");
 }
 
-/* Parses "-o key=value,key=value" (block_size, capacity, backing_file,
- * backing_fmt). */
-static int parse_create_options(const char *file, const char *opts,
+/* Parses an image size for create (qemu-img rounds it up to a sector). */
+static bool parse_image_size(const char *file, const char *arg, uint64_t *size)
+{
+	if (!parse_size(arg, size) || *size > UINT64_MAX - 511) {
+		die_msg("%s: invalid image size '%s' " SIZE_HINT, file, arg);
+		return false;
+	}
+	*size = (*size + 511) / 512 * 512;
+	return true;
+}
+
+/* Parses "-o key=value,key=value" (block_size, capacity, size,
+ * backing_file, backing_fmt). */
+int parse_create_options(const char *file, const char *opts,
 				struct pcow_create_opts *o, char **backing,
 				char **backing_fmt)
 {
@@ -78,6 +92,9 @@ static int parse_create_options(const char *file, const char *opts,
 				die_msg("%s: invalid capacity '%s' (at least the image size)", file, eq);
 				ret = -1;
 			}
+		} else if (!strcmp(tok, "size")) {
+			if (!parse_image_size(file, eq, &o->size))
+				ret = -1;
 		} else if (!strcmp(tok, "backing_file")) {
 			*backing = strdup(eq);
 		} else if (!strcmp(tok, "backing_fmt")) {
@@ -91,12 +108,31 @@ static int parse_create_options(const char *file, const char *opts,
 	return ret;
 }
 
+/* Whether name, resolved as the image file's backing file, is file. */
+static bool backing_is_itself(const char *file, const char *name)
+{
+	char *copy = strdup(file), *full = NULL;
+	struct stat a, b;
+	bool same;
+
+	if (!copy)
+		return false;
+	if (name[0] == '/' || asprintf(&full, "%s/%s", dirname(copy), name) < 0)
+		full = NULL;
+	same = stat(file, &a) == 0 && stat(full ? full : name, &b) == 0 &&
+	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+	free(full);
+	free(copy);
+	return same;
+}
+
 static int cmd_create(int argc, char **argv)
 {
 	struct pcow_create_opts o = {.struct_size = sizeof(o)};
+	struct replace r = {.lock_fd = -1};
 	char *backing = NULL, *bfmt = NULL, *fmt = NULL, *options = NULL;
 	const char *file;
-	bool quiet = false;
+	bool quiet = false, help = false;
 	int c, rc = 1;
 	static const struct option longopts[] = {{"help", no_argument, 0, 'h'}, {0}};
 
@@ -105,12 +141,21 @@ static int cmd_create(int argc, char **argv)
 		case 'f': fmt = optarg; break;
 		case 'b': free(backing); backing = strdup(optarg); break;
 		case 'F': free(bfmt); bfmt = strdup(optarg); break;
-		case 'o': options = optarg; break;
+		case 'o':
+			if (is_help_option(optarg))
+				help = true;
+			else
+				options = optarg;
+			break;
 		case 'q': quiet = true; break;
-		case 'u': break;
+		case 'u': o.flags |= PCOW_CREATE_NO_BACKING_OPEN; break;
 		case 'h': usage(stdout); return 0;
 		default: return bad_option(c, argv);
 		}
+	}
+	if (help) {
+		print_options_help("Supported pcow options:", OPTS_CREATE);
+		goto done;
 	}
 	if (optind >= argc) {
 		die_msg("expecting image file name");
@@ -123,10 +168,8 @@ static int cmd_create(int argc, char **argv)
 	}
 	if (options && parse_create_options(file, options, &o, &backing, &bfmt) < 0)
 		goto out;
-	if (optind + 1 < argc && !parse_size(argv[optind + 1], &o.size)) {
-		die_msg("%s: invalid image size '%s'", file, argv[optind + 1]);
+	if (optind + 1 < argc && !parse_image_size(file, argv[optind + 1], &o.size))
 		goto out;
-	}
 	if (optind + 2 < argc) {
 		die_msg("unexpected argument '%s'", argv[optind + 2]);
 		goto out;
@@ -140,15 +183,30 @@ static int cmd_create(int argc, char **argv)
 			die_msg("%s: unknown backing file format '%s'", file, bfmt);
 			goto out;
 		}
+		if ((o.flags & PCOW_CREATE_NO_BACKING_OPEN) && optind + 1 >= argc && !o.size) {
+			die_msg("%s: image size must be given with -u (the backing file is not opened)",
+				file);
+			goto out;
+		}
+		if (backing_is_itself(file, backing)) {
+			die_msg("%s: the backing file is the image itself", file);
+			goto out;
+		}
 		o.backing_file = backing;
-	} else if (optind + 1 >= argc) {
+	} else if (optind + 1 >= argc && !o.size) {
 		die_msg("%s: image size must be given", file);
 		goto out;
 	}
-	if (pcow_create(file, &o) < 0) {
-		lib_fail(file);
+	if (replace_begin(&r, file) < 0)
+		goto out;
+	if (pcow_create(r.build, &o) < 0) {
+		replace_lib_fail(&r);
+		replace_abort(&r);
 		goto out;
 	}
+	r.built = true;
+	if (replace_commit(&r) < 0)
+		goto out;
 	if (!quiet) {
 		pcow_image *img;
 		struct pcow_info info = {.struct_size = sizeof(info)};
@@ -162,6 +220,7 @@ static int cmd_create(int argc, char **argv)
 			pcow_close(&img);
 		}
 	}
+done:
 	rc = 0;
 out:
 	free(backing);
@@ -203,13 +262,16 @@ static void print_snapshots(pcow_image *img)
 		free(list);
 		return;
 	}
+	/* qemu-img's columns, so that what parses its table parses this one.
+	 * A pcow snapshot holds no VM state, so no clock and no icount. */
 	printf("Snapshot list:\n");
-	printf("%-10s%-17s%10s%20s\n", "ID", "TAG", "DISK SIZE", "DATE");
+	printf("%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK",
+	       "ICOUNT");
 	for (i = 0; i < n; i++) {
 		date_str(list[i].date_sec, date, sizeof(date));
-		human_size(list[i].allocated_size, size, sizeof(size));
-		printf("%-9" PRIu32 " %-17s%10s%20s\n", list[i].id, list[i].name, size,
-		       date);
+		human_size(0, size, sizeof(size));
+		printf("%-9" PRIu32 " %-16s %8s%20s%13s%11d\n", list[i].id, list[i].name, size,
+		       date, "00:00:00.000", 0);
 	}
 	free(list);
 }
@@ -254,6 +316,7 @@ static json_object *info_json(pcow_image *img, const char *file)
 				json_object_object_add(s, "date-nsec", json_object_new_int64(list[i].date_nsec));
 				json_object_object_add(s, "vm-clock-sec", json_object_new_int(0));
 				json_object_object_add(s, "vm-clock-nsec", json_object_new_int(0));
+				json_object_object_add(s, "icount", json_object_new_int(0));
 				json_object_object_add(s, "allocated-size",
 						       json_object_new_int64((int64_t)list[i].allocated_size));
 				json_object_array_add(arr, s);
@@ -333,7 +396,7 @@ static void print_json(json_object *o)
 
 static int cmd_info(int argc, char **argv)
 {
-	const char *output = "human";
+	const char *output = "human", *fmt = NULL;
 	bool chain = false, no_backing = false;
 	unsigned flags = PCOW_OPEN_RDONLY;
 	pcow_image *img, *cur;
@@ -353,8 +416,10 @@ static int cmd_info(int argc, char **argv)
 		case 'N': no_backing = true; break;
 		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
 		case 'f':
-			if (strcmp(optarg, "pcow"))
-				FAIL(optarg, "unsupported format '%s' (only pcow)", optarg);
+			if (strcmp(optarg, "pcow") && strcmp(optarg, "raw") && strcmp(optarg, "qcow2"))
+				FAIL(optarg, "unsupported format '%s' (pcow; raw and qcow2 through qemu-img)",
+				     optarg);
+			fmt = optarg;
 			break;
 		default: return bad_option(c, argv);
 		}
@@ -364,9 +429,15 @@ static int cmd_info(int argc, char **argv)
 	if (optind != argc - 1)
 		FAIL(NULL, "expecting one image file name");
 	file = argv[optind];
+	/* Another format is qemu-img's to describe, with the same options. */
+	if (fmt && strcmp(fmt, "pcow")) {
+		if (no_backing)
+			FAIL(file, "%s: --no-backing is for pcow images (qemu-img info has none)", file);
+		return qemu_img_answers(file, argv);
+	}
 	if (chain && no_backing)
 		FAIL(file, "%s: --backing-chain and --no-backing exclude each other", file);
-	if (!file_is_pcow(file) && access(file, R_OK) == 0)
+	if (file_not_pcow(file))
 		FAIL(file, "%s: not a pcow image (bad magic)", file);
 	if (no_backing)
 		ret = pcow_open(&img, file, flags | PCOW_OPEN_NO_BACKING);
@@ -536,6 +607,8 @@ static int cmd_check(int argc, char **argv)
 	unsigned fix = 0, share = 0, no_backing = 0;
 	bool progress = false, quiet = false;
 	struct pcow_check_result r;
+	struct pcow_info info = {.struct_size = sizeof(info)};
+	uint64_t total;
 	pcow_image *img;
 	int c, ret;
 	static const struct option longopts[] = {
@@ -590,7 +663,10 @@ static int cmd_check(int argc, char **argv)
 		pcow_close(&img);
 		return 1;
 	}
+	/* After a repair, as qemu-img: what the image is now. */
+	pcow_get_info(img, &info);
 	pcow_close(&img);
+	total = (info.virtual_size + info.block_size - 1) / info.block_size;
 	if (!strcmp(output, "json")) {
 		json_object *o = json_object_new_object();
 
@@ -605,7 +681,17 @@ static int cmd_check(int argc, char **argv)
 			json_object_object_add(o, "corruptions-fixed",
 					       json_object_new_int64((int64_t)r.corruptions_fixed));
 		}
-		json_object_object_add(o, "leaked-bytes", json_object_new_int64((int64_t)r.leaked_bytes));
+		/* The bytes of the leaks found, unless a repair freed them. */
+		if (!r.leaks_fixed || r.leaks_fixed < r.leaks)
+			json_object_object_add(o, "leaked-bytes",
+					       json_object_new_int64((int64_t)r.leaked_bytes));
+		/* qemu-img's allocation figures, in blocks: pcow keeps every
+		 * block at its place in its region, so none is fragmented. */
+		json_object_object_add(o, "image-end-offset",
+				       json_object_new_int64((int64_t)info.end_offset));
+		json_object_object_add(o, "total-clusters", json_object_new_int64((int64_t)total));
+		json_object_object_add(o, "allocated-clusters",
+				       json_object_new_int64((int64_t)info.allocated_blocks));
 		print_json(o);
 	} else {
 		if (r.leaks_fixed || r.corruptions_fixed)
@@ -628,6 +714,13 @@ static int cmd_check(int argc, char **argv)
 		if (r.corruptions == r.corruptions_fixed && r.leaks == r.leaks_fixed &&
 		    !r.check_errors && !quiet)
 			printf("No errors were found on the image.\n");
+		/* As qemu-img: the allocation line only when something is. */
+		if (!quiet && info.allocated_blocks)
+			printf("%" PRIu64 "/%" PRIu64 " = %0.2f%% allocated, %0.2f%% fragmented, %0.2f%% compressed clusters\n",
+			       info.allocated_blocks, total,
+			       (double)info.allocated_blocks * 100.0 / (double)total, 0.0, 0.0);
+		if (!quiet)
+			printf("Image end offset: %" PRIu64 "\n", info.end_offset);
 	}
 	if (r.check_errors)
 		return 1;
@@ -638,154 +731,13 @@ static int cmd_check(int argc, char **argv)
 	return 0;
 }
 
-static bool all_zero(const uint8_t *p, uint64_t n)
+/* Parses a byte offset or length of map; false after one line. */
+static bool map_range_arg(const char *arg, const char *what, uint64_t *v)
 {
-	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
-}
-
-static int cmd_convert(int argc, char **argv)
-{
-	const char *ifmt = NULL, *ofmt = NULL, *options = NULL, *in, *out;
-	struct pcow_create_opts o = {.struct_size = sizeof(o)};
-	struct img_source src = {.fd = -1};
-	pcow_image *dst = NULL;
-	int dfd = -1, c, rc = 1;
-	bool progress = false, quiet = false, created = false;
-	unsigned share = 0, no_backing = 0;
-	uint64_t pos, chunk;
-	uint8_t *buf = NULL;
-	char *ob = NULL, *obf = NULL;
-	static const struct option longopts[] = {
-		{"no-backing", no_argument, 0, 'N'},
-		{0}};
-
-	while ((c = getopt_long(argc, argv, "+:f:O:o:pqU", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'N': no_backing = PCOW_OPEN_NO_BACKING; break;
-		case 'f': ifmt = optarg; break;
-		case 'O': ofmt = optarg; break;
-		case 'o': options = optarg; break;
-		case 'p': progress = true; break;
-		case 'U': share = PCOW_OPEN_FORCE_SHARE; break;
-		case 'q': quiet = true; break;
-		default: return bad_option(c, argv);
-		}
-	}
-	/* As qemu-img: no progress in quiet mode. */
-	if (quiet)
-		progress = false;
-	if (optind != argc - 2)
-		FAIL(NULL, "convert: expecting an input and an output file name");
-	in = argv[optind];
-	out = argv[optind + 1];
-	if (!ofmt)
-		ofmt = "raw";
-	if (convert_involves_qcow2(in, ifmt, ofmt)) {
-		struct qcow2_convert q = {
-			.convert = cmd_convert, .in = in, .out = out, .in_fmt = ifmt,
-			.out_fmt = ofmt, .options = options, .progress = progress,
-			.quiet = quiet, .force_share = share != 0,
-			.no_backing = no_backing != 0,
-		};
-
-		return convert_qcow2(&q);
-	}
-	if (strcmp(ofmt, "raw") && strcmp(ofmt, "pcow"))
-		FAIL(out, "%s: unsupported output format '%s' (raw or pcow)", out, ofmt);
-	if (ifmt && strcmp(ifmt, "raw") && strcmp(ifmt, "pcow"))
-		FAIL(in, "%s: unsupported input format '%s' (raw or pcow)", in, ifmt);
-	if (options && parse_create_options(out, options, &o, &ob, &obf) < 0)
-		return 1;
-	if (ob || obf) {
-		free(ob);
-		free(obf);
-		FAIL(out, "%s: convert does not take a backing file", out);
-	}
-	if (img_source_open(&src, in, ifmt, share | no_backing) < 0)
-		goto out;
-	if (!strcmp(ofmt, "pcow")) {
-		o.size = (src.size + 511) / 512 * 512;
-		if (pcow_create(out, &o) < 0) {
-			lib_fail(out);
-			goto out;
-		}
-		created = true;
-		if (pcow_open(&dst, out, 0) < 0) {
-			lib_fail(out);
-			goto out;
-		}
-	} else {
-		/* Never overwrite: the file may be an image in use, or the
-		 * input itself (a pcow output refuses the same way). */
-		dfd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (dfd < 0) {
-			die_msg("%s: could not create: %s", out, strerror(errno));
-			goto out;
-		}
-		created = true;
-		if (ftruncate(dfd, (off_t)src.size) < 0) {
-			die_msg("%s: %s", out, strerror(errno));
-			goto out;
-		}
-	}
-	chunk = o.block_size ? o.block_size : PCOW_BLOCK_SIZE_DEFAULT;
-	buf = malloc(chunk);
-	if (!buf) {
-		die_msg("out of memory");
-		goto out;
-	}
-	for (pos = 0; pos < src.size; pos += chunk) {
-		uint64_t n = src.size - pos < chunk ? src.size - pos : chunk, run;
-		bool data;
-		int ret = 0;
-
-		/* What stores nothing is not even read; zero blocks read are
-		 * left unallocated in the output too. */
-		if (img_source_status(&src, pos, n, &run, &data) < 0)
-			goto out;
-		if (!data && run == n) {
-			if (progress)
-				print_progress(pos + n, src.size, NULL);
-			continue;
-		}
-		if (img_source_read(&src, buf, n, pos) < 0)
-			goto out;
-		if (!all_zero(buf, n)) {
-			if (dst)
-				ret = pcow_write(dst, buf, n, pos);
-			else if (pwrite(dfd, buf, n, (off_t)pos) != (ssize_t)n)
-				ret = -(errno ? errno : EIO);
-			if (ret < 0) {
-				if (dst)
-					lib_fail(out);
-				else
-					die_msg("%s: write failed: %s", out, strerror(-ret));
-				goto out;
-			}
-		}
-		if (progress)
-			print_progress(pos + n, src.size, NULL);
-	}
-	if (dst && pcow_flush(dst) < 0) {
-		lib_fail(out);
-		goto out;
-	}
-	if (dfd >= 0 && (fdatasync(dfd) < 0 || sync_dir_of(out) < 0)) {
-		die_msg("%s: flush failed: %s", out, strerror(errno));
-		goto out;
-	}
-	rc = 0;
-out:
-	free(buf);
-	img_source_close(&src);
-	if (dst)
-		pcow_close(&dst);
-	if (dfd >= 0)
-		close(dfd);
-	/* Never leave a half-written output behind. */
-	if (rc && created)
-		unlink(out);
-	return rc;
+	if (parse_size(arg, v))
+		return true;
+	die_msg("invalid %s '%s' " SIZE_HINT, what, arg);
+	return false;
 }
 
 static int cmd_map(int argc, char **argv)
@@ -793,15 +745,28 @@ static int cmd_map(int argc, char **argv)
 	const char *output = "human", *file;
 	unsigned flags = PCOW_OPEN_RDONLY;
 	struct pcow_info info = {.struct_size = sizeof(info)};
+	uint64_t pos, start = 0, max_len = UINT64_MAX, end;
 	pcow_image *img;
-	uint64_t pos;
 	bool json;
-	int c;
-	static const struct option longopts[] = {{"output", required_argument, 0, 'O'}, {0}};
+	int c, unallocated_depth;
+	static const struct option longopts[] = {
+		{"output", required_argument, 0, 'O'},
+		{"start-offset", required_argument, 0, 's'},
+		{"max-length", required_argument, 0, 'l'},
+		{"force-share", no_argument, 0, 'U'},
+		{0}};
 
 	while ((c = getopt_long(argc, argv, "+:f:U", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'O': output = optarg; break;
+		case 's':
+			if (!map_range_arg(optarg, "start offset", &start))
+				return 1;
+			break;
+		case 'l':
+			if (!map_range_arg(optarg, "max length", &max_len))
+				return 1;
+			break;
 		case 'U': flags |= PCOW_OPEN_FORCE_SHARE; break;
 		case 'f': break;
 		default: return bad_option(c, argv);
@@ -815,15 +780,22 @@ static int cmd_map(int argc, char **argv)
 	if (pcow_open(&img, file, flags) < 0)
 		return lib_fail(file);
 	pcow_get_info(img, &info);
+	/* What nothing holds was looked for down to the last layer: qemu-img
+	 * reports that layer's depth. */
+	unallocated_depth = info.view_layers ? (int)info.view_layers - 1 : 0;
+	end = start < info.virtual_size && max_len < info.virtual_size - start ?
+	      start + max_len : info.virtual_size;
 	json = !strcmp(output, "json");
-	if (!json)
+	if (json)
+		printf("[");
+	else
 		printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
-	for (pos = 0; pos < info.virtual_size;) {
+	for (pos = start; pos < end;) {
 		struct pcow_block_status st;
 		bool data;
 
-		if (pcow_block_status(img, pos, info.virtual_size - pos, &st) < 0) {
-			if (json && pos)
+		if (pcow_block_status(img, pos, end - pos, &st) < 0) {
+			if (json)
 				printf("]\n");
 			lib_fail(file);
 			pcow_close(&img);
@@ -837,7 +809,8 @@ static int cmd_map(int argc, char **argv)
 			/* qemu-img's layout: one run per line. */
 			printf("%s{ \"start\": %" PRIu64 ", \"length\": %" PRIu64
 			       ", \"depth\": %d, \"present\": %s, \"zero\": %s, \"data\": %s",
-			       pos ? ",\n" : "[", st.offset, st.length, st.depth < 0 ? 0 : st.depth,
+			       pos > start ? ",\n" : "", st.offset, st.length,
+			       st.depth < 0 ? unallocated_depth : st.depth,
 			       st.depth >= 0 ? "true" : "false", data ? "false" : "true",
 			       data ? "true" : "false");
 			if (data && st.file_offset >= 0)
@@ -850,7 +823,7 @@ static int cmd_map(int argc, char **argv)
 		pos += st.length;
 	}
 	if (json)
-		printf("%s]\n", pos ? "" : "[");
+		printf("]\n");
 	pcow_close(&img);
 	return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -26,7 +27,11 @@ void die_msg(const char *fmt, ...)
 
 int lib_fail(const char *file)
 {
-	const char *m = pcow_errormsg();
+	return fail_msg(file, pcow_errormsg());
+}
+
+int fail_msg(const char *file, const char *m)
+{
 	size_t n = strlen(file);
 
 	/* Library messages often start with the file name already. */
@@ -64,37 +69,106 @@ int bad_option(int c, char **argv)
 	return 1;
 }
 
+/* The multiplier of a size suffix, or 0 when c is none. */
+static uint64_t suffix_multiplier(char c)
+{
+	static const char suffixes[] = "kmgtpe";
+	const char *p = c ? strchr(suffixes, c | 0x20) : NULL;
+
+	return p ? 1ull << (10 * (p - suffixes + 1)) : 0;
+}
+
+/* Accumulates digits of base into *v; returns where they end (s when there
+ * are none), or NULL on overflow. */
+static const char *parse_digits(const char *s, unsigned base, uint64_t *v)
+{
+	for (*v = 0;; s++) {
+		unsigned d;
+
+		if (*s >= '0' && *s <= '9')
+			d = (unsigned)(*s - '0');
+		else if (base == 16 && (*s | 0x20) >= 'a' && (*s | 0x20) <= 'f')
+			d = (unsigned)((*s | 0x20) - 'a' + 10);
+		else
+			return s;
+		if (*v > (UINT64_MAX - d) / base)
+			return NULL;
+		*v = *v * base + d;
+	}
+}
+
+/*
+ * floor(0.DIGITS * 2^shift) without floating point, so that "1.1T" is the
+ * same number of bytes on every machine: long division of the fraction,
+ * one bit of the result at a time.
+ */
+static uint64_t fraction_bits(const char *digits, size_t n, unsigned shift)
+{
+	uint64_t num = 0, den = 1, q = 0;
+	size_t i;
+
+	/* Digits past the 18th change the result by less than 2^60/10^18. */
+	for (i = 0; i < n && i < 18; i++) {
+		num = num * 10 + (uint64_t)(digits[i] - '0');
+		den *= 10;
+	}
+	while (shift--) {
+		num *= 2;
+		q *= 2;
+		if (num >= den) {
+			num -= den;
+			q++;
+		}
+	}
+	return q;
+}
+
 bool parse_size(const char *s, uint64_t *out)
 {
-	uint64_t v = 0, mult = 1;
-	const char *p = s;
+	const char *p, *frac = NULL;
+	uint64_t v, mult;
+	size_t nfrac = 0;
 
-	if (!*p)
-		return false;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		uint64_t digit = (uint64_t)(*p - '0');
-
-		if (v > (UINT64_MAX - digit) / 10)
+	/* Hexadecimal takes no suffix: 'b' is one of its digits. */
+	if (s[0] == '0' && (s[1] | 0x20) == 'x') {
+		p = parse_digits(s + 2, 16, &v);
+		if (!p || p == s + 2 || *p)
 			return false;
-		v = v * 10 + digit;
+		*out = v;
+		return true;
 	}
-	if (p == s)
+	p = parse_digits(s, 10, &v);
+	if (!p || p == s)
 		return false;
-	switch (*p) {
-	case '\0': case 'b': case 'B': break;
-	case 'k': case 'K': mult = 1ull << 10; break;
-	case 'm': case 'M': mult = 1ull << 20; break;
-	case 'g': case 'G': mult = 1ull << 30; break;
-	case 't': case 'T': mult = 1ull << 40; break;
-	case 'p': case 'P': mult = 1ull << 50; break;
-	case 'e': case 'E': mult = 1ull << 60; break;
-	default: return false;
+	if (*p == '.') {
+		frac = ++p;
+		while (*p >= '0' && *p <= '9')
+			p++;
+		nfrac = (size_t)(p - frac);
+		if (!nfrac)
+			return false;
 	}
-	if (*p && p[1])
+	mult = suffix_multiplier(*p);
+	if (mult)
+		p++;
+	else if (*p == 'b' || *p == 'B')
+		p++;
+	/* A fraction of a byte means nothing. */
+	if (*p || (frac && !mult))
 		return false;
+	if (!mult)
+		mult = 1;
 	if (v > UINT64_MAX / mult)
 		return false;
-	*out = v * mult;
+	v *= mult;
+	if (frac) {
+		uint64_t f = fraction_bits(frac, nfrac, (unsigned)__builtin_ctzll(mult));
+
+		if (f > UINT64_MAX - v)
+			return false;
+		v += f;
+	}
+	*out = v;
 	return true;
 }
 
@@ -149,6 +223,16 @@ bool file_is_pcow(const char *path)
 	/* Either metadata slot may be the one in force (docs/format.md 3.1). */
 	return file_starts_as_pcow(path) ||
 	       file_has_magic(path, 256 * 1024, PCOW_MAGIC, 8);
+}
+
+bool file_not_pcow(const char *path)
+{
+	struct stat st;
+
+	/* A file too short for a header is the library's to describe. */
+	return stat(path, &st) == 0 &&
+	       ((S_ISREG(st.st_mode) && st.st_size >= 128) || S_ISBLK(st.st_mode)) &&
+	       access(path, R_OK) == 0 && !file_is_pcow(path);
 }
 
 bool file_starts_as_pcow(const char *path)

@@ -31,9 +31,34 @@ done
 # JSON keys of a clean image.
 ok "$PCOW_IMG" check --output=json c1.pcow
 check_eq "$(json 'sorted(d)' <"$T/.out")" \
-    '["check-errors", "corruptions", "filename", "format", "leaked-bytes", "leaks"]' "check JSON keys"
+    '["allocated-clusters", "check-errors", "corruptions", "filename", "format", "image-end-offset", "leaked-bytes", "leaks", "total-clusters"]' \
+    "check JSON keys"
 check_eq "$(json '[d["filename"], d["format"], d["leaks"], d["corruptions"], d["check-errors"]]' <"$T/.out")" \
     '["c1.pcow", "pcow", 0, 0, 0]' "check JSON of a clean image"
+# qemu-img's allocation figures, in blocks ("clusters"): c1 has 4 KiB
+# blocks, 64K + 4K + 4K written at 0, 15M and 8M; the image ends where its
+# file must (a file cut there still opens).
+check_eq "$(json '[d["total-clusters"], d["allocated-clusters"]]' <"$T/.out")" \
+    "[$(((15 * MiB + 512 + 4095) / 4096)), 18]" "check JSON: clusters of c1"
+end=$(json 'd["image-end-offset"]' <"$T/.out")
+check_eq "$end" "$(stat -c %s c1.pcow)" "check JSON: image end offset of c1"
+ok "$PCOW_IMG" check c1.pcow
+check_out "^18/3841 = 0\.47% allocated, 0\.00% fragmented, 0\.00% compressed clusters$" \
+    "check: allocation line"
+check_out "^Image end offset: $end$" "check: image end offset line"
+check_eq "$(sed -n 1p "$T/.out")" "No errors were found on the image." "check: the verdict comes first"
+ok "$PCOW_IMG" check -q c1.pcow
+check_eq "$(wc -c <"$T/.out")" 0 "check -q of a clean image prints nothing"
+# An empty image: no allocation line (as qemu-img), but its end.
+ok "$PCOW_IMG" create -q empty.pcow 1M
+ok "$PCOW_IMG" check empty.pcow
+check_true "no allocation line for an empty image" not grep -q "allocated" "$T/.out"
+check_out "^Image end offset: [0-9]+$" "check of an empty image: end offset"
+# Snapshots add regions: the end moves with them, and stays what the
+# file needs.
+ok "$PCOW_IMG" check --output=json c2.pcow
+check_eq "$(json 'd["image-end-offset"]' <"$T/.out")" "$(stat -c %s c2.pcow)" "image end offset with a snapshot"
+check_eq "$(json 'd["total-clusters"]' <"$T/.out")" 3 "total clusters of 5 MiB in 2 MiB blocks"
 
 # A leak in a region no layer uses [R-071]: 2 MiB + 32 MiB lies in region
 # 1 (from 2 MiB + 18 MiB: a 16 MiB data span and a 2 MiB bitmap).
@@ -67,6 +92,8 @@ for bs in $BLOCK_SIZES; do
     check_eq "$RC" 0 "bs $bs: exit code of check -r leaks"
     check_eq "$(json '[d["leaks"], d["leaks-fixed"] > 0, d["corruptions"], d["corruptions-fixed"]]' <"$T/.out")" \
         "[0, true, 0, 0]" "bs $bs: check -r leaks JSON"
+    # What was freed leaks no more: no leaked-bytes after the repair.
+    check_eq "$(json '"leaked-bytes" in d' <"$T/.out")" false "bs $bs: leaked-bytes after a repair"
     ok "$PCOW_IMG" check "$img"
     check_out "^No errors were found on the image.$" "bs $bs: check after the repair"
     verify "$img" "0x21 0 $bs" "0x22 $((14 * MiB)) 4K" "0 $((14 * MiB + 4 * KiB)) $((MiB - 4 * KiB))"

@@ -308,4 +308,20 @@ check_same before.raw small.raw "content of the grown raw backing file"
 to_raw grow.pcow after.raw
 check_same before.raw after.raw "the overlay's content after growing its backing file"
 
+# -t takes qemu-img's cache modes (and changes nothing); another is refused
+# as qemu-img refuses it, before the image is touched.
+ok "$PCOW_IMG" create -q -b small.raw -F raw cache.pcow
+for mode in none writeback writethrough directsync unsafe; do
+    pio cache.pcow "write -P 0x87 0 4K"
+    ok "$PCOW_IMG" commit -q -t "$mode" cache.pcow
+    raw_verify small.raw "0x87 0 4K"
+done
+pio cache.pcow "write -P 0x88 0 4K"
+remember cache.pcow small.raw
+expect_fail --nofile --grep "Invalid cache option: bogus" "$PCOW_IMG" commit -t bogus cache.pcow
+assert_unchanged cache.pcow small.raw
+# The documentation and the completion know -t.
+check_true "README documents commit -t" grep -q 'commit \[-f pcow\] \[-t CACHE\]' "$SRC_DIR/README.md"
+check_true "the man page documents commit -t" grep -q 'commit\*.*\*-t\* _CACHE_' "$SRC_DIR/docs/man/pcow-img.1.scd"
+
 finish

@@ -57,11 +57,16 @@ for verb in $verbs; do
     done
 done
 
+# commit -t: offered, and its values are qemu-img's cache modes.
+check_true "commit offers -t" grep -qw -- "-t" <<<"$(img commit -)"
+check_eq "$(img commit -t w)" "writeback writethrough" "commit -t values"
+check_true "convert offers -n" grep -qw -- "-n" <<<"$(img convert -)"
+
 # ---- Option values ----
 check_eq "$(img convert -O "")" "raw pcow qcow2" "convert output formats"
 check_eq "$(img convert -f p)" "pcow" "convert input format prefix"
 check_eq "$(img create -F "")" "raw pcow" "backing formats"
-check_eq "$(img info -f "")" "pcow" "info format"
+check_eq "$(img info -f "")" "pcow raw qcow2" "info format"
 check_eq "$(img check -r "")" "leaks all" "check -r"
 check_eq "$(img create -o bl)" "block_size=" "create -o key"
 check_eq "$(img create -o block_size=64K,ba)" \
@@ -99,7 +104,7 @@ sleep 0.5
 check_eq "$(img snapshot -a v -- snap.pcow)" "v2" "names of an image in use"
 
 # ---- pcow-io ----
-check_eq "$(io -)" "-c --cmd -r --read-only -U --force-share -m --mmap --copy-size --fault-ahead --persist-interval -f -h --help" "pcow-io options"
+check_eq "$(io -)" "-c --cmd -q -r --read-only -U --force-share -m --mmap --copy-size --fault-ahead --persist-interval -f -h --help -V --version" "pcow-io options"
 io_cmds=$("$PCOW_IO" --help | sed -n 's/^commands: //p; s/^ \+//p' | tr '|' '\n' | awk 'NF {print $1}' | tr '\n' ' ' | sed 's/ $//')
 check_eq "$(io -c "")" "$io_cmds" "pcow-io commands (as in pcow-io --help)"
 check_eq "$(io -r --cmd re)" "read" "pcow-io command prefix"

@@ -70,9 +70,6 @@ assert_unchanged cb.raw cm.pcow ct.pcow
 
 # Errors: one line, nothing left behind, existing files untouched.
 ok "$PCOW_IMG" create exists.pcow 1M
-remember exists.pcow in.raw
-expect_fail --file exists.pcow "$PCOW_IMG" convert -f raw -O pcow in.raw exists.pcow
-assert_unchanged exists.pcow in.raw
 expect_fail --file nothere.raw "$PCOW_IMG" convert -O pcow nothere.raw o.pcow
 check_true "a failed convert left o.pcow behind" test ! -e o.pcow
 expect_fail --file o.img --grep "vmdk" "$PCOW_IMG" convert -O vmdk in.raw o.img
@@ -85,14 +82,65 @@ check_true "a failed convert left o.pcow behind" test ! -e o.pcow
 expect_fail --file o.pcow "$PCOW_IMG" convert -O pcow -o backing_file=in.raw in.raw o.pcow
 expect_fail --file nodir/o.raw "$PCOW_IMG" convert -O raw p.pcow nodir/o.raw
 expect_fail --nofile "$PCOW_IMG" convert in.raw
-# An existing output is never overwritten, whatever its format: it may be
-# an image in use, or the input itself.
+# An existing output is replaced, as qemu-img does, whatever its format;
+# never the input itself, nor an image in use.
 "$PCOW_IMG" create -q -f pcow self.pcow 1M
-remember self.pcow exists.pcow
-expect_fail --file self.pcow --grep "File exists" "$PCOW_IMG" convert -O raw self.pcow self.pcow
-expect_fail --file exists.pcow --grep "File exists" "$PCOW_IMG" convert -O raw self.pcow exists.pcow
-expect_fail --file exists.pcow --grep "File exists" "$PCOW_IMG" convert -O qcow2 self.pcow exists.pcow
-assert_unchanged self.pcow exists.pcow
+pio self.pcow "write -P 0x3c 4K 4K"
+remember self.pcow
+expect_fail --file self.pcow --grep "input" "$PCOW_IMG" convert -O raw self.pcow self.pcow
+ln -s self.pcow self-link.pcow
+expect_fail --file self-link.pcow --grep "input" "$PCOW_IMG" convert -O pcow self.pcow self-link.pcow
+assert_unchanged self.pcow
+ok "$PCOW_IMG" convert -O raw self.pcow exists.pcow
+raw_verify exists.pcow "0 0 4K" "0x3c 4K 4K" "0 8K 1016K"
+ok "$PCOW_IMG" convert -f raw -O pcow in.raw exists.pcow
+check_eq "$(info_get exists.pcow 'd["virtual-size"]')" "$(stat -c %s in.raw)" "convert over an image"
+if command -v qemu-img >/dev/null; then
+    ok "$PCOW_IMG" convert -O qcow2 self.pcow exists.pcow
+    check_true "a qcow2 output replaced the pcow image" \
+        test "$(head -c 3 exists.pcow)" = QFI
+fi
+check_eq "$(find . -name '.*.??????' | wc -l)" 0 "temporary files left by convert"
+"$PCOW_IMG" create -q busy.pcow 1M
+hold_start busy.pcow && {
+    remember busy.pcow
+    for fmt in raw pcow qcow2; do
+        expect_fail --file busy.pcow --grep "in use" "$PCOW_IMG" convert -O $fmt self.pcow busy.pcow
+    done
+    expect_fail --file busy.pcow --grep "in use" "$PCOW_IMG" convert -n -O pcow self.pcow busy.pcow
+    assert_unchanged busy.pcow
+    hold_stop
+}
+
+# -n writes into an existing output without creating it: what the input
+# holds, and zeros (also over a backing file's data) where it holds none,
+# up to the input's size; the rest stays.  The output must be at least as
+# large; -o has no effect then and is refused, as by qemu-img.
+mkraw nbase.raw 4M "0 4M 0x11"
+"$PCOW_IMG" create -q -o block_size=4K -b nbase.raw -F raw ntarget.pcow 4M
+pio ntarget.pcow "write -P 0x22 0 2M" "write -P 0x23 3M 1M"
+ok "$PCOW_IMG" convert -n -O pcow self.pcow ntarget.pcow
+verify ntarget.pcow "0 0 4K" "0x3c 4K 4K" "0 8K 1016K" "0x22 1M 1M" "0x11 2M 1M" "0x23 3M 1M"
+mkraw ntarget.raw 3M "0 3M 0x44"
+ok "$PCOW_IMG" convert -n -f pcow -O raw self.pcow ntarget.raw
+raw_verify ntarget.raw "0 0 4K" "0x3c 4K 4K" "0 8K 1016K" "0x44 1M 2M"
+check_eq "$(stat -c %s ntarget.raw)" $((3 * MiB)) "size of a raw output after -n"
+remember ntarget.pcow ntarget.raw
+mkraw small.raw 512K
+expect_fail --file small.raw --grep "smaller" "$PCOW_IMG" convert -n -f raw -O raw ntarget.raw small.raw
+expect_fail --file nothere.raw "$PCOW_IMG" convert -n -O raw self.pcow nothere.raw
+check_true "convert -n created nothere.raw" test ! -e nothere.raw
+expect_fail --file ntarget.pcow --grep "no effect" "$PCOW_IMG" convert -n -O pcow -o block_size=4K self.pcow ntarget.pcow
+# Without -O, -n would write raw bytes over an image: refused.
+expect_fail --file ntarget.pcow --grep "give its format" "$PCOW_IMG" convert -n self.pcow ntarget.pcow
+assert_unchanged ntarget.pcow ntarget.raw
+
+# -o help lists the options of the output format.
+ok "$PCOW_IMG" convert -O pcow -o help
+check_out "^Supported pcow options:$" "convert -O pcow -o help"
+check_out "^  block_size=<size> +- " "convert -o help: block_size"
+ok "$PCOW_IMG" convert -O raw -o '?'
+check_out "^Supported raw options:$" "convert -O raw -o ?"
 
 mkraw empty.raw 0
 expect_fail --file empty.pcow "$PCOW_IMG" convert -f raw -O pcow empty.raw empty.pcow

@@ -114,4 +114,129 @@ expect_fail --nofile --grep "^pcow-io: unrecognized option '--bogus'$" "$PCOW_IO
 expect_fail --nofile --grep "^pcow-io: option '--cmd' requires an argument$" "$PCOW_IO" s.pcow --cmd
 expect_fail --grep "^pcow-io: missing.pcow: " "$PCOW_IO" -c "read 0 512" missing.pcow
 
+# ---- qemu-io's habits ----
+ok "$PCOW_IMG" create -q -o block_size=64K h.pcow 4M
+
+# Amounts in qemu-io's words, which qemu-iotests' filters expect: "0
+# bytes", "1000 bytes", "3.906 KiB", "3.812 MiB", "1 MiB"; times as
+# "SS.hh sec"; rates in the same units.
+for spec in "0:0 bytes" "1000:1000 bytes" "4000:3.906 KiB" "3997696:3.812 MiB" "1048576:1 MiB" \
+    "65536:64 KiB" "1536:1.500 KiB"; do
+    pio h.pcow "write 0 ${spec%%:*}" "read 0 ${spec%%:*}"
+    check_out "^${spec#*:}, 1 ops; [0-9]{2}\.[0-9]{2} sec \([0-9.]+ ([KMGTPE]iB|bytes)/sec and [0-9]+\.[0-9]{4} ops/sec\)$" \
+        "amount and rate of ${spec%%:*} bytes"
+done
+# The filter of qemu-iotests (common.filter's _filter_qemu_io) matches.
+pio h.pcow "write -P 1 0 3997696"
+check_eq "$(sed -e 's/[0-9]* ops\; [0-9/:. sec]* ([0-9/.inf]* [EPTGMKiBbytes]*\/sec and [0-9/.inf]* ops\/sec)/X ops\; XX:XX:XX.X (XXX YYY\/sec and XXX ops\/sec)/' "$T/.out" | tail -n 1)" \
+    "3.812 MiB, X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)" "qemu-iotests' filter"
+
+# length, info, alloc, map.
+pio -r h.pcow length info
+check_eq "$(cat "$T/.out")" $'4 MiB\nformat name: pcow\ncluster size: 64 KiB' "length and info"
+pio h.pcow "discard 0 4M" "write -P 2 64K 64K" "write -P 3 1M 1"
+pio -r h.pcow "alloc 0" "alloc 64K" "alloc 0 1M" "alloc 100K 2M" "alloc 3M 1M"
+check_eq "$(cat "$T/.out")" "0/512 bytes allocated at offset 0 bytes
+512/512 bytes allocated at offset 64 KiB
+65536/1048576 bytes allocated at offset 0 bytes
+94208/2097152 bytes allocated at offset 100 KiB
+0/1048576 bytes allocated at offset 3 MiB" "alloc"
+pio -r h.pcow map
+check_eq "$(cat "$T/.out")" "64 KiB (0x10000) bytes not allocated at offset 0 bytes (0x0)
+64 KiB (0x10000) bytes     allocated at offset 64 KiB (0x10000)
+896 KiB (0xe0000) bytes not allocated at offset 128 KiB (0x20000)
+64 KiB (0x10000) bytes     allocated at offset 1 MiB (0x100000)
+2.938 MiB (0x2f0000) bytes not allocated at offset 1.062 MiB (0x110000)" "map in qemu-io's words"
+expect_fail --nofile --grep "alloc" "$PCOW_IO" -r -c "alloc" h.pcow
+
+# read -v dumps what it read, with the image's offsets.
+pio h.pcow "write -P 0x41 $((64 * KiB + 16)) 4"
+pio -r h.pcow "read -v $((64 * KiB + 14)) 20"
+check_eq "$(head -n 2 "$T/.out")" "0001000e:  02 02 41 41 41 41 02 02 02 02 02 02 02 02 02 02  ..AAAA..........
+0001001e:  02 02 02 02  ...." "read -v"
+check_out "^read 20/20 bytes at offset 65550$" "read -v still reports"
+
+# write -z: zeros, also over a backing file's data; the whole blocks
+# inside go (no space), the ends are written.
+mkraw hz.raw 4M "0 4M 0x5a"
+ok "$PCOW_IMG" create -q -o block_size=64K -b hz.raw -F raw hz.pcow
+for mode in "" --mmap; do
+    pio $mode hz.pcow "write -z 1000 200K"
+    check_out "^wrote 204800/204800 bytes at offset 1000$" "write -z ${mode:-file}: report"
+    verify hz.pcow "0x5a 0 1000" "0 1000 200K" "0x5a $((1000 + 200 * KiB)) 1M"
+    check_eq "$("$PCOW_IMG" map --output=json hz.pcow | json 'sum(r["length"] for r in d if r["data"] and r["depth"] == 0)')" \
+        $((128 * KiB)) "write -z ${mode:-file}: only the end blocks hold data"
+done
+expect_fail --nofile --grep "-z and -P" "$PCOW_IO" -c "write -z -P 1 0 512" hz.pcow
+
+# -q, per command and for all of them; quit (or q) ends the commands.
+pio h.pcow "write -q -P 4 0 512" "read -q -P 4 0 512" "discard -q 0 64K"
+check_eq "$(wc -c <"$T/.out")" 0 "commands with -q print nothing"
+pio -q h.pcow "write -P 5 0 512" "read -P 5 0 512" length
+check_eq "$(cat "$T/.out")" "4 MiB" "pcow-io -q keeps what is asked for"
+for q in quit q; do
+    pio h.pcow "write -P 6 0 512" "$q" "write -P 7 0 512"
+    verify h.pcow "6 0 512"
+done
+printf 'write -P 8 0 512\nquit\nwrite -P 9 0 512\n' >qcmds
+ok "$PCOW_IO" h.pcow <qcmds
+verify h.pcow "8 0 512"
+
+# help lists the commands (those of --help), help COMMAND one of them.
+pio -r h.pcow help
+check_eq "$(awk '{print $1}' "$T/.out" | tr '\n' ' ')" \
+    "$("$PCOW_IO" --help | sed -n 's/^commands: //p; s/^ \+//p' | awk '{print $1}' | tr '\n' ' ')" \
+    "help lists the commands"
+check_out "^write \[-qz\] \[-P PATTERN\] OFF LEN -- " "help: write"
+pio -r h.pcow "help alloc"
+check_eq "$(wc -l <"$T/.out")" 1 "help alloc: one line"
+expect_fail --nofile --grep "frob" "$PCOW_IO" -r -c "help frob" h.pcow
+
+# An unknown flag of a command is "invalid option", as getopt says it.
+expect_fail --nofile --grep "^pcow-io: read: invalid option -- 'Z'$" "$PCOW_IO" -r -c "read -Z 0 1" h.pcow
+expect_fail --nofile --grep "^pcow-io: write: invalid option -- 'v'$" "$PCOW_IO" -c "write -v 0 1" h.pcow
+expect_fail --nofile --grep "^pcow-io: discard: invalid option -- 'P'$" "$PCOW_IO" -c "discard -P 1 0 1" h.pcow
+
+# --version; -U without -r is refused (as qemu-io), not opened to fail
+# every write.
+ok "$PCOW_IO" --version
+check_out "^pcow-io version [0-9]+\.[0-9]+\.[0-9]+$" "pcow-io --version"
+ok "$PCOW_IO" -V
+check_out "^pcow-io version " "pcow-io -V"
+expect_fail --grep "force-share.*read-only.*-r" "$PCOW_IO" -U -c "read 0 512" h.pcow
+ok "$PCOW_IO" -U -r -c "read 0 512" h.pcow
+
+# On a terminal, a prompt for each command, as qemu-io's.
+out=$("$PY" - "$PCOW_IO" h.pcow <<'PYEOF'
+import os, pty, sys, termios, time
+pid, fd = pty.fork()
+if pid == 0:
+    # No echo: only what pcow-io writes comes back.
+    attrs = termios.tcgetattr(0)
+    attrs[3] &= ~termios.ECHO
+    termios.tcsetattr(0, termios.TCSANOW, attrs)
+    os.execv(sys.argv[1], [sys.argv[1], sys.argv[2]])
+data = b""
+sent = False
+deadline = time.time() + 10
+while time.time() < deadline:
+    # The first prompt says echo is off: then the commands.
+    if not sent and b"pcow-io> " in data:
+        os.write(fd, b"length\nquit\n")
+        sent = True
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    data += chunk
+os.waitpid(pid, 0)
+sys.stdout.write(data.decode(errors="replace").replace("\r", ""))
+PYEOF
+)
+check_eq "$out" $'pcow-io> 4 MiB\npcow-io> ' "a prompt on a terminal"
+run "$PCOW_IO" -c length h.pcow
+check_true "no prompt without a terminal" not grep -q "pcow-io>" "$T/.out"
+
 finish

@@ -302,7 +302,8 @@ verify() {
     done
     local img=$1
     shift
-    [[ " ${flags[*]-} " == *" -U "* || " ${flags[*]-} " == *" -r "* ]] || flags+=(-r)
+    # -U reads without a lock, which is for read-only opens only.
+    [[ " ${flags[*]-} " == *" -r "* ]] || flags+=(-r)
     for spec in "$@"; do
         # shellcheck disable=SC2086
         set -- $spec
@@ -599,6 +600,22 @@ hold_cmd() { # CMD
         sleep 0.05
     done
     fail "the holder did not run '$1'"
+    return 1
+}
+
+# Waits until some process holds its locks on FILE: locks are there (as
+# /proc/locks shows them; looking takes no lock, which could make the
+# holder's own fail) and their number has settled (QEMU takes several).
+wait_locked() { # FILE
+    local ino i n last=0
+    ino=$(stat -c %i "$1") || return 1
+    for ((i = 0; i < 200; i++)); do
+        n=$(grep -c ":$ino " /proc/locks)
+        ((n > 0 && n == last)) && return 0
+        last=$n
+        sleep 0.1
+    done
+    fail "nothing locked $1"
     return 1
 }
 

@@ -34,6 +34,11 @@ for mode in "" --mmap; do
     expect_fail --grep "in use" --rc 1 "$PCOW_IMG" check img.pcow
     expect_fail --grep "in use" --file img.pcow "$PCOW_IMG" convert -O raw img.pcow out.raw
     expect_fail --grep "in use" --file img.pcow "$PCOW_IMG" create -b img.pcow -F pcow top.pcow
+    # Nothing replaces an image in use, nor its backing file.
+    expect_fail --grep "in use" --file img.pcow "$PCOW_IMG" create img.pcow 1M
+    expect_fail --grep "in use" --file base.pcow "$PCOW_IMG" create base.pcow 1M
+    expect_fail --grep "in use" --file img.pcow "$PCOW_IMG" convert -O raw base.pcow img.pcow
+    expect_fail --grep "in use" --file img.pcow "$PCOW_IMG" convert -n -O pcow base.pcow img.pcow
     check_true "$tag: a refused convert left out.raw behind" test ! -e out.raw
     check_true "$tag: a refused create left top.pcow behind" test ! -e top.pcow
     # ... and so is a writer of its backing file, which it holds shared.

@@ -45,12 +45,13 @@ for bs in $BLOCK_SIZES; do
         "0+$((2 * bs)):0:data:$r0 $((2 * bs))+$((2 * bs)):0:zero $((4 * bs))+$bs:0:data:$((r0 + 4 * bs)) $((5 * bs))+$((SIZE - 5 * bs)):0:zero" \
         "bs $bs: map after writes"
     # After a snapshot, the old data is one layer down; new writes go to
-    # the next region, at the same offset inside it.
+    # the next region, at the same offset inside it.  What no layer holds
+    # was looked for down to the last one, depth 1 (qemu-img's depth).
     ok "$PCOW_IMG" snapshot -c s1 "$img"
     pio "$img" "write -P 3 $bs 1"
     r1=$((2 * MiB + stride))
     check_eq "$(map_runs "$img")" \
-        "0+$bs:1:data:$r0 $bs+$bs:0:data:$((r1 + bs)) $((2 * bs))+$((2 * bs)):0:zero $((4 * bs))+$bs:1:data:$((r0 + 4 * bs)) $((5 * bs))+$((SIZE - 5 * bs)):0:zero" \
+        "0+$bs:1:data:$r0 $bs+$bs:0:data:$((r1 + bs)) $((2 * bs))+$((2 * bs)):1:zero $((4 * bs))+$bs:1:data:$((r0 + 4 * bs)) $((5 * bs))+$((SIZE - 5 * bs)):1:zero" \
         "bs $bs: map after a snapshot"
     # A discarded block that a lower layer holds is ours, and reads zeros:
     # present at depth 0 and zero, as qemu-img shows a zero cluster.
@@ -80,14 +81,16 @@ for bs in $BLOCK_SIZES; do
 done
 
 # Backing files: their runs are one level further down, with their own
-# file offsets, and the human map names them.
+# file offsets, and the human map names them.  What nothing holds has the
+# depth of the last layer searched (2: mm.pcow's raw backing file), as
+# qemu-img reports it.
 mkraw mb.raw $((8 * MiB)) "1M 64K 0x11"
 ok "$PCOW_IMG" create -o block_size=64K -b mb.raw -F raw mm.pcow
 ok "$PCOW_IMG" create -o block_size=64K -b mm.pcow -F pcow mt.pcow
 pio mm.pcow "write -P 0x12 2M 64K"
 pio mt.pcow "write -P 0x13 3M 64K"
 check_eq "$(map_runs mt.pcow)" \
-    "0+$MiB:0:zero $MiB+$((64 * KiB)):2:data:$MiB $((MiB + 64 * KiB))+$((MiB - 64 * KiB)):0:zero $((2 * MiB))+$((64 * KiB)):1:data:$((4 * MiB)) $((2 * MiB + 64 * KiB))+$((MiB - 64 * KiB)):0:zero $((3 * MiB))+$((64 * KiB)):0:data:$((5 * MiB)) $((3 * MiB + 64 * KiB))+$((5 * MiB - 64 * KiB)):0:zero" \
+    "0+$MiB:2:zero $MiB+$((64 * KiB)):2:data:$MiB $((MiB + 64 * KiB))+$((MiB - 64 * KiB)):2:zero $((2 * MiB))+$((64 * KiB)):1:data:$((4 * MiB)) $((2 * MiB + 64 * KiB))+$((MiB - 64 * KiB)):2:zero $((3 * MiB))+$((64 * KiB)):0:data:$((5 * MiB)) $((3 * MiB + 64 * KiB))+$((5 * MiB - 64 * KiB)):2:zero" \
     "map through a backing chain"
 ok "$PCOW_IMG" map mt.pcow
 check_out "^0x100000 +0x10000 +0x100000 +(\./)?mb\.raw$" "human map names the raw backing file"
@@ -98,13 +101,33 @@ check_out "^0x300000 +0x10000 +0x500000 +mt\.pcow$" "human map names the image"
 # "offset" only where there is data.
 ok "$PCOW_IMG" map --output=json mt.pcow
 check_eq "$(head -n 1 "$T/.out")" \
-    '[{ "start": 0, "length": 1048576, "depth": 0, "present": false, "zero": true, "data": false},' \
+    '[{ "start": 0, "length": 1048576, "depth": 2, "present": false, "zero": true, "data": false},' \
     "first line of the JSON map"
 check_eq "$(sed -n 2p "$T/.out")" \
     '{ "start": 1048576, "length": 65536, "depth": 2, "present": true, "zero": false, "data": true, "offset": 1048576},' \
     "second line of the JSON map"
 check_eq "$(wc -l <"$T/.out")" 7 "lines of the JSON map"
 check_true "the JSON map ends the array" grep -q '}]$' "$T/.out"
+
+# --start-offset and --max-length (sizes as qemu-img takes them) limit
+# the runs to that range, which need not be aligned.
+ok "$PCOW_IMG" map --output=json --start-offset 1M --max-length 100k mt.pcow
+check_eq "$(cat "$T/.out")" \
+    '[{ "start": 1048576, "length": 65536, "depth": 2, "present": true, "zero": false, "data": true, "offset": 1048576},
+{ "start": 1114112, "length": 36864, "depth": 2, "present": false, "zero": true, "data": false}]' \
+    "map --start-offset --max-length"
+ok "$PCOW_IMG" map --output=json --start-offset=0x100 --max-length=1000 mt.pcow
+check_eq "$(json '[(r["start"], r["length"]) for r in d]' <"$T/.out")" "[[256, 1000]]" \
+    "map of an unaligned range"
+ok "$PCOW_IMG" map --start-offset 2.5M mt.pcow
+check_eq "$(tail -n +2 "$T/.out" | tr -s ' ' | tr '\n' ';')" "0x300000 0x10000 0x500000 mt.pcow;" \
+    "human map from an offset"
+ok "$PCOW_IMG" map --output=json --start-offset 8M mt.pcow
+check_eq "$(cat "$T/.out")" "[]" "map from the end"
+ok "$PCOW_IMG" map --output=json --max-length 0 mt.pcow
+check_eq "$(cat "$T/.out")" "[]" "map of no bytes"
+expect_fail --nofile --grep "start offset 'x'.*suffix" "$PCOW_IMG" map --start-offset x mt.pcow
+expect_fail --nofile --grep "max length '-1'" "$PCOW_IMG" map --max-length -1 mt.pcow
 
 # Options and errors.
 ok "$PCOW_IMG" map -U mt.pcow

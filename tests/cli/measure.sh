@@ -151,4 +151,11 @@ assert_unchanged sparse.raw ov.pcow
 expect_fail --nofile --grep "Invalid image size specified: '0'" "$PCOW_IMG" measure --size 0
 expect_fail --nofile --grep "capacity '0'" "$PCOW_IMG" measure -o capacity=0 --size 1M
 
+# -o help lists the options of the output format, as qemu-img's.
+ok "$PCOW_IMG" measure -o help
+check_out "^Supported pcow options:$" "measure -o help"
+check_out "^  block_size=<size> +- " "measure -o help: block_size"
+ok "$PCOW_IMG" measure -O raw -o '?'
+check_out "^Supported raw options:$" "measure -O raw -o ?"
+
 finish

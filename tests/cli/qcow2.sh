@@ -76,6 +76,67 @@ check_true "a refused convert leaves no output" test ! -e held.qcow2
 ok "$PCOW_IMG" convert -U -O qcow2 src.pcow held.qcow2
 hold_stop
 
+# An existing output is replaced (a qcow2 image by a pcow one and back);
+# with -n the existing output is written into: qcow2 through qemu-img.
+ok "$PCOW_IMG" convert -O qcow2 src.pcow ov.qcow2
+run "$QEMU_IMG" compare -f raw -F qcow2 src.raw ov.qcow2
+check_eq "$RC" 0 "a qcow2 output replaced"
+ok "$PCOW_IMG" convert -O pcow ov.qcow2 ov.pcow
+ok "$PCOW_IMG" compare ov.pcow src.raw
+"$QEMU_IMG" create -q -f qcow2 -o cluster_size=4K into.qcow2 $SIZE
+QEMU_IO=$(command -v qemu-io) || skip "qemu-io is not installed (Debian: qemu-utils)"
+"$QEMU_IO" -c "write -P 0x55 0 $SIZE" into.qcow2 >/dev/null || fail "qemu-io write into.qcow2"
+ok "$PCOW_IMG" convert -n -O qcow2 src.pcow into.qcow2
+check_eq "$("$QEMU_IMG" info --output=json into.qcow2 | json 'd["cluster-size"]')" 4096 \
+    "convert -n keeps the qcow2 output's own options"
+run "$QEMU_IMG" compare -f raw -F qcow2 src.raw into.qcow2
+check_eq "$RC" 0 "convert -n into qcow2: the input's content, zeros included"
+"$PCOW_IMG" create -q into.pcow $SIZE
+pio into.pcow "write -P 0x55 0 $SIZE"
+ok "$PCOW_IMG" convert -n -O pcow out.qcow2 into.pcow
+ok "$PCOW_IMG" compare into.pcow src.raw
+no_temp_left "convert -n"
+# A qcow2 image in use by QEMU (qemu-io holds it) is not replaced.
+"$QEMU_IO" -c "sleep 60000" into.qcow2 >/dev/null 2>&1 &
+qpid=$!
+CLEANUP_PIDS+=("$qpid")
+wait_locked into.qcow2
+remember into.qcow2
+expect_fail --grep "in use" --file into.qcow2 "$PCOW_IMG" convert -O qcow2 src.pcow into.qcow2
+expect_fail --grep "in use" --file into.qcow2 "$PCOW_IMG" create into.qcow2 1M
+assert_unchanged into.qcow2
+kill "$qpid" 2>/dev/null
+wait "$qpid" 2>/dev/null
+
+# info -f raw|qcow2 and measure -O qcow2: qemu-img answers, in its words.
+for fmt in qcow2:out.qcow2 raw:src.raw; do
+    for o in human json; do
+        ok "$PCOW_IMG" info -f "${fmt%%:*}" --output=$o "${fmt#*:}"
+        check_eq "$(cat "$T/.out")" "$("$QEMU_IMG" info -f "${fmt%%:*}" --output=$o "${fmt#*:}")" \
+            "info -f ${fmt%%:*} --output=$o"
+    done
+done
+expect_fail --file src.raw --grep "not in qcow2 format" "$PCOW_IMG" info -f qcow2 src.raw
+expect_fail --file out.qcow2 --grep "no-backing" "$PCOW_IMG" info -f qcow2 --no-backing out.qcow2
+ok "$PCOW_IMG" measure -O qcow2 --size 1G --output=json
+check_eq "$(cat "$T/.out")" "$("$QEMU_IMG" measure -O qcow2 --size 1G --output=json)" "measure -O qcow2 --size"
+ok "$PCOW_IMG" measure -O qcow2 -f qcow2 out.qcow2
+check_eq "$(cat "$T/.out")" "$("$QEMU_IMG" measure -O qcow2 -f qcow2 out.qcow2)" "measure -O qcow2 of qcow2"
+# A pcow image: what its content takes as qcow2, as if it were raw.
+to_raw src.pcow src-copy.raw
+for m in "" "-o cluster_size=4K"; do
+    # shellcheck disable=SC2086  # m is words
+    ok "$PCOW_IMG" measure -O qcow2 $m --output=json src.pcow
+    # shellcheck disable=SC2086
+    check_eq "$(cat "$T/.out")" "$("$QEMU_IMG" measure -O qcow2 $m -f raw --output=json src-copy.raw)" \
+        "measure -O qcow2 $m of a pcow image"
+done
+no_temp_left "measure -O qcow2"
+ok "$PCOW_IMG" measure -O qcow2 -o help
+check_out "^Supported qcow2 options:$" "measure -O qcow2 -o help"
+expect_fail --nofile --grep "qemu-img is needed" env PATH=/nonexistent "$PCOW_IMG" measure -O qcow2 --size 1G
+expect_fail --file src.raw --grep "qemu-img is needed" env PATH=/nonexistent "$PCOW_IMG" info -f raw src.raw
+
 # Errors: one line, no output and no temporary file left.
 remember src.raw out.qcow2
 expect_fail --grep "not in qcow2 format" --file src.raw "$PCOW_IMG" convert -f qcow2 -O pcow src.raw bad.pcow

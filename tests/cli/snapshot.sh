@@ -187,4 +187,17 @@ long=$(printf 'n%.0s' $(seq 255))
 ok "$PCOW_IMG" snapshot -c "$long" e.pcow
 check_eq "$(info_get e.pcow 'len(d["snapshots"][1]["name"])')" 255 "longest snapshot name"
 
+# qemu-img's table: its header, and rows whose VM state is empty (pcow
+# keeps none): VM SIZE 0 B, VM CLOCK 00:00:00.000, ICOUNT 0.
+ok "$PCOW_IMG" snapshot -l e.pcow
+check_eq "$(sed -n 2p "$T/.out")" \
+    "ID        TAG               VM SIZE                DATE     VM CLOCK     ICOUNT" "snapshot -l header"
+check_out "^1         one                   0 B [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8} 00:00:00.000          0$" \
+    "snapshot -l row"
+# info's JSON snapshots carry qemu-img's keys, icount included.
+check_eq "$(info_get e.pcow 'sorted(k for k in d["snapshots"][0] if k != "allocated-size")')" \
+    '["date-nsec", "date-sec", "icount", "id", "name", "vm-clock-nsec", "vm-clock-sec", "vm-state-size"]' \
+    "keys of info's snapshots"
+check_eq "$(info_get e.pcow 'd["snapshots"][0]["icount"]')" 0 "icount of a snapshot"
+
 finish

@@ -76,7 +76,7 @@ expect_file libpcow-dev '/usr/lib/[^/]+/pkgconfig/pcow\.pc$'
 expect_file libpcow-dev '/usr/share/man/man3/libpcow\.3\.gz$'
 for f in /usr/bin/pcow-img /usr/bin/pcow-io /usr/share/man/man1/pcow-img.1.gz \
 	/usr/share/man/man1/pcow-io.1.gz /usr/share/bash-completion/completions/pcow-img \
-	/usr/share/bash-completion/completions/pcow-io; do
+	/usr/share/bash-completion/completions/pcow-io /usr/share/pcow/pcow.magic; do
 	expect_file pcow-utils "^\.$f$"
 done
 if contents libpcow0 | grep -E '/(bin|include)/'; then
@@ -114,6 +114,15 @@ run "$img" info --output=json disk.pcow | grep -q '"virtual-size": 67108864' ||
 	fail "pcow-img info --output=json"
 run "$io" -r -c 'read -P 0xab 0 64k' disk.pcow >/dev/null || fail "pcow-io read"
 run "$img" check disk.pcow >/dev/null || fail "pcow-img check"
+
+# The autopkgtest smoke test (debian/tests/cli-smoke), against the
+# unpacked tools.
+if ! LD_LIBRARY_PATH=$libdir PCOW_IMG=$img PCOW_IO=$io \
+	PCOW_MAGIC=$root/usr/share/pcow/pcow.magic bash "$src/debian/tests/cli-smoke" \
+	>"$work/smoke.log" 2>&1; then
+	tail -n 30 "$work/smoke.log"
+	fail "debian/tests/cli-smoke failed against the packages"
+fi
 
 # A program builds against libpcow-dev.
 cat >use.c <<'C'

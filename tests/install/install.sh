@@ -37,7 +37,7 @@ installed() { # PATH-SUFFIX
 	[ -n "$f" ] || { echo "$1 not installed" >&2; return 1; }
 	echo "$f"
 }
-for f in bin/pcow-img bin/pcow-io include/pcow.h; do
+for f in bin/pcow-img bin/pcow-io include/pcow.h share/pcow/pcow.magic; do
 	installed "$f" >/dev/null
 done
 

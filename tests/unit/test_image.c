@@ -1,6 +1,7 @@
 /* test_image.c -- create/open, byte I/O against an oracle, discard, thin
  * provisioning and locking, for 4 KiB, 64 KiB and 2 MiB blocks. */
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,7 +173,8 @@ static void struct_sizes(void)
 	struct pcow_info info = {.struct_size = sizeof(info) - 8};
 	const char *path = test_path("sizes");
 	pcow_image *img;
-	size_t bad[] = {0, sizeof(o) - 8, sizeof(o) + 8, 8};
+	size_t old_create = offsetof(struct pcow_create_opts, flags);
+	size_t bad[] = {0, old_create - 8, old_create + 4, sizeof(o) + 8, 8};
 	size_t i;
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -197,6 +199,78 @@ static void struct_sizes(void)
 	OK(pcow_close(&img));
 }
 
+/* A caller built before the last fields were added passes the older
+ * size: it is served, and nothing past its structure is read or written. */
+static void older_struct_sizes(void)
+{
+	struct pcow_create_opts o = {.size = 1 << 20};
+	struct pcow_info info;
+	const char *path = test_path("older"), *lone = test_path("older-lone");
+	size_t old_info = offsetof(struct pcow_info, end_offset);
+	pcow_image *img;
+
+	o.struct_size = offsetof(struct pcow_create_opts, flags);
+	OK(pcow_create(path, &o));
+	/* flags lies past the older structure: not read */
+	o.backing_file = "missing.raw";
+	o.backing_format = PCOW_FORMAT_RAW;
+	o.flags = PCOW_CREATE_NO_BACKING_OPEN;
+	CHECK(pcow_create(lone, &o) == -ENOENT);
+	o.struct_size = sizeof(o);
+	OK(pcow_create(lone, &o));
+	OK(pcow_open(&img, lone, PCOW_OPEN_NO_BACKING));
+	memset(&info, 0, sizeof(info));
+	info.struct_size = sizeof(info);
+	OK(pcow_get_info(img, &info));
+	CHECK(!strcmp(info.backing_file, "missing.raw") && info.virtual_size == 1 << 20);
+	OK(pcow_close(&img));
+	/* without the backing file the size must be given */
+	o.size = 0;
+	CHECK(pcow_create(test_path("older-nosize"), &o) == -EINVAL);
+
+	OK(pcow_open(&img, path, 0));
+	memset(&info, 0xaa, sizeof(info));
+	info.struct_size = old_info;
+	OK(pcow_get_info(img, &info));
+	CHECK(info.struct_size == old_info && info.virtual_size == 1 << 20);
+	CHECK(info.end_offset == 0xaaaaaaaaaaaaaaaaull && info.view_layers == 0xaaaaaaaau);
+	OK(pcow_close(&img));
+}
+
+/* end_offset is the file size the image needs; view_layers counts the
+ * layers a read goes through. */
+static void end_and_layers(void)
+{
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = 4 << 20};
+	struct pcow_info info = {.struct_size = sizeof(info)};
+	const char *path = test_path("layers"), *top = test_path("layers-top");
+	pcow_image *img;
+	struct stat st;
+
+	OK(pcow_create(path, &o));
+	OK(pcow_open(&img, path, 0));
+	OK(pcow_get_info(img, &info));
+	CHECK(stat(path, &st) == 0 && info.end_offset == (uint64_t)st.st_size);
+	CHECK(info.view_layers == 1);
+	OK(pcow_snapshot_create(img, "one"));
+	OK(pcow_snapshot_create(img, "two"));
+	OK(pcow_get_info(img, &info));
+	CHECK(stat(path, &st) == 0 && info.end_offset == (uint64_t)st.st_size);
+	CHECK(info.end_offset > PCOW_BLOCK_SIZE_DEFAULT && info.view_layers == 3);
+	OK(pcow_close(&img));
+	o.backing_file = "layers";
+	o.backing_format = PCOW_FORMAT_PCOW;
+	OK(pcow_create(top, &o));
+	OK(pcow_open(&img, top, PCOW_OPEN_RDONLY));
+	OK(pcow_get_info(img, &info));
+	CHECK(info.view_layers == 4);
+	OK(pcow_close(&img));
+	OK(pcow_open(&img, top, PCOW_OPEN_RDONLY | PCOW_OPEN_NO_BACKING));
+	OK(pcow_get_info(img, &info));
+	CHECK(info.view_layers == 1);
+	OK(pcow_close(&img));
+}
+
 int main(void)
 {
 	oracle = malloc(SIZE);
@@ -209,6 +283,8 @@ int main(void)
 	bad_create();
 	bad_open();
 	struct_sizes();
+	older_struct_sizes();
+	end_and_layers();
 	free(oracle);
 	printf("image: ok\n");
 	return 0;
