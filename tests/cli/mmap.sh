@@ -183,4 +183,15 @@ expect_fail --nofile --grep "invalid interval" "$PCOW_IO" --mmap --persist-inter
 expect_fail --nofile --grep "invalid interval" "$PCOW_IO" --mmap --persist-interval -1 cs.pcow
 assert_unchanged cs.pcow
 
+# --cow kernel: the kernel copies inherited blocks (no fault), and the
+# copies are in the image after exit; --cow needs --mmap and a known mode.
+mkraw kc.raw 1M "0 1M 0x51"
+ok "$PCOW_IMG" create -o block_size=4K -b kc.raw -F raw kc.pcow
+pio --mmap --cow=kernel kc.pcow "write -P 0x52 8K 100" "read -P 0x52 8K 100" stats
+check_eq "$(stat_of faults)" 0 "--cow kernel: stores into inherited blocks take no fault"
+verify kc.pcow "0x51 0 8K" "0x52 8K 100" "0x51 $((8 * 1024 + 100)) $((1024 * 1024 - 8 * 1024 - 100))"
+ok "$PCOW_IMG" check kc.pcow
+expect_fail --nofile --grep "need --mmap" "$PCOW_IO" --cow kernel -c "write 0 1" kc.pcow
+expect_fail --nofile --grep "kernel or fault" "$PCOW_IO" --mmap --cow both -c "write 0 1" kc.pcow
+
 finish
