@@ -283,7 +283,7 @@ static int check_orphans(pcow_image *img, struct pcow_check_result *res,
 		if (ret < 0)
 			return ret;
 		pcow_meta_remove_layer(&next, (uint32_t)idx);
-		ret = pcow_image_commit(img, &next);
+		ret = pcow_meta_commit(img, &next);
 		pcow_meta_free(&next);
 		if (ret < 0)
 			return ret;

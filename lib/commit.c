@@ -475,7 +475,7 @@ static int empty_image(pcow_image *img)
 	next.layers[0].parent = PCOW_NO_PARENT;
 	next.layers[0].flags = 0;
 	next.active = 0;
-	ret = pcow_image_commit(img, &next);
+	ret = pcow_meta_commit(img, &next);
 	pcow_meta_free(&next);
 	for (i = 0; i < nold && ret == 0; i++)
 		ret = pcow_io_punch(img->fd, old[i], img->stride);

@@ -59,7 +59,7 @@ int pcow_image_mark_dirty(pcow_image *img)
 	if (was_clean && !img->clean_slot)
 		save_other_slot(img);
 	next.layers[next.active].flags |= PCOW_LAYER_UNRECORDED;
-	ret = pcow_image_commit(img, &next);
+	ret = pcow_meta_commit(img, &next);
 	pcow_meta_free(&next);
 	return ret;
 }
@@ -122,7 +122,7 @@ int pcow_image_record(pcow_image *img)
 		next.layers[l].flags &= ~PCOW_LAYER_UNRECORDED;
 	/* The commit persists the bits before the metadata that says every
 	 * block has one. */
-	ret = pcow_image_commit(img, &next);
+	ret = pcow_meta_commit(img, &next);
 	pcow_meta_free(&next);
 	return ret;
 }

@@ -100,7 +100,7 @@ int pcow_require_writable(pcow_image *img)
 	return 0;
 }
 
-int pcow_image_commit(pcow_image *img, struct pcow_meta *next)
+int pcow_meta_commit(pcow_image *img, struct pcow_meta *next)
 {
 	int slot = 1 - img->cur_slot, ret;
 	uint64_t need = pcow_image_required_size(img, next);

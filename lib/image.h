@@ -91,12 +91,14 @@ uint64_t pcow_image_required_size(const pcow_image *img,
 				  const struct pcow_meta *m);
 
 /*
- * Makes next the image's metadata: writes it to the other slot, persists
- * it, then adopts it (the commit point is the slot's persisted checksum).
+ * The metadata transaction (not to be confused with pcow_commit, which
+ * merges an image into its backing file): makes next the image's metadata:
+ * writes it to the other slot, persists it, then adopts it (the commit
+ * point is the slot's persisted checksum).
  * On failure the image keeps its old metadata.  Takes ownership of next
  * only on success.
  */
-int pcow_image_commit(pcow_image *img, struct pcow_meta *next);
+int pcow_meta_commit(pcow_image *img, struct pcow_meta *next);
 
 /*
  * Before the first change that may leave a block owned by its data alone

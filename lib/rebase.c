@@ -243,7 +243,7 @@ int pcow_rebase(pcow_image *img, const char *backing_file,
 		ret = pcow_err(-ENOMEM, "out of memory");
 		goto out;
 	}
-	ret = pcow_image_commit(img, &next);
+	ret = pcow_meta_commit(img, &next);
 	pcow_meta_free(&next);
 	if (ret == 0 && !(flags & PCOW_REBASE_UNSAFE)) {
 		/* Swap in the new chain; the old one is no longer needed. */

@@ -209,7 +209,7 @@ static int commit_layout(pcow_image *img, uint64_t size, uint64_t base,
 	next.virtual_size = size;
 	next.region_base = base;
 	next.data_capacity = capacity;
-	ret = pcow_image_commit(img, &next);
+	ret = pcow_meta_commit(img, &next);
 	pcow_meta_free(&next);
 	if (ret < 0)
 		return ret;

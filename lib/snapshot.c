@@ -201,7 +201,7 @@ int pcow_snapshot_create(pcow_image *img, const char *name)
 	s->layer = img->m.active;
 	s->date_sec = now.tv_sec;
 	s->date_nsec = (uint32_t)now.tv_nsec;
-	ret = after_layers_change(img, pcow_image_commit(img, &next));
+	ret = after_layers_change(img, pcow_meta_commit(img, &next));
 	pcow_meta_free(&next);
 out:
 	pthread_mutex_unlock(&img->lock);
@@ -238,7 +238,7 @@ int pcow_snapshot_apply(pcow_image *img, const char *name)
 		goto out;
 	/* The old active layer is a leaf nobody else refers to. */
 	pcow_meta_remove_layer(&next, old_active);
-	ret = after_layers_change(img, pcow_image_commit(img, &next));
+	ret = after_layers_change(img, pcow_meta_commit(img, &next));
 	pcow_meta_free(&next);
 	if (ret == 0)
 		ret = release_region(img, old_region);
@@ -314,7 +314,7 @@ int pcow_snapshot_delete(pcow_image *img, const char *name)
 		if (next.layers[i].parent == layer)
 			next.layers[i].parent = next.layers[layer].parent;
 	pcow_meta_remove_layer(&next, layer);
-	ret = after_layers_change(img, pcow_image_commit(img, &next));
+	ret = after_layers_change(img, pcow_meta_commit(img, &next));
 	pcow_meta_free(&next);
 	if (ret == 0)
 		ret = release_region(img, region);

@@ -1581,7 +1581,7 @@ static void setup_check(struct run *r)
 	memmove(&next.snapshots[idx], &next.snapshots[idx + 1],
 		(next.snapshot_count - (uint32_t)idx - 1) * sizeof(*next.snapshots));
 	next.snapshot_count--;
-	OK(pcow_image_commit(img, &next));
+	OK(pcow_meta_commit(img, &next));
 	pcow_meta_free(&next);
 	active_start = region_start(img, img->m.active);
 	OK(pcow_close(&img));
