@@ -85,6 +85,13 @@ int pcow_create(const char *path, const struct pcow_create_opts *opts);
 #define PCOW_OPEN_RDONLY 0x1u       /* read-only, takes a shared lock */
 #define PCOW_OPEN_FORCE_SHARE 0x2u  /* read-only, takes no lock (-U) */
 #define PCOW_OPEN_NO_BACKING 0x4u   /* do not open the backing chain */
+/*
+ * Inactive: the image is another process's until pcow_activate() (the
+ * destination of a live migration over shared storage).  Opened for
+ * writing later, read-only until then, without a lock; a map made
+ * meanwhile is read-only and becomes writable at activation.
+ */
+#define PCOW_OPEN_INACTIVE 0x8u
 
 /*
  * Opens an image and its backing chain.  A read-write open takes an
@@ -99,6 +106,21 @@ int pcow_open(pcow_image **img, const char *path, unsigned flags);
  * first.
  */
 int pcow_close(pcow_image **img);
+
+/*
+ * Handing an image over between processes (live migration over shared
+ * storage; docs/migration.md).  pcow_inactivate(): the kernel's copies of
+ * a map are written back, the image is flushed and recorded (clean on
+ * disk), its map made read-only and its write lock released; it then
+ * reads as before but takes no change.  pcow_activate(): takes the write
+ * lock (-EBUSY while another process holds it), reads the metadata again
+ * (another process may have changed it), and makes a map writable again,
+ * showing the image as it is now.  Neither may run while other threads
+ * store into the map.  Both return 0 when the image is in that state
+ * already.
+ */
+int pcow_inactivate(pcow_image *img);
+int pcow_activate(pcow_image *img);
 
 /* The message describing the last failure of this thread. */
 const char *pcow_errormsg(void);
@@ -135,6 +157,9 @@ struct pcow_info {
 	 * one).  pcow_block_status() depths run from 0 to view_layers - 1.
 	 */
 	uint32_t view_layers;
+	/* 1 between pcow_inactivate() (or a PCOW_OPEN_INACTIVE open) and
+	 * pcow_activate(): another process may own the image. */
+	uint32_t inactive;
 };
 
 int pcow_get_info(pcow_image *img, struct pcow_info *info);

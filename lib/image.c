@@ -67,6 +67,20 @@ static int lock_file(int fd, bool exclusive, bool for_writer, const char *path)
 	return pcow_err_sys(-errno, "%s: cannot lock", path);
 }
 
+int pcow_image_lock(pcow_image *img)
+{
+	return lock_file(img->fd, true, true, img->path);
+}
+
+int pcow_image_unlock(pcow_image *img)
+{
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_len = 1};
+
+	if (fcntl(img->fd, F_OFD_SETLK, &fl) < 0)
+		return pcow_err_sys(-errno, "%s: cannot unlock", img->path);
+	return 0;
+}
+
 uint64_t pcow_image_required_size(const pcow_image *img,
 				  const struct pcow_meta *m)
 {
@@ -451,6 +465,48 @@ static int load_meta(pcow_image *img)
 static int open_backing_of(pcow_image *img, int depth, const uint64_t *ids,
 			   int nids);
 
+/* The slot in force, checked against the file as an open checks it. */
+static int load_and_check(pcow_image *img)
+{
+	struct stat st;
+	int ret = load_meta(img);
+
+	if (ret < 0)
+		return ret;
+	pcow_image_set_layout(img);
+	if (fstat(img->fd, &st) < 0)
+		return pcow_err_sys(-errno, "%s: stat failed", img->path);
+	if ((uint64_t)st.st_size < pcow_image_required_size(img, &img->m))
+		return pcow_err(-EINVAL, "%s: image file is truncated (%lld bytes, needs %llu)",
+				img->path, (long long)st.st_size,
+				(unsigned long long)pcow_image_required_size(img, &img->m));
+	return 0;
+}
+
+int pcow_image_reload(pcow_image *img)
+{
+	struct pcow_meta old = img->m;
+	int old_slot = img->cur_slot, ret;
+
+	memset(&img->m, 0, sizeof(img->m));
+	ret = load_and_check(img);
+	if (ret == 0 && (old.virtual_size != img->m.virtual_size ||
+			 old.block_bits != img->m.block_bits ||
+			 !old.backing != !img->m.backing ||
+			 (old.backing && strcmp(old.backing, img->m.backing))))
+		ret = pcow_err(-EBUSY, "%s: size, block size or backing file changed while it was inactive",
+			       img->path);
+	if (ret < 0) {
+		pcow_meta_free(&img->m);
+		img->m = old;
+		img->cur_slot = old_slot;
+		pcow_image_set_layout(img);
+		return ret;
+	}
+	pcow_meta_free(&old);
+	return 0;
+}
+
 int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 		       int depth, const uint64_t *chain_ids, int chain_len)
 {
@@ -468,7 +524,8 @@ int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 	img->fd = -1;
 	img->raw_fd = -1;
 	img->open_flags = flags;
-	img->rdonly = flags & PCOW_OPEN_RDONLY;
+	img->inactive = flags & PCOW_OPEN_INACTIVE;
+	img->rdonly = (flags & PCOW_OPEN_RDONLY) || img->inactive;
 	img->depth_in_chain = depth;
 	{
 		/* Recursive: a write fault on the mapping may be raised by library
@@ -487,7 +544,8 @@ int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 		ret = pcow_err(-ENOMEM, "out of memory");
 		goto fail;
 	}
-	ret = open_image_file(path, img->rdonly ? O_RDONLY : O_RDWR, depth, &st);
+	ret = open_image_file(path, img->rdonly && !img->inactive ? O_RDONLY : O_RDWR,
+			      depth, &st);
 	if (ret < 0)
 		goto fail;
 	img->fd = ret;
@@ -496,7 +554,7 @@ int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 			ret = pcow_err(-ELOOP, "%s: backing file loop", path);
 			goto fail;
 		}
-	if (!(flags & PCOW_OPEN_FORCE_SHARE)) {
+	if (!(flags & (PCOW_OPEN_FORCE_SHARE | PCOW_OPEN_INACTIVE))) {
 		ret = lock_file(img->fd, !img->rdonly,
 				!img->rdonly || (flags & PCOW_OPEN_FOR_WRITER), path);
 		if (ret < 0)
@@ -507,16 +565,9 @@ int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 			       path, (long long)st.st_size);
 		goto fail;
 	}
-	ret = load_meta(img);
+	ret = load_and_check(img);
 	if (ret < 0)
 		goto fail;
-	pcow_image_set_layout(img);
-	if ((uint64_t)st.st_size < pcow_image_required_size(img, &img->m)) {
-		ret = pcow_err(-EINVAL, "%s: image file is truncated (%lld bytes, needs %llu)",
-			       path, (long long)st.st_size,
-			       (unsigned long long)pcow_image_required_size(img, &img->m));
-		goto fail;
-	}
 	ret = pcow_pending_recover(img);
 	if (ret < 0)
 		goto fail;
@@ -725,6 +776,7 @@ int pcow_get_info(pcow_image *img, struct pcow_info *out)
 	ret = pcow_layer_count_blocks(img, img->m.active, &info->allocated_blocks);
 	info->end_offset = pcow_image_required_size(img, &img->m);
 	info->view_layers = view_layers(img);
+	info->inactive = img->inactive;
 	pthread_mutex_unlock(&img->lock);
 	memcpy(out, info, size);
 	out->struct_size = size;

@@ -21,6 +21,7 @@ struct pcow_image {
 	char *path;
 	char *dir;              /* directory relative backing names resolve in */
 	bool rdonly;
+	bool inactive;          /* handed over (handover.c): rdonly until activated */
 	bool poisoned;          /* a metadata commit failed: no more changes */
 	uint32_t last_commit_len;       /* bytes the last commit wrote */
 	/* What the slot that went dirty held before (dirty.c): written back
@@ -85,6 +86,18 @@ static inline uint64_t region_start(const pcow_image *img, uint32_t layer)
 
 /* Sets block_size, nblocks, stride, span and bitmap_span from img->m. */
 void pcow_image_set_layout(pcow_image *img);
+
+/* The image's write lock, taken (-EBUSY when another process holds it)
+ * and released (handover.c). */
+int pcow_image_lock(pcow_image *img);
+int pcow_image_unlock(pcow_image *img);
+
+/*
+ * Reads the metadata in force again, as an open does; fails, keeping the
+ * old, when it cannot be used or when size, block size or backing file
+ * changed (the structures built on them would be wrong).
+ */
+int pcow_image_reload(pcow_image *img);
 
 /* Bytes of file the layers of m need (in m's layout). */
 uint64_t pcow_image_required_size(const pcow_image *img,

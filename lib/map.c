@@ -63,13 +63,15 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	void *p;
 
 	*out = NULL;
-	if (!(flags & PCOW_MAP_RDONLY) && img->rdonly)
+	if (!(flags & PCOW_MAP_RDONLY) && img->rdonly && !img->inactive)
 		return pcow_err(-EACCES, "%s: image is opened read-only", img->path);
 	map = calloc(1, sizeof(*map));
 	if (!map)
 		return pcow_err(-ENOMEM, "out of memory");
 	map->img = img;
 	map->rdonly = (flags & PCOW_MAP_RDONLY) || img->rdonly;
+	map->wanted_flags = flags;
+	map->persist_interval = PCOW_MAP_PERSIST_INTERVAL_DEFAULT;
 	map->len = (img->m.virtual_size + (uint64_t)page - 1) & ~((uint64_t)page - 1);
 	map->registry_slot = -1;
 	map->statfs_fd = -1;
@@ -164,6 +166,7 @@ int pcow_map_rebuild(struct pcow_map *map)
 
 int pcow_map_set_persist_interval(pcow_map *map, uint64_t interval_ms)
 {
+	map->persist_interval = interval_ms;
 	if (map->rdonly || pcow_map_is_sync(map))
 		return 0;
 	return pcow_pending_set_interval(map->img, interval_ms);

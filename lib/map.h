@@ -13,6 +13,8 @@ struct pcow_map {
 	uint8_t *base;
 	uint64_t len;           /* virtual size rounded up to pages */
 	bool rdonly;
+	unsigned wanted_flags;  /* pcow_map_new's flags, for pcow_activate */
+	uint64_t persist_interval;      /* ms, for pcow_activate */
 	int extra_flags;        /* MAP_SYNC | MAP_SHARED_VALIDATE when in use */
 	pcow_map_error_fn err_fn;
 	void *err_opaque;

@@ -99,28 +99,18 @@ static const char *parse_digits(const char *s, unsigned base, uint64_t *v)
 
 /*
  * floor(0.DIGITS * 2^shift) without floating point, so that "1.1T" is the
- * same number of bytes on every machine: long division of the fraction,
- * one bit of the result at a time.
+ * same number of bytes on every machine, and exactly, however many digits:
+ * from the last digit to the first, f = floor((digit * 2^shift + f) / 10),
+ * which is exact because the floor of (an integer + y) / 10 depends only
+ * on the floor of y.  With shift <= 60, nothing exceeds 10 * 2^60 < 2^64.
  */
 static uint64_t fraction_bits(const char *digits, size_t n, unsigned shift)
 {
-	uint64_t num = 0, den = 1, q = 0;
-	size_t i;
+	uint64_t f = 0;
 
-	/* Digits past the 18th change the result by less than 2^60/10^18. */
-	for (i = 0; i < n && i < 18; i++) {
-		num = num * 10 + (uint64_t)(digits[i] - '0');
-		den *= 10;
-	}
-	while (shift--) {
-		num *= 2;
-		q *= 2;
-		if (num >= den) {
-			num -= den;
-			q++;
-		}
-	}
-	return q;
+	while (n--)
+		f = ((uint64_t)(digits[n] - '0') * (1ull << shift) + f) / 10;
+	return f;
 }
 
 bool parse_size(const char *s, uint64_t *out)

@@ -3,8 +3,10 @@
  * and human_size() (tools/util.c), checked against a reference reading of
  * their documentation (tools/util.h):
  *
- *   parse_size: digits with an optional binary suffix (k/K, M, G, T, P, E;
- *   b or B for bytes).  Returns false on junk, overflow or a negative.
+ *   parse_size: a decimal number with an optional binary suffix (k/K, M,
+ *   G, T, P, E; b or B for bytes), which may have a fraction with a
+ *   suffix ("1.5G", rounded down to a byte), or hexadecimal ("0x1000")
+ *   without suffix.  Returns false on junk, overflow or a negative.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,13 +21,72 @@
 		abort();                                                      \
 	} while (0)
 
+/* floor(0.DIGITS * 2^bits), exactly: the fraction doubled bit by bit in
+ * decimal, each carry out of its first digit the next bit. */
+static unsigned __int128 ref_fraction(const char *digits, size_t n, unsigned bits)
+{
+	unsigned __int128 r = 0;
+	char *d = malloc(n ? n : 1);
+	unsigned b;
+	size_t i;
+
+	if (!d)
+		abort();
+	for (i = 0; i < n; i++)
+		d[i] = (char)(digits[i] - '0');
+	for (b = 0; b < bits; b++) {
+		int carry = 0;
+
+		for (i = n; i-- > 0;) {
+			int v = d[i] * 2 + carry;
+
+			d[i] = (char)(v % 10);
+			carry = v / 10;
+		}
+		r = r * 2 + (unsigned)carry;
+	}
+	free(d);
+	return r;
+}
+
+static int ref_shift(char c)
+{
+	switch (c) {
+	case 'k': case 'K': return 10;
+	case 'm': case 'M': return 20;
+	case 'g': case 'G': return 30;
+	case 't': case 'T': return 40;
+	case 'p': case 'P': return 50;
+	case 'e': case 'E': return 60;
+	default: return -1;
+	}
+}
+
 /* The reference: exact arithmetic, every uint64_t value representable. */
 static bool ref_parse_size(const char *s, uint64_t *out)
 {
 	unsigned __int128 v = 0;
-	uint64_t mult = 1;
-	const char *p = s;
+	const char *p = s, *frac = NULL;
+	size_t nfrac = 0;
+	int shift = -1;
 
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		for (p = s + 2; *p; p++) {
+			int d = *p >= '0' && *p <= '9' ? *p - '0'
+			      : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10
+			      : *p >= 'A' && *p <= 'F' ? *p - 'A' + 10 : -1;
+
+			if (d < 0)
+				return false;
+			v = v * 16 + (unsigned)d;
+			if (v > UINT64_MAX)
+				return false;
+		}
+		if (p == s + 2)
+			return false;
+		*out = (uint64_t)v;
+		return true;
+	}
 	for (; *p >= '0' && *p <= '9'; p++) {
 		v = v * 10 + (unsigned)(*p - '0');
 		if (v > UINT64_MAX)
@@ -33,21 +94,28 @@ static bool ref_parse_size(const char *s, uint64_t *out)
 	}
 	if (p == s)
 		return false;
+	if (*p == '.') {
+		frac = ++p;
+		while (*p >= '0' && *p <= '9')
+			p++;
+		nfrac = (size_t)(p - frac);
+		if (!nfrac)
+			return false;
+	}
 	if (*p) {
 		if (p[1])
 			return false;
-		switch (*p) {
-		case 'b': case 'B': mult = 1; break;
-		case 'k': case 'K': mult = 1ull << 10; break;
-		case 'm': case 'M': mult = 1ull << 20; break;
-		case 'g': case 'G': mult = 1ull << 30; break;
-		case 't': case 'T': mult = 1ull << 40; break;
-		case 'p': case 'P': mult = 1ull << 50; break;
-		case 'e': case 'E': mult = 1ull << 60; break;
-		default: return false;
-		}
+		shift = ref_shift(*p);
+		if (shift < 0 && *p != 'b' && *p != 'B')
+			return false;
 	}
-	v *= mult;
+	/* A fraction of a byte means nothing. */
+	if (frac && shift < 0)
+		return false;
+	if (shift > 0)
+		v <<= shift;
+	if (frac)
+		v += ref_fraction(frac, nfrac, (unsigned)shift);
 	if (v > UINT64_MAX)
 		return false;
 	*out = (uint64_t)v;

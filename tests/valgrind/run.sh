@@ -81,7 +81,7 @@ vg 0 img create -b base.raw -F raw over-raw.pcow
 vg 0 img create -b plain.pcow -F pcow -o block_size=4096 over-pcow.pcow
 vg 1 img create -o block_size=1000 bad.pcow 1M
 vg 1 img create -b base.raw bad2.pcow
-vg 1 img create plain.pcow 1M
+vg 1 img create plain.pcow 0
 
 # pcow-io, file mode
 vg 0 io -c "write -P 0x11 0 64k" -c "write -P 0x12 100k 300k" -c "read -P 0x11 0 64k" \
