@@ -390,7 +390,31 @@ EOF
 	raw_refuses pcow-persist-interval=100
 }
 
-all=(thin snapshot overlay copy persist dax errors enospc)
+# Issue 21: what an operator does to a running VM, driven over QMP by
+# ops.py, which says what each scenario checks and prints one line per
+# check.
+ops() { # SCENARIO
+	local rc=0
+	mkdir -p "$T/ops"
+	PCOW_QEMU=$QEMU PCOW_IMG=$IMG PCOW_IO=$IO PCOW_GUEST=$GUEST OPS_DIR=$T/ops \
+		/usr/bin/python3 "$here/ops.py" "$1" >"$T/ops.out" 2>&1 || rc=$?
+	cat "$T/ops.out"
+	passed=$((passed + $(grep -c '^  ok: ' "$T/ops.out")))
+	failed=$((failed + $(grep -c '^  FAIL: ' "$T/ops.out")))
+	if ((rc)) && ! grep -q '^  FAIL: ' "$T/ops.out"; then
+		bad "ops.py $1 exited with status $rc"
+	fi
+}
+scenario_live() { ops live; }         # 1, 2: qom-set on a running VM
+scenario_reset() { ops reset; }       # 3: monitor commands after a stop
+scenario_raw() { ops raw; }           # 4: a pcow image mapped raw
+scenario_migrate() { ops migrate; }   # 5: migration with an NVDIMM, TCG
+scenario_rovirtio() { ops rovirtio; } # 6: read-only virtio-pmem
+scenario_inuse() { ops inuse; }       # 7: in use here, object-del, qom-get
+scenario_truncate() { ops truncate; } # 7: an image truncated under the VM
+
+all=(thin snapshot overlay copy persist dax errors enospc
+	live reset raw migrate rovirtio inuse truncate)
 for s in "${@:-${all[@]}}"; do
 	"scenario_$s"
 done
