@@ -102,76 +102,22 @@ static int leak(pcow_image *img, struct pcow_check_result *res, bool fix,
 static int check_stray_bits(pcow_image *img, struct pcow_check_result *res,
 			    bool fix, uint64_t bitmap)
 {
-	uint64_t word = img->nblocks / 64, pos, end = bitmap + img->bitmap_span;
-	uint64_t keep = img->nblocks % 64 ? (1ull << (img->nblocks % 64)) - 1 : 0;
-	uint8_t buf[4096], w[8];
-	bool stray = false;
-	int ret;
+	bool stray;
+	int ret = pcow_bitmap_clear_from(img->fd, bitmap, img->bitmap_span, img->nblocks,
+					 false, &stray);
 
-	if (keep) {
-		ret = pcow_io_pread(img->fd, w, 8, bitmap + word * 8);
-		if (ret < 0)
-			return ret;
-		stray = pcow_le64(w) & ~keep;
-		word++;
-	}
-	/* Only allocated parts of the bitmap can hold bits. */
-	for (pos = bitmap + word * 8; !stray && pos < end;) {
-		uint64_t d, h;
-		size_t i, n;
-
-		ret = pcow_extent_next(img->fd, pos, end, &d, &h);
-		if (ret <= 0) {
-			if (ret < 0)
-				return ret;
-			break;
-		}
-		for (pos = d; !stray && pos < h; pos += n) {
-			n = sizeof(buf) < end - pos ? sizeof(buf) : end - pos;
-			ret = pcow_io_pread(img->fd, buf, n, pos);
-			if (ret < 0)
-				return ret;
-			for (i = 0; i < n && !stray; i++)
-				stray = buf[i] != 0;
-		}
-	}
-	if (!stray)
-		return 0;
+	if (ret < 0 || !stray)
+		return ret;
 	res->leaks++;
 	note(res, "copy bits set past the virtual size");
 	if (!fix)
 		return 0;
-	word = img->nblocks / 64;
-	ret = 0;
-	if (keep) {
-		pcow_put_le64(w, pcow_le64(w) & keep);
-		ret = pcow_io_pwrite(img->fd, w, 8, bitmap + word * 8);
-		word++;
-	}
-	if (ret == 0 && bitmap + word * 8 < end)
-		ret = pcow_io_punch(img->fd, bitmap + word * 8, end - bitmap - word * 8);
+	ret = pcow_bitmap_clear_from(img->fd, bitmap, img->bitmap_span, img->nblocks,
+				     true, &stray);
 	if (ret < 0)
 		res->check_errors++;
 	else
 		res->leaks_fixed++;
-	return 0;
-}
-
-/* True when [off, off+len) of fd holds a byte that is not zero. */
-static int nonzero(int fd, uint64_t off, uint64_t len)
-{
-	uint8_t buf[4096];
-	uint64_t n;
-	int ret;
-
-	for (; len; off += n, len -= n) {
-		n = len < sizeof(buf) ? len : sizeof(buf);
-		ret = pcow_io_pread(fd, buf, n, off);
-		if (ret < 0)
-			return ret;
-		if (buf[0] || memcmp(buf, buf + 1, n - 1))
-			return 1;
-	}
 	return 0;
 }
 
@@ -186,7 +132,7 @@ static int nonzero(int fd, uint64_t off, uint64_t len)
 static int check_unrecorded(pcow_image *img, struct pcow_check_result *res,
 			    bool fix, uint32_t layer, uint64_t b)
 {
-	int ret = nonzero(img->fd, region_start(img, layer) + b * img->block_size,
+	int ret = pcow_file_nonzero(img->fd, region_start(img, layer) + b * img->block_size,
 			  img->block_size);
 
 	if (ret <= 0)
@@ -250,7 +196,7 @@ static int check_unread_data(pcow_image *img, struct pcow_check_result *res,
 					return ret;
 				continue;
 			}
-			ret = nonzero(img->fd, base + b * bs, bs);
+			ret = pcow_file_nonzero(img->fd, base + b * bs, bs);
 			if (ret <= 0) {
 				if (ret < 0)
 					return ret;

@@ -93,6 +93,52 @@ int pcow_word_update(int fd, uint64_t off, uint64_t set, uint64_t clear,
 	return pcow_io_pwrite(fd, buf, 8, off);
 }
 
+int pcow_file_nonzero(int fd, uint64_t off, uint64_t len)
+{
+	uint8_t buf[4096];
+	uint64_t d, h, n, end = off + len;
+	int ret = 0;
+
+	while (off < end && (ret = pcow_extent_next(fd, off, end, &d, &h)) > 0) {
+		for (off = d; off < h; off += n) {
+			n = h - off < sizeof(buf) ? h - off : sizeof(buf);
+			ret = pcow_io_pread(fd, buf, n, off);
+			if (ret < 0)
+				return ret;
+			if (buf[0] || memcmp(buf, buf + 1, n - 1))
+				return 1;
+		}
+	}
+	return ret < 0 ? ret : 0;
+}
+
+int pcow_bitmap_clear_from(int fd, uint64_t bitmap, uint64_t span,
+			   uint64_t first, bool clear, bool *found)
+{
+	uint64_t word = first / 64, keep = (1ull << (first % 64)) - 1, v;
+	uint8_t w[8];
+	int ret;
+
+	*found = false;
+	if (first % 64) {
+		ret = clear ? pcow_word_update(fd, bitmap + word * 8, 0, ~keep, &v)
+			    : pcow_io_pread(fd, w, 8, bitmap + word * 8);
+		if (ret < 0)
+			return ret;
+		if (!clear)
+			v = pcow_le64(w);
+		*found = v & ~keep;
+		word++;
+	}
+	if (word * 8 >= span)
+		return 0;
+	ret = pcow_file_nonzero(fd, bitmap + word * 8, span - word * 8);
+	if (ret < 0)
+		return ret;
+	*found = *found || ret;
+	return ret && clear ? pcow_io_punch(fd, bitmap + word * 8, span - word * 8) : 0;
+}
+
 int pcow_bits_or(pcow_image *img, uint32_t region, uint64_t word, uint64_t bits)
 {
 	return pcow_word_update(img->fd, pcow_image_region(img, region) + img->span + word * 8,

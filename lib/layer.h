@@ -36,6 +36,18 @@ int pcow_bit_test(pcow_image *img, uint32_t layer, uint64_t block);
 int pcow_word_update(int fd, uint64_t off, uint64_t set, uint64_t clear,
 		     uint64_t *old);
 
+/* True when [off, off+len) of fd holds a byte that is not zero (holes are
+ * skipped, data read). */
+int pcow_file_nonzero(int fd, uint64_t off, uint64_t len);
+
+/*
+ * The bits of blocks from first on in the bitmap at file offset bitmap
+ * (span bytes): *found tells whether any is set; with clear, they are
+ * cleared (the shared word masked, the words after it punched).
+ */
+int pcow_bitmap_clear_from(int fd, uint64_t bitmap, uint64_t span,
+			   uint64_t first, bool clear, bool *found);
+
 /* Clears the copy bit (not yet persisted). */
 int pcow_bit_clear(pcow_image *img, uint32_t layer, uint64_t block);
 

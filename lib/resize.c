@@ -86,8 +86,8 @@ static int trim_region(pcow_image *img, uint64_t start, uint64_t size,
 		       bool *changed)
 {
 	uint64_t first = (size + img->block_size - 1) / img->block_size;
-	uint64_t bitmap = start + img->span, end = bitmap + img->bitmap_span;
-	uint64_t word = first / 64;
+	uint64_t bitmap = start + img->span;
+	bool bits;
 	int ret;
 
 	ret = pcow_file_has_data(img->fd, start + size, img->span - size);
@@ -97,24 +97,10 @@ static int trim_region(pcow_image *img, uint64_t start, uint64_t size,
 	}
 	if (ret < 0)
 		return ret;
-	if (first % 64) {
-		uint64_t keep = (1ull << (first % 64)) - 1, v;
-
-		ret = pcow_word_update(img->fd, bitmap + word * 8, 0, ~keep, &v);
-		if (ret < 0)
-			return ret;
-		if (v & ~keep)
-			*changed = true;
-		word++;
-	}
-	if (bitmap + word * 8 >= end)
-		return 0;
-	ret = pcow_file_has_data(img->fd, bitmap + word * 8, end - bitmap - word * 8);
-	if (ret > 0) {
-		*changed = true;
-		ret = pcow_io_punch(img->fd, bitmap + word * 8, end - bitmap - word * 8);
-	}
-	return ret < 0 ? ret : 0;
+	ret = pcow_bitmap_clear_from(img->fd, bitmap, img->bitmap_span, first, true,
+				     &bits);
+	*changed = *changed || bits;
+	return ret;
 }
 
 /* Trims every layer's region to size; persists when anything changed. */
