@@ -65,6 +65,23 @@ struct flush_count {
 };
 extern struct flush_count flushes;
 
+/*
+ * The windows in which a kernel copy-on-write map keeps a block
+ * write-protected while writing it back: from its mprotect(PROT_READ) to
+ * the mmap that maps the active region there again.  The benchmark defines
+ * mprotect and mmap64 (the same system calls), which take the place of
+ * the C library's for libpcow's calls, and times a window while armed.
+ */
+struct wprot_count {
+	bool armed;
+	void *addr;             /* start of the open window, or NULL */
+	double start, sum, max; /* seconds */
+	double in_mprotect, in_mmap;    /* of sum: in those two calls */
+	uint64_t n;             /* windows closed */
+	double p50, p99;        /* of the windows, set by pimg_flush */
+};
+extern struct wprot_count wprot;
+
 #define PCOW_OK(call)                                                      \
 	do {                                                               \
 		int ret_ = (call);                                         \
@@ -78,7 +95,7 @@ extern struct flush_count flushes;
 			die(what, errno);                                  \
 	} while (0)
 
-/* A new pcow image, opened read-write and mapped. */
+/* A new pcow image, opened read-write and mapped (pcow_map_new's flags). */
 struct pimg {
 	pcow_image *img;
 	pcow_map *map;
@@ -105,6 +122,7 @@ double thread_cpu(void);
 double cpu_now(void);
 long minflt(void);
 double median(const double *v, unsigned n);
+int cmp_double(const void *a, const void *b);
 /* Median of the per-repeat ratios a[i] / b[i]. */
 double median_ratio(const double *a, const double *b, unsigned n);
 /* Smallest and largest of the per-repeat ratios a[i] / b[i]. */
@@ -130,7 +148,16 @@ uint64_t file_allocated(const char *path);
 /* The mappings (VMAs) that overlap [base, base + len). */
 uint64_t vmas_in(const void *base, uint64_t len);
 void pimg_create(struct pimg *p, const char *name, uint64_t size,
-		 uint32_t block_size, const char *backing);
+		 uint32_t block_size, const char *backing, unsigned flags);
+
+/* What one pcow_map_flush took: wall clock, of which fdatasync, and the
+ * write-protect windows of the blocks it wrote back. */
+struct flush_cost {
+	double wall, cpu, sync; /* seconds: wall clock, thread CPU, in fdatasync */
+	uint64_t syncs;         /* fdatasync calls */
+	struct wprot_count wp;
+};
+void pimg_flush(struct pimg *p, struct flush_cost *c);
 /* Empties a file, so that closing it writes back nothing. */
 void empty_file(const char *path);
 void pimg_destroy(struct pimg *p);

@@ -62,6 +62,55 @@ int fdatasync(int fd)
 	return (int)ret;
 }
 
+/*
+ * Write-protect windows of a kernel copy-on-write write-back (bench.h,
+ * struct wprot_count).  The library writes a block back between an
+ * mprotect(PROT_READ) of it and the mmap that maps the active region over
+ * it (map_fault.c, own_range); these two definitions take the place of the
+ * C library's as fdatasync's does (libpcow calls mmap64), make the same
+ * system calls, and time that window while pimg_flush has them armed.
+ * Outside it they only test a flag, in the fault handler too.
+ */
+struct wprot_count wprot;
+/* The windows of one flush, for their percentiles (the first WPROT_MAX). */
+#define WPROT_MAX 65536
+static double wprot_window[WPROT_MAX];
+
+int mprotect(void *addr, size_t len, int prot)
+{
+	bool watch = wprot.armed && prot == PROT_READ;
+	double t = watch ? now() : 0;
+	int ret = (int)syscall(SYS_mprotect, addr, len, prot);
+
+	if (watch) {
+		wprot.addr = addr;
+		wprot.start = t;
+		wprot.in_mprotect += now() - t;
+	}
+	return ret;
+}
+
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	bool watch = wprot.addr && addr == wprot.addr && (flags & MAP_FIXED);
+	double t = watch ? now() : 0;
+	void *p = (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+
+	if (watch) {
+		double end = now(), d = end - wprot.start;
+
+		wprot.in_mmap += end - t;
+		if (wprot.n < WPROT_MAX)
+			wprot_window[wprot.n] = d;
+		wprot.sum += d;
+		if (d > wprot.max)
+			wprot.max = d;
+		wprot.n++;
+		wprot.addr = NULL;
+	}
+	return p;
+}
+
 long minflt(void)
 {
 	struct rusage ru;
@@ -305,7 +354,7 @@ uint64_t vmas_in(const void *base, uint64_t len)
 
 
 void pimg_create(struct pimg *p, const char *name, uint64_t size,
-			uint32_t block_size, const char *backing)
+		 uint32_t block_size, const char *backing, unsigned flags)
 {
 	struct pcow_create_opts o = {
 		.struct_size = sizeof(o),
@@ -320,8 +369,33 @@ void pimg_create(struct pimg *p, const char *name, uint64_t size,
 	unlink(p->path);
 	PCOW_OK(pcow_create(p->path, &o));
 	PCOW_OK(pcow_open(&p->img, p->path, 0));
-	PCOW_OK(pcow_map_new(&p->map, p->img, 0));
+	PCOW_OK(pcow_map_new(&p->map, p->img, flags));
 	p->base = pcow_map_addr(p->map);
+}
+
+void pimg_flush(struct pimg *p, struct flush_cost *c)
+{
+	struct flush_count f = flushes;
+	double t, u;
+
+	memset(&wprot, 0, sizeof(wprot));
+	wprot.armed = true;
+	u = thread_cpu();
+	t = now();
+	PCOW_OK(pcow_map_flush(p->map));
+	c->wall = now() - t;
+	c->cpu = thread_cpu() - u;
+	wprot.armed = false;
+	if (wprot.n) {
+		uint64_t k = wprot.n < WPROT_MAX ? wprot.n : WPROT_MAX;
+
+		qsort(wprot_window, k, sizeof(double), cmp_double);
+		wprot.p50 = wprot_window[k / 2];
+		wprot.p99 = wprot_window[(k - 1) * 99 / 100];
+	}
+	c->wp = wprot;
+	c->sync = flushes.time - f.time;
+	c->syncs = flushes.calls - f.calls;
 }
 
 /* Empties a file, so that closing it writes back nothing. */

@@ -25,10 +25,16 @@
  *              4 KiB blocks take fewer faults) vs memcpy of the same blocks, in
  *              the same order, from a mapping of the backing file into a
  *              new sparse raw file mapped MAP_SHARED (and, for reference,
- *              between two buffers in memory).  The time the library spends
- *              in fdatasync is measured separately (see fdatasync() below).
- *              Also the VMAs of the range and a check that no block lost
- *              the backing file's data.
+ *              between two buffers in memory).  Both copy-on-write modes:
+ *              fault (the default) and kernel (PCOW_MAP_KERNEL_COW, the
+ *              kernel copies the page at the store, with no signal); each
+ *              pass ends with a pcow_map_flush timed apart, which in kernel
+ *              mode writes the copies back (and the time each block stays
+ *              write-protected meanwhile, see mprotect() in bench_util.c).
+ *              The time the library spends in fdatasync is measured
+ *              separately (see fdatasync() in bench_util.c).  Also the
+ *              VMAs of the range and a check that no block lost the
+ *              backing file's data.
  *  4. open     pcow_open + pcow_map_new of an image whose active layer owns
  *              N blocks of 4 KiB (N up to 1,000,000), and again after a
  *              snapshot, when the active layer inherits them all, vs
@@ -43,8 +49,9 @@
  *  7. durable  a 64 B store followed by pcow_map_flush() vs a 64 B store to
  *              a raw MAP_SHARED mapping followed by fdatasync().
  *  8. cowmodes 4 KiB page writes over a base image with each copy-on-write
- *              granularity (page, page + fault-ahead, whole block) vs the
- *              same writes into a sparse raw file (cow_modes.c).
+ *              granularity (page, page + fault-ahead, whole block) and
+ *              with kernel copy-on-write vs the same writes into a sparse
+ *              raw file (cow_modes.c).
  *
  * 1 and 2 are CPU-bound and timed by the thread's CPU time, so that time
  * other processes hold the CPU is not counted (-W: wall clock); the others
@@ -260,7 +267,7 @@ static void bench_steady(void)
 
 	double load = loadavg();
 
-	pimg_create(&p, "steady.pcow", opt.size, 0, NULL);
+	pimg_create(&p, "steady.pcow", opt.size, 0, NULL, 0);
 	rimg_create(&r, "steady.raw", opt.size);
 	/* Allocate every page of both, then write them back once. */
 	touch_both(p.base, r.base, opt.size);
@@ -334,7 +341,7 @@ static double first_pcow(uint64_t size, uint32_t bs, const uint32_t *order,
 	struct pcow_map_stats st;
 	double t;
 
-	pimg_create(&p, "first.pcow", size, bs, NULL);
+	pimg_create(&p, "first.pcow", size, bs, NULL, 0);
 	t = cpu_now();
 	touch_pages(p.base, size, bs, order, nblocks);
 	t = cpu_now() - t;
@@ -446,10 +453,22 @@ static void bench_first(void)
 
 /* ---- 3. copy-on-write --------------------------------------------------- */
 
+/* The two copy-on-write modes of tests 3 and 8 (pcow_map_new's flags). */
+static const struct {
+	const char *name;
+	unsigned flags;
+} cow_mode[] = {
+	{"fault", 0},
+	{"kernel", PCOW_MAP_KERNEL_COW},
+};
+#define N_COW_MODES (sizeof(cow_mode) / sizeof(cow_mode[0]))
+
 struct cow_result {
-	double wall, cpu, flush;        /* seconds for the pass */
+	double wall, cpu, flush;        /* the store pass: seconds, in fdatasync */
 	uint64_t flushes;               /* fdatasync calls in the pass */
-	uint64_t vmas_before, vmas_mid, vmas_after, faults, copied;
+	struct flush_cost sync;         /* the pcow_map_flush after it */
+	uint64_t vmas_before, vmas_mid, vmas_pass, vmas_after, faults, copied;
+	uint64_t early;                 /* blocks copied into the image in the pass */
 	uint64_t wrong;                 /* blocks whose inherited content was lost */
 };
 
@@ -475,15 +494,19 @@ static uint64_t cow_verify(const uint8_t *base, uint32_t bs, uint64_t nblocks)
 	return bad;
 }
 
+/*
+ * The store pass, then pcow_map_flush (in kernel copy-on-write mode, the
+ * write-back of the pass's copies), timed apart.
+ */
 static void cow_pass(uint64_t size, uint32_t bs, const uint32_t *order,
-		     uint64_t nblocks, struct cow_result *res)
+		     uint64_t nblocks, unsigned flags, struct cow_result *res)
 {
 	struct pimg p;
 	struct pcow_map_stats st;
 	uint64_t i, half = nblocks / 2, calls;
 	double t, c, f, t_mid, c_mid;
 
-	pimg_create(&p, "cow.pcow", size, bs, "cow-backing.raw");
+	pimg_create(&p, "cow.pcow", size, bs, "cow-backing.raw", flags);
 	res->vmas_before = vmas_in(p.base, size);
 	/* Copy-up: the first store to each inherited block. */
 	f = flushes.time;
@@ -505,13 +528,17 @@ static void cow_pass(uint64_t size, uint32_t bs, const uint32_t *order,
 	res->cpu = thread_cpu() - c;
 	res->flush = flushes.time - f;
 	res->flushes = flushes.calls - calls;
-	res->vmas_after = pimg_vmas(&p, &st);
+	res->vmas_pass = pimg_vmas(&p, &st);
 	res->faults = st.faults;
+	res->early = st.blocks_copied;
+	pimg_flush(&p, &res->sync);
+	res->vmas_after = pimg_vmas(&p, &st);
 	res->copied = st.blocks_copied;
 	res->wrong = cow_verify(p.base, bs, nblocks);
 	if (opt.verbose && (st.blocks_copied != nblocks || res->wrong))
-		fprintf(stderr, "cow %u: %" PRIu64 " stores, %" PRIu64 " blocks copied, %" PRIu64 " allocated, %" PRIu64 " blocks lost their data\n",
-			bs, nblocks, st.blocks_copied, st.blocks_allocated, res->wrong);
+		fprintf(stderr, "cow %u %s: %" PRIu64 " stores, %" PRIu64 " blocks copied, %" PRIu64 " allocated, %" PRIu64 " blocks lost their data\n",
+			bs, flags ? "kernel" : "fault", nblocks, st.blocks_copied,
+			st.blocks_allocated, res->wrong);
 	pimg_destroy(&p);
 }
 
@@ -595,23 +622,81 @@ static void cow_floor(const char *backing, const uint8_t *src)
 	printf("\n");
 }
 
+/* Per-repeat samples of one copy-on-write mode in one row of test 3. */
+struct cow_samples {
+	double pass[MAX_REPEATS], cpu[MAX_REPEATS];     /* the store pass */
+	double flush[MAX_REPEATS], fcpu[MAX_REPEATS];   /* pcow_map_flush, without fdatasync */
+	double sync[MAX_REPEATS];                       /* fdatasync, pass and flush */
+	double total[MAX_REPEATS];                      /* pass + flush, without fdatasync */
+	double wp_p50[MAX_REPEATS], wp_p99[MAX_REPEATS], wp_max[MAX_REPEATS];
+	double wp_mean[MAX_REPEATS], wp_mprotect[MAX_REPEATS], wp_mmap[MAX_REPEATS];
+	double syncs;                                   /* fdatasync calls, all repeats */
+	uint64_t copied, wrong, early, faults, wp_blocks;
+	struct cow_result last;
+};
+
+static void cow_sample(struct cow_samples *s, unsigned rep, const struct cow_result *r)
+{
+	double sync = r->flush + r->sync.sync;
+
+	s->pass[rep] = r->wall;
+	s->cpu[rep] = r->cpu;
+	s->flush[rep] = r->sync.wall - r->sync.sync;
+	s->fcpu[rep] = r->sync.cpu;
+	s->sync[rep] = sync;
+	s->total[rep] = r->wall + r->sync.wall - sync;
+	if (r->sync.wp.n) {
+		s->wp_mean[rep] = r->sync.wp.sum / (double)r->sync.wp.n;
+		s->wp_mprotect[rep] = r->sync.wp.in_mprotect / (double)r->sync.wp.n;
+		s->wp_mmap[rep] = r->sync.wp.in_mmap / (double)r->sync.wp.n;
+	}
+	s->wp_p50[rep] = r->sync.wp.p50;
+	s->wp_p99[rep] = r->sync.wp.p99;
+	s->wp_max[rep] = r->sync.wp.max;
+	s->syncs += (double)(r->flushes + r->sync.syncs);
+	if (rep == 0 || r->copied < s->copied)
+		s->copied = r->copied;
+	if (r->wrong > s->wrong)
+		s->wrong = r->wrong;
+	if (r->early > s->early)
+		s->early = r->early;
+	if (r->faults > s->faults)
+		s->faults = r->faults;
+	if (r->sync.wp.n > s->wp_blocks)
+		s->wp_blocks = r->sync.wp.n;
+	s->last = *r;
+}
+
+/* The largest of n samples. */
+static double most(const double *v, unsigned n)
+{
+	double m = v[0];
+	unsigned i;
+
+	for (i = 1; i < n; i++)
+		if (v[i] > m)
+			m = v[i];
+	return m;
+}
+
+#define COW_SIZES 3
+#define COW_ROWS (COW_SIZES * 2)
+
 static void bench_cow(void)
 {
-	static const uint32_t sizes[] = {4096, 65536, 2u << 20};
-	uint64_t backing_size = 0, off;
-	unsigned b, o, rep;
+	static const uint32_t sizes[COW_SIZES] = {4096, 65536, 2u << 20};
+	uint64_t backing_size = 0, off, nb[COW_ROWS];
+	unsigned b, m, rep, row;
 	char backing[4096];
 	uint8_t *src, *ram_src, *ram_dst;
 	double load = loadavg();
-	struct {
-		uint32_t bs;
-		bool shuffled;
-		double pcow, copy, ratio, lo, hi;
-	} cpu[6];
-	unsigned nrow = 0;
+	static struct cow_samples s[COW_ROWS][N_COW_MODES];
+	double mw[COW_ROWS][MAX_REPEATS], mc[COW_ROWS][MAX_REPEATS];
+	double mr[COW_ROWS][MAX_REPEATS];
 	int fd;
 
-	for (b = 0; b < sizeof(sizes) / sizeof(sizes[0]); b++) {
+	memset(s, 0, sizeof(s));
+	for (b = 0; b < COW_SIZES; b++) {
 		uint64_t n = opt.cow_size / sizes[b];
 
 		if (n > opt.cow_blocks)
@@ -638,97 +723,145 @@ static void bench_cow(void)
 	memcpy(ram_src, src, backing_size);
 	memset(ram_dst, 0, backing_size);
 
+	/* Each repeat runs the memcpy and both modes, in an order that
+	 * alternates from one repeat to the next. */
+	for (row = 0; row < COW_ROWS; row++) {
+		uint32_t bs = sizes[row / 2], *order;
+		uint64_t n = opt.cow_size / bs;
+
+		if (n > opt.cow_blocks)
+			n = opt.cow_blocks;
+		nb[row] = n;
+		order = block_order(n, row % 2 == 1);
+		for (rep = 0; rep < opt.repeats; rep++) {
+			if (rep % 2)
+				cow_memcpy_file(src, n * bs, bs, order, n, &mw[row][rep],
+						&mc[row][rep]);
+			for (m = 0; m < N_COW_MODES; m++) {
+				unsigned k = rep % 2 ? N_COW_MODES - 1 - m : m;
+				struct cow_result r = {0};
+
+				cow_pass(n * bs, bs, order, n, cow_mode[k].flags, &r);
+				cow_sample(&s[row][k], rep, &r);
+			}
+			if (rep % 2 == 0)
+				cow_memcpy_file(src, n * bs, bs, order, n, &mw[row][rep],
+						&mc[row][rep]);
+			mr[row][rep] = cow_memcpy_ram(ram_dst, ram_src, bs, order, n);
+		}
+		free(order);
+		if (opt.verbose)
+			for (m = 0; m < N_COW_MODES; m++) {
+				fprintf(stderr, "cow %u %s %s pass+flush(sync)/memcpy ms:", bs,
+					row % 2 ? "shuf" : "seq", cow_mode[m].name);
+				for (rep = 0; rep < opt.repeats; rep++)
+					fprintf(stderr, " %.2f+%.2f(%.2f)/%.2f",
+						s[row][m].pass[rep] * 1e3,
+						s[row][m].flush[rep] * 1e3,
+						s[row][m].sync[rep] * 1e3, mw[row][rep] * 1e3);
+				fprintf(stderr, "\n");
+			}
+	}
+
 	printf("### 3. Copy-on-write from a raw backing file\n\n");
 	printf("Raw backing file of %s, fully written and in the page cache. One 8-byte store per block, in\n"
 	       "sequential or shuffled block order; every block is inherited, so every store copies one whole\n"
-	       "block up (pcow: wall-clock time of the pass / blocks; the map's default copy settings: in\n"
-	       "sequential order a fault copies up to 256 KiB ahead, see test 8 for each setting on its own).\n"
-	       "Baseline: memcpy of the same blocks in\n"
-	       "the same order from a mapping of the backing file (every page mapped) into a new sparse raw\n"
-	       "file in the same directory, mapped MAP_SHARED (file → file); for reference, memcpy between two\n"
-	       "buffers in memory (RAM → RAM). \"In fdatasync\": wall-clock time the pass spent in fdatasync\n"
-	       "calls (the library's, counted by the benchmark) per copy-up, and how many calls.\n"
-	       "ratio = pcow / file → file memcpy (median of the per-repeat ratios); goal ≤ 2.\n"
-	       "Blocks copied: the fewest of any repeat; lost data: blocks not holding the backing file's data\n"
-	       "after the pass, the most of any repeat. VMAs: mappings making up the range before, halfway and\n"
-	       "after. Load average at the start: %.1f.\n\n",
+	       "block up. Two modes, run side by side: \"fault\" (pcow_map_new's default: inherited blocks\n"
+	       "mapped read-only, the first store faults and the library's handler copies the block up; the\n"
+	       "map's default copy settings: in sequential order a fault copies up to 256 KiB ahead, see test 8\n"
+	       "for each setting on its own) and \"kernel\" (PCOW_MAP_KERNEL_COW: inherited blocks mapped\n"
+	       "private and writable, the kernel copies the page at the store, with no signal; the library\n"
+	       "writes the copies back into the image at pcow_map_flush). Pass: wall-clock time of the stores\n"
+	       "/ blocks. Then one pcow_map_flush, timed apart (fault: it persists the copy bits; kernel: it\n"
+	       "writes every copied block back, then persists their bits). fdatasync: wall-clock time of the\n"
+	       "fdatasync calls (the library's, counted by the benchmark) in the pass and the flush, per\n"
+	       "block, and how many calls; total = pass + flush without fdatasync. Baseline: memcpy of the\n"
+	       "same blocks in the same order from a mapping of the backing file (every page mapped) into a\n"
+	       "new sparse raw file in the same directory, mapped MAP_SHARED (file → file); for reference,\n"
+	       "memcpy between two buffers in memory (RAM → RAM). ratio = pcow / file → file memcpy (median\n"
+	       "of the per-repeat ratios), of the pass and of the total; goal: total ≤ 2. Blocks copied: the\n"
+	       "fewest of any repeat, after the flush; lost data: blocks not holding the backing file's data\n"
+	       "after the flush, the most of any repeat. VMAs: mappings making up the range before, halfway\n"
+	       "through and after the pass, and after the flush. Load average at the start: %.1f.\n\n",
 	       SZ(backing_size), load);
-	printf("| block size | order | copy-ups / blocks copied / lost data | pcow µs per copy-up | in fdatasync µs (calls) | pcow without fdatasync µs | memcpy file → file µs | memcpy RAM → RAM µs | ratio | ratio without fdatasync | goal | met | VMAs before / halfway / after |\n");
-	printf("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---|\n");
-	for (b = 0; b < sizeof(sizes) / sizeof(sizes[0]); b++)
-		for (o = 0; o < 2; o++) {
-			uint64_t nblocks = opt.cow_size / sizes[b];
-			uint64_t copied = UINT64_MAX, wrong = 0;
-			double tw[MAX_REPEATS], tc[MAX_REPEATS], tf[MAX_REPEATS];
-			double tn[MAX_REPEATS], mw[MAX_REPEATS], mc[MAX_REPEATS];
-			double mr[MAX_REPEATS], calls = 0, ratio, ratio_nf, lo, hi;
-			struct cow_result res = {0};
-			uint32_t *order;
+	printf("| block size | order | mode | blocks / blocks copied / lost data | pass µs | flush µs without fdatasync | fdatasync µs (calls) | total µs | memcpy file → file µs | memcpy RAM → RAM µs | ratio of the pass | ratio of the total | goal | met | VMAs before / halfway / after the pass / after the flush |\n");
+	printf("|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---|\n");
+	for (row = 0; row < COW_ROWS; row++)
+		for (m = 0; m < N_COW_MODES; m++) {
+			const struct cow_samples *c = &s[row][m];
+			double n = (double)nb[row], ratio = median_ratio(c->total, mw[row], opt.repeats);
 
-			if (nblocks > opt.cow_blocks)
-				nblocks = opt.cow_blocks;
-			order = block_order(nblocks, o == 1);
-			for (rep = 0; rep < opt.repeats; rep++) {
-				if (rep % 2)
-					cow_memcpy_file(src, nblocks * sizes[b], sizes[b], order,
-							nblocks, &mw[rep], &mc[rep]);
-				cow_pass(nblocks * sizes[b], sizes[b], order, nblocks, &res);
-				if (rep % 2 == 0)
-					cow_memcpy_file(src, nblocks * sizes[b], sizes[b], order,
-							nblocks, &mw[rep], &mc[rep]);
-				mr[rep] = cow_memcpy_ram(ram_dst, ram_src, sizes[b], order, nblocks);
-				tw[rep] = res.wall;
-				tc[rep] = res.cpu;
-				tf[rep] = res.flush;
-				tn[rep] = res.wall - res.flush;
-				calls += (double)res.flushes;
-				if (res.copied < copied)
-					copied = res.copied;
-				if (res.wrong > wrong)
-					wrong = res.wrong;
-			}
-			free(order);
-			if (opt.verbose) {
-				fprintf(stderr, "cow %u %s pcow(flush)/memcpy ms:", sizes[b], o ? "shuf" : "seq");
-				for (rep = 0; rep < opt.repeats; rep++)
-					fprintf(stderr, " %.2f(%.2f)/%.2f", tw[rep] * 1e3, tf[rep] * 1e3,
-						mw[rep] * 1e3);
-				fprintf(stderr, "\n");
-			}
-			ratio = median_ratio(tw, mw, opt.repeats);
-			ratio_nf = median_ratio(tn, mw, opt.repeats);
-			range_ratio(tw, mw, opt.repeats, &lo, &hi);
-			printf("| %s | %s | %" PRIu64 " / %" PRIu64 "%s / %" PRIu64 "%s | %.1f | %.1f (%.2f) | %.1f | %.2f | %.2f | %.1f | %.1f | ≤ 2 | %s | %" PRIu64 " / %" PRIu64 " / %" PRIu64 " |\n",
-			       SZ(sizes[b]), o ? "shuffled" : "sequential", nblocks,
-			       copied, copied < nblocks ? " **(!)**" : "",
-			       wrong, wrong ? " **(!)**" : "",
-			       median(tw, opt.repeats) * 1e6 / (double)nblocks,
-			       median(tf, opt.repeats) * 1e6 / (double)nblocks,
-			       calls / opt.repeats / (double)nblocks,
-			       median(tn, opt.repeats) * 1e6 / (double)nblocks,
-			       median(mw, opt.repeats) * 1e6 / (double)nblocks,
-			       median(mr, opt.repeats) * 1e6 / (double)nblocks,
-			       ratio, ratio_nf, met(ratio <= 2), res.vmas_before,
-			       res.vmas_mid, res.vmas_after);
-			cpu[nrow].bs = sizes[b];
-			cpu[nrow].shuffled = o == 1;
-			cpu[nrow].pcow = median(tc, opt.repeats) * 1e6 / (double)nblocks;
-			cpu[nrow].copy = median(mc, opt.repeats) * 1e6 / (double)nblocks;
-			cpu[nrow].ratio = median_ratio(tc, mc, opt.repeats);
-			cpu[nrow].lo = lo;
-			cpu[nrow].hi = hi;
-			nrow++;
-			fflush(stdout);
+			printf("| %s | %s | %s | %" PRIu64 " / %" PRIu64 "%s / %" PRIu64 "%s | %.1f | %.1f | %.1f (%.2f) | %.1f | %.2f | %.2f | %.1f | %.1f | ≤ 2 | %s | %" PRIu64 " / %" PRIu64 " / %" PRIu64 " / %" PRIu64 " |\n",
+			       SZ(sizes[row / 2]), row % 2 ? "shuffled" : "sequential",
+			       cow_mode[m].name, nb[row], c->copied,
+			       c->copied < nb[row] ? " **(!)**" : "", c->wrong,
+			       c->wrong ? " **(!)**" : "",
+			       median(c->pass, opt.repeats) * 1e6 / n,
+			       median(c->flush, opt.repeats) * 1e6 / n,
+			       median(c->sync, opt.repeats) * 1e6 / n,
+			       c->syncs / opt.repeats / n,
+			       median(c->total, opt.repeats) * 1e6 / n,
+			       median(mw[row], opt.repeats) * 1e6 / n,
+			       median(mr[row], opt.repeats) * 1e6 / n,
+			       median_ratio(c->pass, mw[row], opt.repeats), ratio,
+			       met(ratio <= 2), c->last.vmas_before, c->last.vmas_mid,
+			       c->last.vmas_pass, c->last.vmas_after);
+		}
+	printf("\n");
+	printf("Kernel mode's write-back (the flush above). Write-back: the flush's wall-clock time without\n"
+	       "fdatasync, per block written back. Write-protected: how long each block stays read-only\n"
+	       "while it is written back, from the library's mprotect to the mmap that maps it from the\n"
+	       "image again (the benchmark defines both functions, the same system calls, and times each\n"
+	       "window): the mean, of it the time in those two calls, the median and the 99th percentile\n"
+	       "of the blocks of a repeat, the longest of a repeat (each the median of the repeats) and the\n"
+	       "longest of any repeat; wall clock, so a window the thread spends preempted counts in full.\n"
+	       "A store into such a block waits in the fault handler for that long at most. Faults in the\n"
+	       "pass: signals the library handled (none expected); written back in the pass: blocks the\n"
+	       "persist thread wrote back before the flush (it runs every %u ms).\n\n",
+	       PCOW_MAP_PERSIST_INTERVAL_DEFAULT);
+	printf("| block size | order | blocks written back | faults in the pass | written back in the pass | write-back µs per block | flush CPU µs per block | write-protected µs: mean | of it in mprotect / mmap | median | 99th percentile | longest | longest of any repeat |\n");
+	printf("|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n");
+	for (row = 0; row < COW_ROWS; row++)
+		for (m = 0; m < N_COW_MODES; m++) {
+			const struct cow_samples *c = &s[row][m];
+			double n = (double)nb[row];
+
+			if (!cow_mode[m].flags)
+				continue;
+			printf("| %s | %s | %" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %.1f | %.1f | %.1f | %.1f / %.1f | %.1f | %.1f | %.1f | %.1f |\n",
+			       SZ(sizes[row / 2]), row % 2 ? "shuffled" : "sequential",
+			       c->wp_blocks, c->faults, c->early,
+			       median(c->flush, opt.repeats) * 1e6 / n,
+			       median(c->fcpu, opt.repeats) * 1e6 / n,
+			       median(c->wp_mean, opt.repeats) * 1e6,
+			       median(c->wp_mprotect, opt.repeats) * 1e6,
+			       median(c->wp_mmap, opt.repeats) * 1e6,
+			       median(c->wp_p50, opt.repeats) * 1e6,
+			       median(c->wp_p99, opt.repeats) * 1e6,
+			       median(c->wp_max, opt.repeats) * 1e6,
+			       most(c->wp_max, opt.repeats) * 1e6);
 		}
 	printf("\n");
 	printf("The same passes by the thread's CPU time (time in the kernel included, time waiting for the\n"
-	       "disk or for a CPU not), and the spread of the wall-clock ratios above:\n\n");
-	printf("| block size | order | pcow CPU µs per copy-up | memcpy file → file CPU µs | ratio (CPU time) | per-repeat ratios (wall clock) |\n");
-	printf("|---:|---|---:|---:|---:|---|\n");
-	for (b = 0; b < nrow; b++)
-		printf("| %s | %s | %.1f | %.2f | %.1f | %.1f – %.1f |\n", SZ(cpu[b].bs),
-		       cpu[b].shuffled ? "shuffled" : "sequential", cpu[b].pcow,
-		       cpu[b].copy, cpu[b].ratio, cpu[b].lo, cpu[b].hi);
+	       "disk or for a CPU not), and the spread of the wall-clock ratios of the total above:\n\n");
+	printf("| block size | order | mode | pass CPU µs | flush CPU µs | memcpy file → file CPU µs | ratio of the pass (CPU time) | ratio of pass + flush (CPU time) | per-repeat ratios of the total (wall clock) |\n");
+	printf("|---:|---|---|---:|---:|---:|---:|---:|---|\n");
+	for (row = 0; row < COW_ROWS; row++)
+		for (m = 0; m < N_COW_MODES; m++) {
+			const struct cow_samples *c = &s[row][m];
+			double n = (double)nb[row], both[MAX_REPEATS], lo, hi;
+
+			for (rep = 0; rep < opt.repeats; rep++)
+				both[rep] = c->cpu[rep] + c->fcpu[rep];
+			range_ratio(c->total, mw[row], opt.repeats, &lo, &hi);
+			printf("| %s | %s | %s | %.1f | %.1f | %.2f | %.1f | %.1f | %.1f – %.1f |\n",
+			       SZ(sizes[row / 2]), row % 2 ? "shuffled" : "sequential",
+			       cow_mode[m].name, median(c->cpu, opt.repeats) * 1e6 / n,
+			       median(c->fcpu, opt.repeats) * 1e6 / n,
+			       median(mc[row], opt.repeats) * 1e6 / n,
+			       median_ratio(c->cpu, mc[row], opt.repeats),
+			       median_ratio(both, mc[row], opt.repeats), lo, hi);
+		}
 	printf("\n");
 	cow_floor(backing, src);
 	fflush(stdout);
@@ -1127,7 +1260,7 @@ static unsigned vma_series(bool cow, const uint32_t *order, uint64_t n,
 		snprintf(budget, sizeof(budget), "%" PRIu64, opt.vma_budget);
 		setenv("PCOW_VMA_BUDGET", budget, 1);
 	}
-	pimg_create(&p, "vmas.pcow", n * PAGE, PAGE, cow ? "vmas-backing.raw" : NULL);
+	pimg_create(&p, "vmas.pcow", n * PAGE, PAGE, cow ? "vmas-backing.raw" : NULL, 0);
 	unsetenv("PCOW_VMA_BUDGET");
 	for (c = 0; c < nchecks; c++) {
 		t0 = now();
@@ -1257,7 +1390,7 @@ static void bench_durable(void)
 	unsigned rep, k, c, off;
 	double load = loadavg();
 
-	pimg_create(&p, "durable.pcow", size, 0, NULL);
+	pimg_create(&p, "durable.pcow", size, 0, NULL, 0);
 	rimg_create(&r, "durable.raw", size);
 	touch_both(p.base, r.base, size);
 	PCOW_OK(pcow_map_flush(p.map));
