@@ -75,6 +75,7 @@ struct pcow_map {
 	 * everything else a file page.
 	 */
 	bool kcow;
+	bool memfd_used;        /* something was ever shown from the memfd */
 	int memfd;
 	int pagemap_fd;
 	bool pagemap_scan;      /* the kernel has the PAGEMAP_SCAN ioctl */
@@ -139,6 +140,10 @@ int pcow_map_anon_seal(struct pcow_map *map, uint64_t off, uint64_t len);
  * shows there, and maps the active region there (img->lock held).
  */
 int pcow_map_own_at(struct pcow_map *map, uint64_t off, bool ahead);
+
+/* The same for every copy unit [off, off+len) touches, in as few runs as
+ * the VMA budget allows (img->lock held). */
+int pcow_map_own_range(struct pcow_map *map, uint64_t off, uint64_t len);
 
 /* ---- Kernel copy-on-write (map_writeback.c) ---- */
 

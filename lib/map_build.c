@@ -151,6 +151,7 @@ int pcow_map_anon_open(struct pcow_map *map, uint64_t off, uint64_t len)
 	void *p;
 
 	map->mmaps++;
+	map->memfd_used = map->memfd_used || map->kcow;
 	p = map->kcow ? mmap(map->base + off, len, PROT_READ | PROT_WRITE,
 			     MAP_SHARED | MAP_FIXED, map->memfd, (off_t)off)
 		      : mmap(map->base + off, len, PROT_READ | PROT_WRITE,

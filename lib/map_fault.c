@@ -162,7 +162,7 @@ static int own_range(struct pcow_map *map, uint64_t first, uint64_t n)
 	ret = pcow_map_at(map, start, len, PROT_READ | PROT_WRITE, img->fd,
 			  region_start(img, active) + start);
 	/* The memfd pages the range showed are nobody's now. */
-	if (ret == 0 && map->kcow)
+	if (ret == 0 && map->memfd_used)
 		(void)fallocate(map->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				(off_t)start, (off_t)len);
 	return ret;
@@ -207,6 +207,32 @@ int pcow_map_own_at(struct pcow_map *map, uint64_t off, bool ahead)
 		map->vma_estimate += 2;
 	}
 	return own_range(map, start / bs, len / bs);
+}
+
+int pcow_map_own_range(struct pcow_map *map, uint64_t off, uint64_t len)
+{
+	uint64_t bs = map->img->block_size, unit = map->copy_size, start, end;
+
+	if (map->grouped || map->vma_estimate + 2 > map->vma_budget) {
+		/* Group by group, as faults do past the budget. */
+		for (start = off; start < off + len; start = end) {
+			int ret = pcow_map_own_at(map, start, false);
+
+			if (ret < 0)
+				return ret;
+			end = (start / map->group_size + 1) * map->group_size;
+			if (!map->grouped)
+				end = (start / unit + 1) * unit;
+		}
+		return 0;
+	}
+	/* One run: one write-protect, one copy, one remap for all of it. */
+	start = off / unit * unit;
+	end = (off + len + unit - 1) / unit * unit;
+	if (end > map->len)
+		end = (map->len + bs - 1) / bs * bs;
+	map->vma_estimate += 2;
+	return own_range(map, start / bs, (end - start) / bs);
 }
 
 int pcow_map_handle_write(struct pcow_map *map, void *addr)

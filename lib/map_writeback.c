@@ -60,6 +60,7 @@ struct pm_scan_arg {
 #define PM_FILE (1ull << 61)
 
 #define SCAN_BATCH 64
+#define WRITEBACK_RUN_MAX (1ull << 20)
 
 int pcow_map_kcow_init(struct pcow_map *map)
 {
@@ -97,16 +98,25 @@ void pcow_map_kcow_fini(struct pcow_map *map)
 }
 
 /* Writes back the blocks [off, off+len) of the map touches that still
- * show something other than the active region. */
+ * show something other than the active region, run by run. */
 static int settle(struct pcow_map *map, uint64_t off, uint64_t len)
 {
-	uint64_t bs = map->img->block_size, b;
+	uint64_t bs = map->img->block_size, b, e, end = (off + len + bs - 1) / bs;
 	int ret;
 
-	for (b = off / bs; b * bs < off + len && b < map->img->nblocks; b++) {
-		if (!pcow_map_bit_test(map->detached, b))
-			continue;
-		ret = pcow_map_own_at(map, b * bs, false);
+	if (end > map->img->nblocks)
+		end = map->img->nblocks;
+	for (b = off / bs; b < end; b = e) {
+		for (; b < end && !pcow_map_bit_test(map->detached, b); b++)
+			;
+		for (e = b; e < end && pcow_map_bit_test(map->detached, e); e++)
+			;
+		if (e == b)
+			break;
+		/* A run is write-protected while it is copied: keep it short. */
+		if ((e - b) * bs > WRITEBACK_RUN_MAX)
+			e = b + (WRITEBACK_RUN_MAX > bs ? WRITEBACK_RUN_MAX / bs : 1);
+		ret = pcow_map_own_range(map, b * bs, (e - b) * bs);
 		if (ret < 0)
 			return ret;
 	}
