@@ -60,7 +60,7 @@ struct pm_scan_arg {
 #define PM_FILE (1ull << 61)
 
 #define SCAN_BATCH 64
-#define WRITEBACK_RUN_MAX (1ull << 20)
+#define WRITEBACK_RUN_MAX (256ull << 10)
 
 int pcow_map_kcow_init(struct pcow_map *map)
 {
