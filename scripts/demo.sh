@@ -84,6 +84,7 @@ vm_boot "$QEMU" "$GUEST" "$work/live.sh" \
 vm=$!
 /usr/bin/python3 - "$work/qmp.sock" "$top/tests/vm" <<'PYEOF'
 import sys, time
+sys.dont_write_bytecode = True
 sys.path.insert(0, sys.argv[2])
 from qmp import QMP
 q = QMP(sys.argv[1], 60)

@@ -20,7 +20,8 @@ import json
 import sys
 import time
 
-from qmp import QMP, connect_unix
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from qmp import QMP, connect_unix  # noqa: E402
 
 
 def live(sock, memdev, seconds, out):
