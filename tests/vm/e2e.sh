@@ -466,7 +466,8 @@ EOF
 # 8. savevm / loadvm / delvm with a pcow NVDIMM: the VM state goes to a
 # qcow2 node, the PM content into a pcow snapshot of the same name.  The
 # guest (driven over a second serial port) waits for snapshot-save s0 (QMP
-# job), fills 160 MiB of PM, writes A, savevm s1 (HMP); writes B over it,
+# job), fills 160 MiB of PM, writes A, savevm s1 (HMP, twice: the second
+# replaces the first, pcow snapshot included); writes B over it,
 # snapshot-save s2; snapshot-load s1 (QMP job): the guest is back at the
 # savevm point and must read A from the PM (O_DIRECT), then writes C and
 # carries on; snapshot-delete s0 and s2 (jobs) and delvm s1 while it runs.
@@ -524,8 +525,9 @@ EOF
 	fi
 	check "HMP savevm and delvm said nothing (no error)" \
 		test -z "$(jget "$T/savevm.json" savevm_output)$(jget "$T/savevm.json" delvm_output)"
-	check "snapshot-save and savevm took pcow snapshots s0 and s1" \
-		test "$(jget "$T/savevm.json" pcow_after_savevm 0 name) $(jget "$T/savevm.json" pcow_after_savevm 1 name)" = "s0 s1"
+	check "snapshot-save and savevm (twice: it overwrites) took pcow snapshots s0 and s1" \
+		test "$(jget "$T/savevm.json" pcow_after_savevm | tr -cd '{' | wc -c)" = 2 -a \
+		"$(jget "$T/savevm.json" pcow_after_savevm 0 name) $(jget "$T/savevm.json" pcow_after_savevm 1 name)" = "s0 s1"
 	size0=$(jget "$T/savevm.json" vmstate_sizes s0)
 	size=$(jget "$T/savevm.json" vmstate_sizes s1)
 	echo "    VM state: $size0 bytes before filling 160 MiB of PM, $size after;" \
