@@ -70,11 +70,51 @@ pm_check /dev/pmem0 100 "overlay write"'
 say "6. Check"
 run "$IMG" check vm1.pcow
 
+say "7. A live snapshot of the running guest (QMP), without shutting it down"
+run "$IMG" create -f pcow live.pcow 256M
+printf '%s\n' 'pm_wait_dev /dev/pmem0
+i=1
+while [ $i -le 15 ]; do
+	pm_write /dev/pmem0 0 "tick $i"; echo "wrote tick $i"; sleep 0.4; i=$((i + 1))
+done' >"$work/live.sh"
+echo "[guest on live.pcow] writes \"tick 1\" .. \"tick 15\" at offset 0, one every 0.4 s"
+vm_boot "$QEMU" "$GUEST" "$work/live.sh" \
+	-object "memory-backend-file,id=pm,mem-path=$work/live.pcow,format=pcow,share=on" \
+	-device nvdimm,id=nv,memdev=pm -qmp "unix:$work/qmp.sock,server=on,wait=off" >"$work/live.out" 2>&1 &
+vm=$!
+/usr/bin/python3 - "$work/qmp.sock" "$top/tests/vm" <<'PYEOF'
+import sys, time
+sys.dont_write_bytecode = True
+sys.path.insert(0, sys.argv[2])
+from qmp import QMP
+q = QMP(sys.argv[1], 60)
+while q.cmd("query-pcow", memdev="pm")["map"]["blocks-allocated"] == 0:
+    time.sleep(0.1)       # until the guest's first tick reaches the image
+time.sleep(2)
+print('QMP> {"execute": "pcow-snapshot-create", "arguments": {"memdev": "pm", "name": "live"}}')
+r = q.cmd("pcow-snapshot-create", memdev="pm", name="live")
+print("     the guest's vCPUs were paused for %.2f ms (flush before, guest running: %.2f ms)"
+      % (r["pause-ns"] / 1e6, r["flush-ns"] / 1e6))
+print('QMP> {"execute": "query-pcow-snapshots", "arguments": {"memdev": "pm"}}')
+for s in q.cmd("query-pcow-snapshots", memdev="pm"):
+    print("     id %d  %s  taken %s" % (s["id"], s["name"],
+          time.strftime("%H:%M:%S", time.localtime(s["date-sec"]))))
+PYEOF
+wait "$vm" && echo "The guest ran on, unaware, and finished: $(grep -c '^wrote tick' "$work/live.out") ticks written."
+run "$IMG" snapshot -l live.pcow
+echo "What the image holds now, and what the snapshot froze while the guest ran:"
+"$IMG" convert -O raw live.pcow now.raw
+printf '  now:             %s\n' "$(head -c 8 now.raw | tr -d '\0')"
+cp live.pcow frozen.pcow && "$IMG" snapshot -a live frozen.pcow
+"$IMG" convert -O raw frozen.pcow frozen.raw
+printf '  snapshot "live": %s\n' "$(head -c 8 frozen.raw | tr -d '\0')"
+
 say "Summary"
 cat <<'EOF'
 A Linux guest used a pcow image as its NVDIMM: the image took almost no
 space until the guest wrote (thin provisioning), a snapshot captured the
 data, the guest changed it, reverting brought the old data back without
 losing the newer snapshot, and an overlay shared a base image read-only,
-copying a block up on the guest's first write to it.
+copying a block up on the guest's first write to it. Finally a snapshot
+was taken while the guest ran, pausing it for milliseconds.
 EOF

@@ -413,7 +413,162 @@ scenario_rovirtio() { ops rovirtio; } # 6: read-only virtio-pmem
 scenario_inuse() { ops inuse; }       # 7: in use here, object-del, qom-get
 scenario_truncate() { ops truncate; } # 7: an image truncated under the VM
 
-all=(thin snapshot overlay copy persist dax errors enospc
+
+# jget FILE KEY...: a value of a JSON file (keys and list indexes).
+jget() {
+	/usr/bin/python3 -c '
+import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]:
+    v = v[int(k)] if isinstance(v, list) else v[k]
+print(json.dumps(v) if isinstance(v, (dict, list)) else v)' "$@"
+}
+
+# 7. Live snapshots (QMP) of a guest that writes all the time: seqwrite
+# stamps 4 KiB blocks with a sequence number, O_DIRECT, wrapping around the
+# device.  live1 is taken once it writes, live2 a few seconds later, live1
+# is deleted while it still writes; the guest is never stopped.  Offline, a
+# copy with live2 applied holds a prefix of the sequence, the image itself
+# the whole of it, and live1's deletion gave its space back.
+scenario_livesnap() {
+	echo "live snapshots while the guest writes"
+	local img=$T/live.pcow sock=$T/live.qmp pid rc last k2 before after size1
+	if ! gcc -O2 -static -o "$T/seqwrite" "$here/seqwrite.c" 2>"$T/gcc.log"; then
+		echo "  SKIP: cannot build seqwrite.c statically"
+		sed 's/^/      /' "$T/gcc.log"
+		return
+	fi
+	"$IMG" create -q "$img" 64M >/dev/null
+	script live >/dev/null <<'EOF'
+pm_wait_dev /dev/pmem0
+/bin/seqwrite /dev/pmem0 16384 12
+EOF
+	# shellcheck disable=SC2046
+	VM_FILES="$T/seqwrite=/bin/seqwrite" VM_TIMEOUT=90 vm_boot "$QEMU" "$GUEST" "$T/live.sh" \
+		$(pcow_dev "$img") -qmp "unix:$sock,server=on,wait=off" >"$T/live.out" 2>&1 &
+	pid=$!
+	check "QMP: live1, live2 taken and live1 deleted while the guest writes" \
+		/usr/bin/python3 "$here/snapdrive.py" live "$sock" pm 3 "$T/live.json"
+	wait "$pid"
+	rc=$?
+	check "the guest wrote to the end (rc $rc)" test "$rc" -eq 0
+	last=$(sed -n 's/.*SEQWRITE last=\([0-9]*\).*/\1/p' "$T/live.out" | tail -1)
+	if [[ ! -s $T/live.json || -z $last ]]; then
+		bad "no results"
+		sed 's/^/      /' "$T/live.out" | tail -20
+		return
+	fi
+	echo "    vCPUs paused: live1 $(jget "$T/live.json" create1 pause-ns) ns," \
+		"live2 $(jget "$T/live.json" create2 pause-ns) ns," \
+		"deleting live1 $(jget "$T/live.json" delete pause-ns) ns"
+	check "the vCPUs were paused for each change" test \
+		"$(jget "$T/live.json" create1 paused)$(jget "$T/live.json" create2 paused)$(jget "$T/live.json" delete paused)" = TrueTrueTrue
+	check "query-pcow-snapshots listed live1 and live2" \
+		test "$(jget "$T/live.json" snapshots 0 name) $(jget "$T/live.json" snapshots 1 name)" = "live1 live2"
+	check "...and live2 alone after the deletion" \
+		test "$(jget "$T/live.json" snapshots_after 0 name) $(jget "$T/live.json" snapshots_after | tr -cd '{' | wc -c)" = "live2 1"
+	check "a second live2 is refused" grep -q "already exists" <<<"$(jget "$T/live.json" duplicate_error)"
+	check "HMP 'info pcow' shows the image and live2" grep -q "live2" <<<"$(jget "$T/live.json" hmp_info)"
+	before=$(jget "$T/live.json" before actual-size)
+	after=$(jget "$T/live.json" after actual-size)
+	size1=$(jget "$T/live.json" snapshots 0 allocated-size)
+	echo "    image: $before bytes before deleting live1 (which alone held $size1), $after after"
+	check "deleting live1 gave back its space" test "$size1" -gt 0 -a "$after" -le $((before - size1 / 2))
+	cp "$img" "$T/live2.pcow"
+	"$IMG" snapshot -a live2 "$T/live2.pcow"
+	"$IMG" convert -O raw "$T/live2.pcow" "$T/live2.raw"
+	check "live2 holds a prefix of the guest's writes" /usr/bin/python3 "$here/seqcheck.py" "$T/live2.raw" 16384
+	k2=$(/usr/bin/python3 "$here/seqcheck.py" "$T/live2.raw" 16384 | sed -n 's/^K=\([0-9]*\).*/\1/p')
+	echo "    live2 holds writes 1..$k2 of 1..$last"
+	check "...taken while the guest wrote (0 < $k2 < $last)" test "${k2:-0}" -gt 0 -a "${k2:-0}" -lt "$last"
+	"$IMG" convert -O raw "$img" "$T/live.raw"
+	check "the image holds all $last writes" /usr/bin/python3 "$here/seqcheck.py" "$T/live.raw" 16384 "$last"
+	check "the image checks clean" "$IMG" check "$img"
+	check "pcow-img lists live2 alone" test "$("$IMG" snapshot -l "$img" | awk 'NR > 2 { print $2 }')" = live2
+}
+
+# 8. savevm / loadvm / delvm with a pcow NVDIMM: the VM state goes to a
+# qcow2 node, the PM content into a pcow snapshot of the same name.  The
+# guest (driven over a second serial port) waits for snapshot-save s0 (QMP
+# job), fills 160 MiB of PM, writes A, savevm s1 (HMP, twice: the second
+# replaces the first, pcow snapshot included); writes B over it,
+# snapshot-save s2; snapshot-load s1 (QMP job): the guest is back at the
+# savevm point and must read A from the PM (O_DIRECT), then writes C and
+# carries on; snapshot-delete s0 and s2 (jobs) and delvm s1 while it runs.
+# The VM states of s0 and s1 differ by far less than the 160 MiB filled.
+scenario_savevm() {
+	echo "savevm, loadvm and delvm include the PM image"
+	local img=$T/sv.pcow vms=$T/sv.qcow2 sock=$T/sv.qmp ctl=$T/sv.ctl pid size size0
+	"$IMG" create -q "$img" 256M >/dev/null
+	"${QEMU%/*}/qemu-img" create -q -f qcow2 "$vms" 1G
+	script savevm >/dev/null <<'EOF'
+pm_wait_dev /dev/pmem0
+stty -F /dev/ttyS1 raw -echo || pm_fail "stty"
+exec 3<>/dev/ttyS1
+say() { echo "$*" >&3; echo "$*"; }
+blk() { pm_pattern 4096 "$2" | dd of=/dev/pmem0 bs=4096 seek=$(($1 / 4096)) oflag=direct conv=notrunc status=none; }
+got() { dd if=/dev/pmem0 bs=4096 skip=$(($1 / 4096)) count=1 iflag=direct status=none | head -c 8; }
+X=1048576 Y=2097152
+say PCOW-READY
+read -r go <&3
+yes pcowfill | dd of=/dev/pmem0 bs=1M seek=16 count=160 iflag=fullblock oflag=direct status=none || pm_fail "fill"
+blk $X AAAAAAAA
+say PCOW-A
+read -r go <&3
+[ "$(got $X)" = AAAAAAAA ] || { say "FAIL: after '$go' the PM holds '$(got $X)', not A"; exit 1; }
+case $go in
+1)	blk $X BBBBBBBB
+	[ "$(got $X)" = BBBBBBBB ] || { say "FAIL: B not written"; exit 1; }
+	say PCOW-B
+	read -r go <&3
+	say "FAIL: got '$go' after B: loadvm did not take the guest back"
+	exit 1 ;;
+2)	blk $Y CCCCCCCC
+	[ "$(got $Y)" = CCCCCCCC ] || { say "FAIL: C not written"; exit 1; }
+	say "PCOW-DONE: read A after loadvm, wrote C"
+	read -r go <&3
+	echo "carried on after loadvm" ;;
+*)	say "FAIL: unexpected '$go'"; exit 1 ;;
+esac
+EOF
+	# shellcheck disable=SC2046
+	VM_TIMEOUT=120 vm_boot "$QEMU" "$GUEST" "$T/savevm.sh" $(pcow_dev "$img") \
+		-blockdev "driver=file,filename=$vms,node-name=vmsf" -blockdev driver=qcow2,file=vmsf,node-name=vms \
+		-chardev "socket,id=ctl,path=$ctl,server=on,wait=off" -serial stdio -serial chardev:ctl \
+		-qmp "unix:$sock,server=on,wait=off" >"$T/savevm.out" 2>&1 &
+	pid=$!
+	check "s0, fill, A, savevm s1, B, s2, loadvm s1, A read, C, all deleted" \
+		/usr/bin/python3 "$here/snapdrive.py" savevm "$sock" "$ctl" vms "$T/savevm.json"
+	wait "$pid"
+	check "after loadvm the guest read A (not B) and carried on" \
+		grep -q "carried on after loadvm" "$T/savevm.out"
+	if [[ ! -s $T/savevm.json ]]; then
+		bad "no results"
+		sed 's/^/      /' "$T/savevm.out" | tail -20
+		return
+	fi
+	check "HMP savevm and delvm said nothing (no error)" \
+		test -z "$(jget "$T/savevm.json" savevm_output)$(jget "$T/savevm.json" delvm_output)"
+	check "snapshot-save and savevm (twice: it overwrites) took pcow snapshots s0 and s1" \
+		test "$(jget "$T/savevm.json" pcow_after_savevm | tr -cd '{' | wc -c)" = 2 -a \
+		"$(jget "$T/savevm.json" pcow_after_savevm 0 name) $(jget "$T/savevm.json" pcow_after_savevm 1 name)" = "s0 s1"
+	size0=$(jget "$T/savevm.json" vmstate_sizes s0)
+	size=$(jget "$T/savevm.json" vmstate_sizes s1)
+	echo "    VM state: $size0 bytes before filling 160 MiB of PM, $size after;" \
+		"savevm $(jget "$T/savevm.json" savevm_s) s, loadvm $(jget "$T/savevm.json" loadvm_s) s"
+	check "the PM is not in the VM state" test $((size - size0)) -lt $((32 << 20))
+	check "the VM runs after snapshot-load" test "$(jget "$T/savevm.json" status_after_loadvm)" = running
+	check "delvm and snapshot-delete removed the pcow snapshots" \
+		test "$(jget "$T/savevm.json" pcow_after_delvm)" = "[]"
+	check "no snapshot left in the image" test -z "$("$IMG" snapshot -l "$img")"
+	check "no snapshot left in the qcow2 file" test -z "$("${QEMU%/*}/qemu-img" snapshot -l "$vms")"
+	"$IMG" convert -O raw "$img" "$T/sv.raw"
+	check "the image holds A and C" test \
+		"$(head -c 1048584 "$T/sv.raw" | tail -c 8)$(head -c 2097160 "$T/sv.raw" | tail -c 8)" = AAAAAAAACCCCCCCC
+	check "the image checks clean" "$IMG" check "$img"
+}
+
+all=(thin snapshot overlay copy persist dax errors enospc livesnap savevm
 	live reset raw migrate rovirtio inuse truncate)
 for s in "${@:-${all[@]}}"; do
 	"scenario_$s"
