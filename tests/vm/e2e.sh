@@ -350,11 +350,12 @@ scenario_persist() {
 	for interval in 300 0; do
 		ovl=$T/p$interval.pcow
 		opts="pcow-persist-interval=$interval,pcow-copy-size=4K,pcow-fault-ahead=0"
-		# Interval 0 shows the pending log of the fault-handler copy-up:
-		# with kernel copy-on-write (the default, interval 300) a copy
-		# stays in memory until the next write-back, and nothing of it
-		# is in the file before then.
-		((interval)) || opts+=",pcow-kernel-cow=off"
+		# Interval 300 with kernel copy-on-write (QEMU's default under
+		# KVM): the copy reaches the image at the interval's write-back.
+		# Interval 0 shows the pending log of the fault-handler copy-up
+		# (the default under TCG): a kernel copy would stay in memory
+		# until the next write-back, nothing of it in the file.
+		if ((interval)); then opts+=",pcow-kernel-cow=on"; else opts+=",pcow-kernel-cow=off"; fi
 		"$IMG" create -q -o block_size=4K -b pbase.pcow -F pcow "$ovl" >/dev/null
 		script "persist$interval" >/dev/null <<'EOF'
 pm_wait_dev /dev/pmem0
