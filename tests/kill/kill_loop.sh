@@ -17,7 +17,9 @@
 #   1  pcow-io writer, --mmap mode, plain image
 #   2  pcow-io writer, file mode, over a raw backing file (copy-up)
 #   3  pcow-io writer, --mmap mode, over a raw backing file (copy-up in the
-#      fault handler)
+#      fault handler; every other time --cow=kernel: the kernel copies, and
+#      a write counts as acknowledged once the flush after it is done, since
+#      a kernel copy lives in memory until written back)
 #   4  pcow-io writer, file or --mmap mode, over a snapshot (copy-up from
 #      an older layer)
 #   5  pcow-img snapshot -c / -a / -d killed (delete copies blocks into the
@@ -117,11 +119,12 @@ base_for() { # BLOCK_SIZE-independent base content, made once
 
 # ---- writers ---------------------------------------------------------------
 
-# writer_iteration MODE(file|mmap) SETUP(plain|raw|snap) BS
+# writer_iteration MODE(file|mmap|kernel) SETUP(plain|raw|snap) BS
 writer_iteration() {
 	local mode=$1 setup=$2 bs=$3 img=$W/it/img.pcow base=- k acked rc
-	local mflag=()
+	local mflag=() ack='^wrote ' feed=$W/it/plan
 	[[ $mode == mmap ]] && mflag=(--mmap)
+	[[ $mode == kernel ]] && mflag=(--mmap --cow=kernel) && ack='^[0-9.]* [KMG]iB$'
 	case $setup in
 	plain)
 		"$PCOW_IMG" create -o block_size="$bs" "$img" "$SIZE" >/dev/null || { fail "create"; return; }
@@ -140,6 +143,12 @@ writer_iteration() {
 		;;
 	esac
 	$MODEL plan "$W/it/plan" "$SIZE" "$(rnd 1000000)"
+	# Kernel copy-on-write: each write is followed by a flush, and by a
+	# `length` whose answer says the flush is done.
+	if [[ $mode == kernel ]]; then
+		feed=$W/it/feed
+		awk '{print; print "flush"; print "length"}' "$W/it/plan" >"$feed"
+	fi
 	mkfifo "$W/it/fifo"
 	"$PCOW_IO" "${mflag[@]}" "$img" <"$W/it/fifo" >"$W/it/out" 2>"$W/it/err" &
 	WRITER_PID=$!
@@ -147,11 +156,13 @@ writer_iteration() {
 	# The first k writes, then once they are acknowledged the rest, and the
 	# kill after a random delay of up to 1.5 ms, which lands anywhere in them.
 	k=$(rnd 40)
-	head -n "$k" "$W/it/plan" >&3
-	while (($(grep -c '^wrote ' "$W/it/out") < k)) && kill -0 "$WRITER_PID" 2>/dev/null; do
+	local per=1
+	[[ $mode == kernel ]] && per=3
+	head -n "$((k * per))" "$feed" >&3
+	while (($(grep -c "$ack" "$W/it/out") < k)) && kill -0 "$WRITER_PID" 2>/dev/null; do
 		sleep 0.001
 	done
-	tail -n +"$((k + 1))" "$W/it/plan" >&3 &
+	tail -n +"$((k * per + 1))" "$feed" >&3 &
 	FEEDER_PID=$!
 	rsleep 1500
 	kill -9 "$WRITER_PID" 2>/dev/null
@@ -166,7 +177,7 @@ writer_iteration() {
 		fail "writer was not killed but exited $rc: $(cat "$W/it/err")"
 		return
 	fi
-	acked=$(grep -c '^wrote ' "$W/it/out")
+	acked=$(grep -c "$ack" "$W/it/out")
 	acked_total=$((acked_total + acked))
 	(($(wc -l <"$W/it/plan") > acked)) && writers_cut=$((writers_cut + 1))
 	# The image as a read-only open sees it, before any repair.
@@ -322,7 +333,12 @@ for ((i = 0; i < ITER; i++)); do
 	0) iter_desc="file writer, plain, bs $bs"; writer_iteration file plain "$bs" ;;
 	1) iter_desc="mmap writer, plain, bs $bs"; writer_iteration mmap plain "$bs" ;;
 	2) iter_desc="file writer, raw backing, bs $bs"; writer_iteration file raw "$bs" ;;
-	3) iter_desc="mmap writer, raw backing, bs $bs"; writer_iteration mmap raw "$bs" ;;
+	3)
+		m=mmap
+		(((i / 6) % 2)) && m=kernel
+		iter_desc="$m writer, raw backing, bs $bs"
+		writer_iteration "$m" raw "$bs"
+		;;
 	4)
 		m=file
 		(((i / 6) % 2)) && m=mmap
