@@ -10,7 +10,7 @@ BUILD_PACKAGES = build-essential meson ninja-build pkg-config zlib1g-dev libjson
 DEB_PACKAGES = dpkg-dev debhelper lintian fakeroot
 TEST_PACKAGES = valgrind e2fsprogs util-linux man-db qemu-utils strace $(DEB_PACKAGES)
 
-.PHONY: all deps build asan check demo bench install uninstall deb clean qemu guest vm-check crash-long
+.PHONY: all deps build asan check demo bench install uninstall deb clean qemu guest vm-check crash-long crash-long-dax
 
 all: build
 
@@ -52,6 +52,13 @@ demo: build qemu guest
 crash-long: build
 	PCOW_CRASH_LONG=1 $(BUILD)/tests/test_powerfail
 
+# The DAX crash loop with more crash states (make check: 50); about 2.5 s
+# of TCG guest time each (tests/vm/README.md).
+DAX_CRASH_POINTS ?= 500
+
+crash-long-dax: build qemu guest
+	PCOW_BUILD=$(abspath $(BUILD)) PCOW_DAX_CRASH_POINTS=$(DAX_CRASH_POINTS) tests/vm/pmhost.sh crash
+
 bench: build
 	bench/run.sh
 
@@ -92,3 +99,10 @@ kill-long: build
 
 bench-guest: build qemu guest
 	bench/guest/run.sh
+
+# map_bench inside the test guest on ext4 -o dax: pcow against a raw file
+# on the same DAX file system (docs/benchmarks.md, "On a DAX host").
+.PHONY: bench-dax
+
+bench-dax: build qemu guest
+	PCOW_BUILD=$(abspath $(BUILD)) tests/vm/pmhost.sh bench

@@ -52,6 +52,7 @@ struct bench_opts {
 	unsigned tests;
 	bool verbose;
 	bool wall;
+	bool raw_sync;          /* -y: raw baselines mapped MAP_SYNC */
 };
 extern struct bench_opts opt;
 

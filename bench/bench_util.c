@@ -440,8 +440,11 @@ void rimg_create(struct rimg *r, const char *name, uint64_t size)
 	r->fd = open(r->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	SYS_OK(r->fd >= 0, "open raw file");
 	SYS_OK(ftruncate(r->fd, (off_t)size) == 0, "ftruncate");
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
-	SYS_OK(p != MAP_FAILED, "mmap raw file");
+	/* -y: as pcow maps an image on a DAX file system. */
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		 opt.raw_sync ? MAP_SHARED_VALIDATE | MAP_SYNC : MAP_SHARED, r->fd, 0);
+	SYS_OK(p != MAP_FAILED, opt.raw_sync ? "mmap raw file MAP_SYNC (-y needs DAX)"
+					     : "mmap raw file");
 	r->base = p;
 }
 

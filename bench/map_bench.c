@@ -1472,7 +1472,9 @@ static void usage(FILE *f)
 		"             steady,first,cow,open,snap,vmas,durable,cowmodes (default all)\n"
 		"  -v         print every repeat on stderr\n"
 		"  -W         time the CPU-bound tests (steady, first) by the wall clock\n"
-		"             instead of the thread's CPU time\n",
+		"             instead of the thread's CPU time\n"
+		"  -y         map the raw baseline files MAP_SHARED_VALIDATE | MAP_SYNC, as\n"
+		"             pcow maps images on a DAX file system (fails elsewhere)\n",
 		MAX_REPEATS);
 }
 
@@ -1500,7 +1502,7 @@ int main(int argc, char **argv)
 	double start = now();
 	int c;
 
-	while ((c = getopt(argc, argv, "d:o:s:f:c:b:N:C:S:V:B:n:D:r:t:vWh")) != -1) {
+	while ((c = getopt(argc, argv, "d:o:s:f:c:b:N:C:S:V:B:n:D:r:t:vWyh")) != -1) {
 		switch (c) {
 		case 'd': opt.dir = optarg; break;
 		case 'o': opt.out = optarg; break;
@@ -1519,6 +1521,7 @@ int main(int argc, char **argv)
 		case 't': opt.tests = parse_tests(optarg); break;
 		case 'v': opt.verbose = true; break;
 		case 'W': opt.wall = true; break;
+		case 'y': opt.raw_sync = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1545,6 +1548,8 @@ int main(int argc, char **argv)
 	printf("libpcow %d.%d.%d, %ld CPUs, medians of %u repeats.\n\n",
 	       PCOW_VERSION_MAJOR, PCOW_VERSION_MINOR, PCOW_VERSION_MICRO,
 	       sysconf(_SC_NPROCESSORS_ONLN), opt.repeats);
+	if (opt.raw_sync)
+		printf("Raw baselines mapped MAP_SHARED_VALIDATE | MAP_SYNC (-y).\n\n");
 	fflush(stdout);
 	if (opt.tests & T_STEADY)
 		bench_steady();

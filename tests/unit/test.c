@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "test.h"
 
@@ -95,4 +96,25 @@ pcow_image *test_overlay_on_raw(const char *raw, uint64_t size, const void *data
 	OK(pcow_create(test_path(image), &o));
 	OK(pcow_open(&img, test_path(image), 0));
 	return img;
+}
+
+bool test_dax(void)
+{
+	static int dax = -1;
+
+	if (dax < 0) {
+		const char *path = test_path("dax-probe");
+		int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0644);
+		void *p;
+
+		CHECK(fd >= 0 && ftruncate(fd, 4096) == 0);
+		p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC,
+			 fd, 0);
+		dax = p != MAP_FAILED;
+		if (dax)
+			munmap(p, 4096);
+		close(fd);
+		unlink(path);
+	}
+	return dax;
 }

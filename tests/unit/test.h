@@ -3,6 +3,7 @@
 #define PCOW_TEST_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,13 @@ const char *test_path(const char *name);
 pcow_image *test_overlay_on_raw(const char *raw, uint64_t size, const void *data,
 				uint64_t off, uint64_t len, const char *image,
 				uint32_t block_size);
+
+/*
+ * True when test_dir() is on a DAX file system: its files map with
+ * MAP_SYNC, as the library maps images there (stores durable without a
+ * flush, copy-ups persisted at the fault, no kernel copy-on-write).
+ */
+bool test_dax(void);
 
 /* Fills buf with a pattern derived from seed and offset. */
 void test_fill(void *buf, size_t len, uint64_t seed, uint64_t offset);

@@ -90,7 +90,10 @@ static bool cas16(void *p, const void *old, const void *nv)
 #endif
 
 /* Every store kind into inherited blocks: no fault, and the image holds
- * each one after unmap; unwritten bytes keep the base's content. */
+ * each one after unmap; unwritten bytes keep the base's content.  On a
+ * DAX file system the map is MAP_SYNC and kernel copy-on-write is not
+ * used (a private copy is not persistent memory): every store kind then
+ * copies its block up at a fault instead, and the rest holds. */
 static void stores_need_no_fault(void)
 {
 	const uint64_t size = 64 * BS;
@@ -131,13 +134,13 @@ static void stores_need_no_fault(void)
 	}
 #endif
 	OK(pcow_map_get_stats(map, &st));
-	CHECK(st.faults == 0);
+	CHECK(test_dax() ? st.faults > 0 : st.faults == 0);
 	/* The byte API reads what the map holds. */
 	OK(pcow_read(img, buf, sizeof(buf), 2 * BS + 100));
 	CHECK(memcmp(buf, want + 2 * BS + 100, sizeof(buf)) == 0);
 	OK(pcow_map_flush(map));
 	OK(pcow_map_get_stats(map, &st));
-	CHECK(st.faults == 0 && st.blocks_copied >= 5);
+	CHECK((test_dax() ? st.faults > 0 : st.faults == 0) && st.blocks_copied >= 5);
 	CHECK(memcmp(m, want, size) == 0);
 	/* Written back: stores now go to the image's own pages. */
 	m[1 * BS + 6] = 0x98;
@@ -315,7 +318,7 @@ static void compacted(void)
 		want[b * BS + b % 100] = (uint8_t)b;
 	}
 	OK(pcow_map_get_stats(map, &st));
-	CHECK(st.faults == 0);
+	CHECK(test_dax() ? st.faults > 0 : st.faults == 0);
 	OK(pcow_map_flush(map));
 	CHECK(memcmp(m, want, size) == 0);
 	OK(pcow_map_get_stats(map, &st));
@@ -490,7 +493,13 @@ int main(void)
 {
 	stores_need_no_fault();
 	api_changes_keep_stores();
-	hammer_during_writeback();
+	/* MAP_SYNC maps (DAX) write nothing back: their copies are made at
+	 * the store. */
+	if (test_dax())
+		printf("hammer_during_writeback: skipped (MAP_SYNC: no write-back)\n");
+	else
+		hammer_during_writeback();
+	fflush(stdout);  /* not again from out_of_space's child */
 	compacted();
 	snapshots_while_mapped(0);
 	snapshots_while_mapped(PCOW_MAP_KERNEL_COW);

@@ -14,14 +14,7 @@ GUEST=${PCOW_GUEST:-$top/build/guest}
 IMG=${PCOW_IMG:-$top/build/tools/pcow-img}
 IO=${PCOW_IO:-$top/build/tools/pcow-io}
 
-if [[ ! -x $QEMU ]]; then
-	echo "SKIP: no patched QEMU at $QEMU (make qemu)"
-	exit 77
-fi
-if [[ ! -s $GUEST/vmlinuz ]]; then
-	echo "SKIP: no test guest in $GUEST (tests/vm/mkguest.sh)"
-	exit 77
-fi
+vm_require "$QEMU" "$GUEST"
 
 T=$(mktemp -d "${TMPDIR:-/var/tmp}/pcow-e2e.XXXXXX")
 trap 'vm_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT

@@ -33,6 +33,9 @@
 #   VM_FILES     extra files for the per-boot initrd (also vm_shell), as
 #                whitespace-separated HOST_FILE=/GUEST/PATH pairs; each file
 #                is copied with its mode (e.g. a static program to /bin/x)
+#   VM_INITRDS   more gzip'd cpio archives (whitespace-separated paths),
+#                put between the base initrd and the per-boot one (also
+#                vm_shell); vm_pack makes one of programs and their libraries
 
 VM_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VM_REPO_DIR=$(cd "$VM_LIB_DIR/../.." && pwd)
@@ -50,6 +53,19 @@ vm_cleanup() {
         rm -rf "$VM_WORKDIR"
     fi
     VM_WORKDIR=
+}
+
+# For a test script: exit 77 (skipped), saying why, unless QEMU is there and
+# GUEST_DIR holds a guest.
+vm_require() { # QEMU GUEST_DIR
+    if [[ ! -x $1 ]]; then
+        echo "SKIP: no patched QEMU at $1 (make qemu)"
+        exit 77
+    fi
+    if [[ ! -s $2/vmlinuz ]]; then
+        echo "SKIP: no test guest in $2 (tests/vm/mkguest.sh)"
+        exit 77
+    fi
 }
 
 # Build the guest unless it is already up to date.
@@ -85,8 +101,55 @@ vm_make_initrd() { # GUEST_DIR SCRIPT OUT
     install -m 644 "$VM_LIB_DIR/guest/pcow-guest.sh" "$stage/lib/pcow-guest.sh"
     (cd "$stage" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
         cpio --null -o -H newc -R 0:0 --quiet) | gzip -1n >"$outfile.overlay"
-    cat "$guest/initrd.cpio.gz" "$outfile.overlay" >"$outfile"
+    # shellcheck disable=SC2086
+    cat "$guest/initrd.cpio.gz" ${VM_INITRDS:-} "$outfile.overlay" >"$outfile"
     rm -rf "$stage" "$outfile.overlay"
+}
+
+# Make a gzip'd cpio archive, for VM_INITRDS, of programs and files given as
+# HOST_FILE=/GUEST/PATH pairs: ELF files are stripped, and the shared
+# libraries they need (ldd) that the base initrd lacks go to the directory
+# where it has libc.  The guest's libc is the host's (the base initrd has it,
+# for mke2fs), so programs built here run there.
+vm_pack() { # GUEST_DIR OUT HOST_FILE=/GUEST/PATH...
+    local guest=$1 out=$2 stage spec src dst lib base libdir
+    shift 2
+    stage=$(mktemp -d "${TMPDIR:-/tmp}/pcow-pack.XXXXXX")
+    base=$(gzip -dc "$guest/initrd.cpio.gz" | cpio -t --quiet 2>/dev/null) || {
+        rm -rf "$stage"
+        echo "vm_pack: cannot read $guest/initrd.cpio.gz" >&2
+        return 1
+    }
+    # The libraries go where the base initrd has libc.
+    libdir=$(sed -n 's,/libc\.so\.6$,,p' <<<"$base" | head -n 1)
+    for spec in "$@"; do
+        src=${spec%%=*} dst=${spec#*=}
+        if [[ $spec != *=/* || ! -f $src ]]; then
+            echo "vm_pack: bad entry '$spec' (want HOST_FILE=/GUEST/PATH)" >&2
+            rm -rf "$stage"
+            return 1
+        fi
+        mkdir -p "$stage$(dirname "$dst")"
+        cp -pL "$src" "$stage$dst"
+        if [[ $(head -c 4 "$src" | od -An -c | tr -d ' ') == 177ELF ]]; then
+            strip -p "$stage$dst" 2>/dev/null || true
+            while read -r lib; do
+                [[ -n $lib ]] || continue
+                grep -qxF "${lib#/}" <<<"$base" && continue
+                # (a build tree's library too, found there through the rpath)
+                dst=/$libdir/$(basename "$lib")
+                [[ -e $stage$dst ]] && continue
+                mkdir -p "$stage/$libdir"
+                cp -L "$lib" "$stage$dst"
+                strip -p --strip-unneeded "$stage$dst" 2>/dev/null || true
+            done < <(ldd "$src" 2>/dev/null | sed -n 's,.*=> \(/[^ ]*\) .*,\1,p; s,^[[:space:]]*\(/[^ ]*\) (.*,\1,p')
+        fi
+    done
+    (cd "$stage" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+        cpio --null -o -H newc -R 0:0 --quiet) | gzip -6n >"$out"
+    local rc=$?
+    rm -rf "$stage"
+    return "$rc"
 }
 
 # Boot the guest with an interactive shell on the terminal (no test script,
@@ -107,7 +170,8 @@ vm_shell() { # QEMU GUEST_DIR [QEMU_ARGS...]
     install -m 644 "$VM_LIB_DIR/guest/pcow-guest.sh" "$stage/lib/pcow-guest.sh"
     (cd "$stage" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
         cpio --null -o -H newc -R 0:0 --quiet) | gzip -1n >"$VM_WORKDIR/overlay.gz"
-    cat "$guest/initrd.cpio.gz" "$VM_WORKDIR/overlay.gz" >"$VM_WORKDIR/initrd.gz"
+    # shellcheck disable=SC2086
+    cat "$guest/initrd.cpio.gz" ${VM_INITRDS:-} "$VM_WORKDIR/overlay.gz" >"$VM_WORKDIR/initrd.gz"
     "$qemu" \
         -accel tcg -cpu max -m "${VM_MEM:-512M,slots=2,maxmem=4G}" \
         -machine pc,nvdimm=on -nographic -no-reboot -nic none \

@@ -63,22 +63,43 @@ pm_list() {
     done
 }
 
-# Print the first pmem device of KIND (nfit or virtio), waiting for it.
-pm_find() { # KIND [SECONDS=10]
-    _n=$(( ${2:-10} * 10 ))
+# Print the first /dev/pmemN for which TEST pmemN ARGS... succeeds, waiting
+# up to SECONDS for one; else say that there is no WHAT.
+pm_wait_for() { # SECONDS WHAT TEST [ARGS...]
+    _n=$(( $1 * 10 ))
+    _what=$2
+    shift 2
     while :; do
         for _s in /sys/block/pmem*; do
             [ -e "$_s" ] || continue
             _b=$(basename "$_s")
-            if [ "$(pm_kind "$_b")" = "$1" ] && [ -b "/dev/$_b" ]; then
+            if [ -b "/dev/$_b" ] && "$@" "$_b"; then
                 echo "/dev/$_b"
                 return 0
             fi
         done
         _n=$((_n - 1))
-        [ "$_n" -gt 0 ] || { echo "pm_find: no $1 pmem device" >&2; return 1; }
+        [ "$_n" -gt 0 ] || { echo "no $_what" >&2; return 1; }
         sleep 0.1
     done
+}
+
+# Print the first pmem device of KIND (nfit or virtio), waiting for it.
+pm_find() { # KIND [SECONDS=10]
+    pm_wait_for "${2:-10}" "$1 pmem device" _pm_is_kind "$1"
+}
+_pm_is_kind() { [ "$(pm_kind "$2")" = "$1" ]; }
+
+# Print the /dev/pmemN of the NVDIMM QEMU has in slot SLOT (-device
+# nvdimm,slot=SLOT; its NFIT handle is SLOT + 1), waiting for it; with MODE
+# (e.g. fsdax), also until the device is in that mode.
+pm_by_slot() { # SLOT [MODE] [SECONDS=10]
+    pm_wait_for "${3:-10}" "${2:+$2 }pmem device in slot $1" _pm_in_slot "$1" "${2:-}"
+}
+_pm_in_slot() { # SLOT MODE DEV
+    _m=$(cut -d, -f1 "$PM_SYS/devices/$(pm_region "$3")/mapping0" 2>/dev/null)
+    _h=$(cat "$PM_SYS/devices/$_m/nfit/handle" 2>/dev/null) || return 1
+    [ $((_h)) -eq $(($1 + 1)) ] && { [ -z "$2" ] || [ "$(pm_mode "$3")" = "$2" ]; }
 }
 
 # The libnvdimm device a pmem block device sits on: namespaceX.Y (raw),
