@@ -143,8 +143,8 @@ def verify(d, raw_path, acked):
     return 1
 
 
-def qmp_call(f, command):
-    reply = qmp.call(f, command)
+def qmp_call(mon, command):
+    reply = mon.call(command)
     if "error" in reply:
         raise RuntimeError("%s: %s" % (command, reply["error"]))
     return reply["return"]
@@ -181,7 +181,7 @@ def alive(pid):
 def control(sock, pidfile, acklog, main, outdir, copies, seed):
     rnd = random.Random(seed)
     out = {"points": [], "ready": False}
-    mon = qmp.connect(sock, 120)
+    mon = qmp.QMP(sock, 120)
     pid = None
     deadline = time.time() + 600
     while pid is None:
