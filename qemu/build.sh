@@ -246,7 +246,7 @@ extract_source() {
 	dpkg-source --no-check -x "$dl_dir"/qemu_*.dsc "$tmp/tree" >/dev/null
 	rm -rf "$src_dir"
 	mv "$tmp/tree" "$src_dir"
-	rm -rf "$tmp"
+	rm -rf "$tmp" "$top/qemu-src.times"
 	mkdir -p "$src_dir/.pcow-patches"
 }
 
@@ -264,6 +264,16 @@ apply_patches() {
 		return
 	fi
 	list=$(ls "$applied"/*.patch 2>/dev/null | sort -r || true)
+	# Reverting and reapplying rewrites every file of the series; a file
+	# whose content comes out the same gets its old time back, so that
+	# ninja does not rebuild everything that includes it.
+	local times="$top/qemu-src.times"
+	(cd "$src_dir" && touched_files "$applied" |
+		while read -r f; do
+			[ -f "$f" ] && printf '%s %s %s\n' \
+				"$(stat -c %.9Y "$f")" \
+				"$(sha256sum < "$f" | cut -d' ' -f1)" "$f"
+		done) > "$times" || true
 	for p in $list; do
 		log "reverting $(basename "$p")"
 		if ! patch -d "$src_dir" -p1 -R -s -f --no-backup-if-mismatch \
@@ -284,6 +294,27 @@ apply_patches() {
 		cp "$p" "$applied.new/"
 	done
 	mv "$applied.new" "$applied"
+	restore_times "$times"
+}
+
+# The files a directory of patches changes (paths relative to the tree).
+touched_files() {
+	cat "$1"/*.patch 2>/dev/null |
+		sed -n 's|^+++ [^/]*/\([^\t ]*\).*|\1|p' | sort -u
+}
+
+# Gives each file listed with its old time and checksum its old time back
+# when its content is unchanged.
+restore_times() {
+	local t sum f
+	[ -f "$1" ] || return 0
+	while read -r t sum f; do
+		[ -f "$src_dir/$f" ] || continue
+		[ "$(sha256sum < "$src_dir/$f" | cut -d' ' -f1)" = "$sum" ] ||
+			continue
+		touch -d "@$t" "$src_dir/$f"
+	done < "$1"
+	rm -f "$1"
 }
 
 # ---- configure and build ----------------------------------------------
