@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "test.h"
 
 #include "image.h"
@@ -170,112 +171,6 @@ static void hook_on(enum hook_mode mode)
 static void hook_off(void)
 {
 	pcow_io_set_hook(NULL, NULL);
-}
-
-/* ---- Sparse copies of a file ------------------------------------------ */
-
-struct extent {
-	uint64_t off, len;
-	uint8_t *data;
-};
-
-struct fileimg {
-	uint64_t size;
-	struct extent *ext;
-	size_t n;
-};
-
-static void write_all(int fd, const void *buf, uint64_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		CHECK(n > 0);
-		p += n;
-		len -= (uint64_t)n;
-		off += (uint64_t)n;
-	}
-}
-
-static void read_all(int fd, void *buf, uint64_t len, uint64_t off)
-{
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-
-		CHECK(n >= 0);
-		if (n == 0) {
-			memset(p, 0, len);
-			return;
-		}
-		p += n;
-		len -= (uint64_t)n;
-		off += (uint64_t)n;
-	}
-}
-
-/* Keeps the data extents (SEEK_DATA) of a file: holes stay holes, and data
- * that happens to be zero stays allocated, as block ownership needs. */
-static void file_capture(const char *path, struct fileimg *fi)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	off_t pos = 0;
-
-	CHECK(fd >= 0);
-	CHECK(fstat(fd, &st) == 0);
-	memset(fi, 0, sizeof(*fi));
-	fi->size = (uint64_t)st.st_size;
-	for (;;) {
-		off_t d = lseek(fd, pos, SEEK_DATA), h;
-		struct extent *e;
-
-		if (d < 0) {
-			CHECK(errno == ENXIO);
-			break;
-		}
-		h = lseek(fd, d, SEEK_HOLE);
-		CHECK(h > d);
-		fi->ext = realloc(fi->ext, (fi->n + 1) * sizeof(*fi->ext));
-		CHECK(fi->ext);
-		e = &fi->ext[fi->n++];
-		e->off = (uint64_t)d;
-		e->len = (uint64_t)(h - d);
-		e->data = malloc(e->len);
-		CHECK(e->data);
-		read_all(fd, e->data, e->len, e->off);
-		pos = h;
-	}
-	close(fd);
-}
-
-static void file_free(struct fileimg *fi)
-{
-	size_t i;
-
-	for (i = 0; i < fi->n; i++)
-		free(fi->ext[i].data);
-	free(fi->ext);
-	memset(fi, 0, sizeof(*fi));
-}
-
-/* Recreates path from a capture; returns an open descriptor. */
-static int file_restore(const char *path, const struct fileimg *fi)
-{
-	int fd;
-	size_t i;
-
-	if (unlink(path) < 0)
-		CHECK(errno == ENOENT);
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	CHECK(fd >= 0);
-	CHECK(ftruncate(fd, (off_t)fi->size) == 0);
-	for (i = 0; i < fi->n; i++)
-		write_all(fd, fi->ext[i].data, fi->ext[i].len, fi->ext[i].off);
-	return fd;
 }
 
 /* ---- What the guest sees ------------------------------------------------ */
@@ -498,7 +393,7 @@ struct run {
 	char scratch[PATH_MAX + 32];
 	uint32_t bs;
 	uint64_t size, stride, span, nblocks;
-	struct fileimg init;
+	struct test_capture init;
 	struct view before, after;
 	struct op *ops;
 	size_t nops;
@@ -653,7 +548,7 @@ static void replay(int fd, const struct op *o, uint64_t len)
 {
 	switch (o->type) {
 	case PCOW_IO_WRITE:
-		write_all(fd, o->data, len, o->off);
+		test_write_all(fd, o->data, len, o->off);
 		break;
 	case PCOW_IO_PUNCH:
 		CHECK(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -671,7 +566,7 @@ static void replay(int fd, const struct op *o, uint64_t len)
 static void build_state(const struct run *r, const char *path,
 			const uint8_t *mask, uint64_t torn_len)
 {
-	int fd = file_restore(path, &r->init);
+	int fd = test_restore(path, &r->init);
 	size_t i;
 
 	for (i = 0; i < r->nops; i++)
@@ -763,11 +658,11 @@ static bool content_ok(const struct run *r, const struct view *v, bool must_afte
 static void check_by_apply(struct run *r, const struct sdesc *d,
 			   const struct view *v)
 {
-	struct fileimg fi;
+	struct test_capture fi;
 	int i;
 
-	file_capture(r->img, &fi);
-	close(file_restore(r->scratch, &fi));
+	test_capture(r->img, &fi);
+	close(test_restore(r->scratch, &fi));
 	for (i = 0; i < v->nsnap; i++) {
 		pcow_image *img;
 		uint8_t *buf = malloc(v->size);
@@ -789,7 +684,7 @@ static void check_by_apply(struct run *r, const struct sdesc *d,
 		free(buf);
 	}
 	unlink(r->scratch);
-	file_free(&fi);
+	test_capture_free(&fi);
 }
 
 /*
@@ -1063,7 +958,7 @@ static void inject(struct run *r, int err, uint64_t n, bool retry)
 	pcow_image *img = NULL;
 	int ret;
 
-	close(file_restore(r->img, &r->init));
+	close(test_restore(r->img, &r->init));
 	if (r->s->creates)
 		unlink(r->img);
 	else
@@ -1214,7 +1109,7 @@ static void make_raw(struct run *r, const char *name, uint64_t size, int variant
 			memset(buf, 0, r->bs);
 		else
 			fill(buf, r->bs, seed, b * r->bs);
-		write_all(fd, buf, r->bs, b * r->bs);
+		test_write_all(fd, buf, r->bs, b * r->bs);
 	}
 	CHECK(fsync(fd) == 0);
 	close(fd);
@@ -1284,7 +1179,7 @@ static void model_create(struct run *r, struct view *v)
 		int fd = open(in_dir(r, "base.raw"), O_RDONLY | O_CLOEXEC);
 
 		CHECK(fd >= 0);
-		read_all(fd, v->active, r->size, 0);
+		test_read_all(fd, v->active, r->size, 0);
 		close(fd);
 		snprintf(v->backing, sizeof(v->backing), "base.raw");
 	}
@@ -1587,8 +1482,8 @@ static void setup_check(struct run *r)
 	OK(pcow_close(&img));
 	fd = open(r->img, O_RDWR | O_CLOEXEC);
 	CHECK(fd >= 0);
-	write_all(fd, "leaked data", 11, 1 * MiB);
-	write_all(fd, "past the end", 12, active_start + r->size + 4096);
+	test_write_all(fd, "leaked data", 11, 1 * MiB);
+	test_write_all(fd, "past the end", 12, active_start + r->size + 4096);
 	close(fd);
 }
 
@@ -1741,7 +1636,7 @@ static void run_scenario(const struct scen *s)
 	if (s->creates) {
 		memset(&r.init, 0, sizeof(r.init));
 	} else {
-		file_capture(r.img, &r.init);
+		test_capture(r.img, &r.init);
 		OK(pcow_open(&img, r.img, 0));
 		OK(pcow_check(img, 0, &cr));
 		CHECK(cr.corruptions == 0);
@@ -1752,7 +1647,7 @@ static void run_scenario(const struct scen *s)
 	s->model(&r, &r.after);
 
 	/* The operation, recorded. */
-	close(file_restore(r.img, &r.init));
+	close(test_restore(r.img, &r.init));
 	if (s->creates)
 		unlink(r.img);
 	else
@@ -1815,7 +1710,7 @@ static void run_scenario(const struct scen *s)
 	for (i = 0; i < r.nops; i++)
 		free(r.ops[i].data);
 	free(r.ops);
-	file_free(&r.init);
+	test_capture_free(&r.init);
 	view_free(&r.before);
 	view_free(&r.after);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "capture.h"
 #include "test.h"
 
 #define SIZE (8ull << 20)
@@ -17,21 +18,6 @@ static uint8_t *read_all(pcow_image *img, uint64_t size)
 	CHECK(b);
 	OK(pcow_read(img, b, size, 0));
 	return b;
-}
-
-static uint32_t file_sum(const char *path)
-{
-	int fd = open(path, O_RDONLY);
-	uint8_t buf[65536];
-	uint32_t s = 0;
-	ssize_t n, i;
-
-	CHECK(fd >= 0);
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		for (i = 0; i < n; i++)
-			s = s * 31 + buf[i];
-	close(fd);
-	return s;
 }
 
 static void make_raw(const char *path, uint64_t size)
@@ -55,14 +41,14 @@ int main(void)
 	struct pcow_create_opts o = {.struct_size = sizeof(o)};
 	pcow_image *img, *mid;
 	uint8_t *want, *got, buf[9000];
-	uint32_t base_sum, mid_sum;
+	uint64_t base_sum, mid_sum;
 	struct pcow_info info = {.struct_size = sizeof(info)};
 	int ret;
 
 	CHECK(chdir(test_dir()) == 0);
 	CHECK(mkdir("sub", 0755) == 0);
 	make_raw("base.raw", SIZE);
-	base_sum = file_sum("base.raw");
+	base_sum = test_file_sum("base.raw");
 
 	/* [R-050] a raw backing file; size defaults to the backing's; the name is
 	 * stored as given and resolved against the overlay's directory */
@@ -98,7 +84,7 @@ int main(void)
 	CHECK(memcmp(got, want, SIZE) == 0);
 	free(got);
 	OK(pcow_close(&mid));
-	CHECK(file_sum("base.raw") == base_sum);
+	CHECK(test_file_sum("base.raw") == base_sum);
 
 	/* a three-deep chain with a different block size on top */
 	memset(&o, 0, sizeof(o));
@@ -107,7 +93,7 @@ int main(void)
 	o.backing_format = PCOW_FORMAT_PCOW;
 	o.block_size = 65536;
 	OK(pcow_create("top.pcow", &o));
-	mid_sum = file_sum("sub/mid.pcow");
+	mid_sum = test_file_sum("sub/mid.pcow");
 	OK(pcow_open(&img, "top.pcow", 0));
 	got = read_all(img, SIZE);
 	CHECK(memcmp(got, want, SIZE) == 0);
@@ -135,7 +121,7 @@ int main(void)
 	/* a backing file in use by a writer cannot be opened for writing */
 	CHECK(pcow_open(&mid, "sub/mid.pcow", 0) == -EBUSY);
 	OK(pcow_close(&img));
-	CHECK(file_sum("sub/mid.pcow") == mid_sum && file_sum("base.raw") == base_sum);
+	CHECK(test_file_sum("sub/mid.pcow") == mid_sum && test_file_sum("base.raw") == base_sum);
 
 	/* safe rebase onto raw base keeps the content identical */
 	OK(pcow_open(&img, "top.pcow", 0));

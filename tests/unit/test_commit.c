@@ -11,6 +11,7 @@
 
 #include "pending.h"
 #include "persist.h"
+#include "capture.h"
 #include "test.h"
 
 #define SIZE (4ull << 20)
@@ -53,21 +54,6 @@ static uint8_t *read_image(const char *path)
 	b = read_all(img);
 	OK(pcow_close(&img));
 	return b;
-}
-
-static uint64_t file_sum(const char *path)
-{
-	uint8_t buf[65536];
-	uint64_t s = 0;
-	int fd = open(path, O_RDONLY);
-	ssize_t n, i;
-
-	CHECK(fd >= 0);
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		for (i = 0; i < n; i++)
-			s = s * 31 + buf[i];
-	close(fd);
-	return s;
 }
 
 static void create(const char *path, const char *backing, enum pcow_format fmt,
@@ -243,7 +229,7 @@ static void test_pcow(void)
 		CHECK(pwrite(fd, d, sizeof(d), 1 << 20) == sizeof(d));
 		close(fd);
 	}
-	raw_sum = file_sum(test_path("p.raw"));
+	raw_sum = test_file_sum(test_path("p.raw"));
 	create(test_path("p-mid.pcow"), "p.raw", PCOW_FORMAT_RAW, 65536, 0);
 	OK(pcow_open(&mid, test_path("p-mid.pcow"), 0));
 	write_pattern(mid, 11, 2 << 20, 65536);
@@ -260,7 +246,7 @@ static void test_pcow(void)
 	EXPECT_SAME(before, read_all(img));
 	OK(pcow_close(&img));
 	EXPECT_SAME(before, read_image(test_path("p-mid.pcow")));
-	CHECK(file_sum(test_path("p.raw")) == raw_sum);
+	CHECK(test_file_sum(test_path("p.raw")) == raw_sum);
 	CHECK(check_clean(test_path("p-mid.pcow")));
 	CHECK(check_clean(test_path("p-top.pcow")));
 	OK(pcow_open(&mid, test_path("p-mid.pcow"), 0));
@@ -343,8 +329,8 @@ static void test_refusals(void)
 	OK(pcow_open(&img, test_path("e-top.pcow"), 0));
 	write_pattern(img, 30, 0, 8192);
 	OK(pcow_flush(img));
-	sums[0] = file_sum(test_path("e-base.pcow"));
-	sums[1] = file_sum(test_path("e-top.pcow"));
+	sums[0] = test_file_sum(test_path("e-base.pcow"));
+	sums[1] = test_file_sum(test_path("e-top.pcow"));
 
 	CHECK(pcow_commit(img, test_path("e-other.pcow"), PCOW_COMMIT_KEEP) == -ENOENT);
 	CHECK(strstr(pcow_errormsg(), "Did not find"));
@@ -358,12 +344,12 @@ static void test_refusals(void)
 	CHECK(strstr(pcow_errormsg(), "in use"));
 	release_holder(pid, release);
 	OK(pcow_snapshot_create(img, "s"));
-	sums[2] = file_sum(test_path("e-top.pcow"));
+	sums[2] = test_file_sum(test_path("e-top.pcow"));
 	CHECK(pcow_commit(img, NULL, 0) == -ENOTSUP);
 	CHECK(strstr(pcow_errormsg(), "snapshot"));
-	CHECK(file_sum(test_path("e-top.pcow")) == sums[2] && sums[2] != sums[1]);
+	CHECK(test_file_sum(test_path("e-top.pcow")) == sums[2] && sums[2] != sums[1]);
 	OK(pcow_close(&img));
-	CHECK(file_sum(test_path("e-base.pcow")) == sums[0]);
+	CHECK(test_file_sum(test_path("e-base.pcow")) == sums[0]);
 
 	OK(pcow_open(&img, test_path("e-other.pcow"), 0));
 	CHECK(pcow_commit(img, NULL, 0) == -EINVAL);
@@ -375,7 +361,7 @@ static void test_refusals(void)
 	OK(pcow_open(&img, test_path("e-top.pcow"), PCOW_OPEN_NO_BACKING));
 	CHECK(pcow_commit(img, NULL, 0) == -EINVAL);
 	OK(pcow_close(&img));
-	CHECK(file_sum(test_path("e-base.pcow")) == sums[0]);
+	CHECK(test_file_sum(test_path("e-base.pcow")) == sums[0]);
 
 	/* After a refused lock the chain still holds the backing file shared:
 	 * a writer elsewhere is refused, a reader is not. */
@@ -449,17 +435,6 @@ struct rec_op {
 	uint8_t *data;
 };
 
-struct extent {
-	uint64_t off, len;
-	uint8_t *data;
-};
-
-struct capture {
-	uint64_t size;
-	struct extent *ext;
-	size_t n;
-};
-
 static struct {
 	int nfiles;
 	char real[MAX_FILES][PATH_MAX];
@@ -511,63 +486,13 @@ static int record(enum pcow_io_op type, int fd, uint64_t off, uint64_t len,
 	return 0;
 }
 
-/* Keeps a file's data extents: holes must stay holes (ownership). */
-static void capture(const char *path, struct capture *c)
-{
-	int fd = open(path, O_RDONLY);
-	struct stat st;
-	off_t pos = 0, d, h;
-
-	CHECK(fd >= 0 && fstat(fd, &st) == 0);
-	memset(c, 0, sizeof(*c));
-	c->size = (uint64_t)st.st_size;
-	while ((d = lseek(fd, pos, SEEK_DATA)) >= 0) {
-		struct extent *e;
-
-		h = lseek(fd, d, SEEK_HOLE);
-		CHECK(h > d);
-		c->ext = realloc(c->ext, (c->n + 1) * sizeof(*c->ext));
-		CHECK(c->ext);
-		e = &c->ext[c->n++];
-		e->off = (uint64_t)d;
-		e->len = (uint64_t)(h - d);
-		e->data = malloc(e->len);
-		CHECK(e->data && pread(fd, e->data, e->len, d) == (ssize_t)e->len);
-		pos = h;
-	}
-	close(fd);
-}
-
-static void capture_free(struct capture *c)
-{
-	size_t i;
-
-	for (i = 0; i < c->n; i++)
-		free(c->ext[i].data);
-	free(c->ext);
-}
-
-static int restore(const char *path, const struct capture *c)
-{
-	int fd;
-	size_t i;
-
-	unlink(path);
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
-	CHECK(fd >= 0 && ftruncate(fd, (off_t)c->size) == 0);
-	for (i = 0; i < c->n; i++)
-		CHECK(pwrite(fd, c->ext[i].data, c->ext[i].len, (off_t)c->ext[i].off) ==
-		      (ssize_t)c->ext[i].len);
-	return fd;
-}
-
 struct crash {
 	const char *files[MAX_FILES];  /* [0] the image; the others may change */
 	bool pcow[MAX_FILES];
 	int nfiles;
 	const char *base;
 	unsigned flags;
-	struct capture init[MAX_FILES];
+	struct test_capture init[MAX_FILES];
 	uint8_t *before;
 	uint64_t states;
 };
@@ -580,7 +505,7 @@ static void build(struct crash *c, const uint8_t *mask, uint64_t torn)
 	size_t k;
 
 	for (i = 0; i < c->nfiles; i++)
-		fds[i] = restore(c->files[i], &c->init[i]);
+		fds[i] = test_restore(c->files[i], &c->init[i]);
 	for (k = 0; k < R.n; k++) {
 		const struct rec_op *o = &R.ops[k];
 		int fd = fds[o->file];
@@ -677,7 +602,7 @@ static void crash_run(struct crash *c)
 	R.nfiles = c->nfiles;
 	for (i = 0; i < c->nfiles; i++) {
 		CHECK(realpath(c->files[i], R.real[i]));
-		capture(c->files[i], &c->init[i]);
+		test_capture(c->files[i], &c->init[i]);
 	}
 	OK(pcow_open(&img, c->files[0], 0));
 	c->before = malloc(CRASH_SIZE);
@@ -763,7 +688,7 @@ static void crash_run(struct crash *c)
 		free(R.ops[k].data);
 	free(R.ops);
 	for (i = 0; i < c->nfiles; i++)
-		capture_free(&c->init[i]);
+		test_capture_free(&c->init[i]);
 	free(c->before);
 	free(mask);
 	free(pend);
