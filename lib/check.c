@@ -29,6 +29,7 @@
 #include "pending.h"
 #include "persist.h"
 #include "snapshot.h"
+#include "stripe.h"
 
 static void note(struct pcow_check_result *res, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -274,6 +275,51 @@ static int check_regions(pcow_image *img, struct pcow_check_result *res,
 	return 0;
 }
 
+struct strays {
+	pcow_image *img;
+	struct pcow_check_result *res;
+	bool fix;
+	uint32_t file;
+};
+
+static int stray(int fd, uint64_t off, uint64_t len, void *opaque)
+{
+	struct strays *st = opaque;
+
+	st->res->leaks++;
+	st->res->leaked_bytes += len;
+	if (st->file < st->img->m.extent_count)
+		note(st->res, "extent file %u: data where the layout puts none of its bytes: %llu bytes leaked",
+		     st->file, (unsigned long long)len);
+	else
+		note(st->res, "data of an extent file in the image file: %llu bytes leaked",
+		     (unsigned long long)len);
+	if (!st->fix)
+		return 0;
+	if (pcow_io_punch_file(fd, off, len) < 0) {
+		st->res->check_errors++;
+		return -1;
+	}
+	st->res->leaks_fixed++;
+	return 0;
+}
+
+/*
+ * A striped image's files hold, from the first region on, only the
+ * pieces the layout gives them (format.md 3.6): data anywhere else in
+ * them is read by nothing, a leak (a file copied over an extent file, a
+ * writer that did not know the layout).
+ */
+static int check_stripes(pcow_image *img, struct pcow_check_result *res, bool fix)
+{
+	struct strays st = {img, res, fix, 0};
+	int ret = 0;
+
+	for (st.file = 0; img->stripes && st.file <= img->m.extent_count && ret == 0; st.file++)
+		ret = pcow_stripes_strays(img, st.file, stray, &st);
+	return ret < 0 && !res->check_errors ? ret : 0;
+}
+
 /* The areas between the metadata slots and the first region. */
 static int check_before_regions(pcow_image *img, struct pcow_check_result *res,
 				bool fix)
@@ -328,6 +374,8 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 	ret = check_regions(img, res, fix_leaks, fix & PCOW_CHECK_FIX_ERRORS, nregions);
 	if (ret == 0)
 		ret = check_before_regions(img, res, fix_leaks);
+	if (ret == 0)
+		ret = check_stripes(img, res, fix_leaks);
 	if (ret < 0)
 		goto out;
 	if ((fix_leaks && res->leaks_fixed) || res->corruptions_fixed)

@@ -326,6 +326,14 @@ static int take_all(struct commit *c)
 {
 	int i, ret;
 
+	/* Writing a pcow image of the chain means swapping its descriptor
+	 * for a writable one; a striped image's extent files are opened
+	 * with the image and routed by its descriptor (stripe.h). */
+	for (i = c->ntarget; i >= 1; i--)
+		if (!(c->raw && i == c->ntarget) && c->chain[i]->stripes)
+			return pcow_err(-ENOTSUP, "%s: commit into a striped image is not supported",
+					c->chain[i]->path);
+
 	for (i = c->ntarget; i >= 1; i--) {
 		bool raw = c->raw && i == c->ntarget;
 		pcow_image *p = raw ? c->chain[i - 1] : c->chain[i];

@@ -365,6 +365,14 @@ int pcow_resize(pcow_image *img, uint64_t new_size, unsigned flags)
 			       img->path);
 	if (ret < 0)
 		goto out;
+	if (new_size > img->m.data_capacity && img->stripes) {
+		/* The extent files are routed by the layout in force: data
+		 * copied to where a new layout puts it would land in the wrong
+		 * files until the commit. */
+		ret = pcow_err(-ENOTSUP, "%s: a striped image grows only within its capacity (%llu bytes; create it with -o capacity=SIZE)",
+			       img->path, (unsigned long long)img->m.data_capacity);
+		goto out;
+	}
 	if (new_size > img->m.data_capacity) {
 		ret = relocate(img, new_size); /* reports its own progress */
 		goto out;
