@@ -77,7 +77,8 @@ struct pcow_create_opts {
 	 * resolved against the image's directory; the files must not exist.
 	 * stripe_size: a power of two from 64 KiB (and the block size) such
 	 * that the capacity holds at most 4096 stripes; 0 =
-	 * PCOW_STRIPE_SIZE_DEFAULT (docs/format.md 3.6, docs/design.md).
+	 * PCOW_STRIPE_SIZE_DEFAULT, or the smallest power of two that such a
+	 * capacity allows (docs/format.md 3.6, docs/design.md).
 	 */
 	const char *const *extent_files;
 	uint32_t extent_count;

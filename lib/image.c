@@ -282,11 +282,18 @@ static int backing_size(const char *path, const char *name, enum pcow_format fmt
  */
 static int stripes_of_opts(const struct pcow_create_opts *opts, struct pcow_meta *m)
 {
-	uint64_t s = opts->stripe_size ? opts->stripe_size : PCOW_STRIPE_SIZE_DEFAULT;
+	uint64_t s = opts->stripe_size;
 	uint32_t bits = 0;
 
 	if (!opts->extent_count)
 		return 0;
+	/* By default 2 MiB (a DAX PMD), or the smallest size that keeps the
+	 * stripes of the capacity within the map's VMA budget. */
+	if (!s)
+		for (s = PCOW_STRIPE_SIZE_DEFAULT;
+		     (m->data_capacity + s - 1) / s > PCOW_STRIPES_PER_SPAN_MAX ||
+		     s < (1ull << m->block_bits); s *= 2)
+			;
 	if (!opts->extent_files)
 		return pcow_err(-EINVAL, "extent file names missing");
 	if (s & (s - 1))

@@ -58,8 +58,8 @@ static int has_data(const char *path, uint64_t off, uint64_t len)
 	return d >= 0 && (uint64_t)d < off + len;
 }
 
-/* Every stripe's data is in extent file stripe % n, and only there; the
- * image file holds none of it. */
+/* [R-081] Every stripe's data is in extent file stripe % n, and only
+ * there; the image file holds none of it. */
 static void check_placement(const char *name, uint32_t n)
 {
 	uint64_t k;
@@ -176,8 +176,8 @@ static uint8_t *slurp(const char *path, size_t len)
 	return buf;
 }
 
-/* The open fails with err, naming what, and leaves the image file as it
- * was (nothing is written before the extent files are known good). */
+/* [R-082] The open fails with err, naming what, and leaves the image file
+ * as it was (nothing is written before the extent files are known good). */
 static void refused(const char *name, int err, const char *what)
 {
 	uint8_t *before = slurp(test_path(name), 1 << 20), *after;
@@ -254,7 +254,8 @@ static void refusals(void)
 	OK(pcow_close(&img));
 }
 
-/* Every file is locked: a writer holds each extent file's lock too. */
+/* [R-083] Every file is locked: a writer holds each extent file's lock
+ * too. */
 static void locking(void)
 {
 	struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_len = 1};
@@ -279,8 +280,8 @@ static void locking(void)
 	OK(pcow_close(&img));
 }
 
-/* Data in an extent file where the layout puts none of its bytes is read
- * by nothing: check finds it as a leak, -r leaks punches it, and the image
+/* [R-081] Data in an extent file where the layout puts none of its bytes
+ * is read by nothing: check finds it as a leak, -r leaks punches it, and the image
  * reads the same. */
 static void strays(void)
 {
@@ -314,7 +315,7 @@ static void strays(void)
 	free(want);
 }
 
-/* Sizes the format refuses: too many stripes for the capacity, a stripe
+/* [R-080] Sizes the format refuses: too many stripes for the capacity, a stripe
  * smaller than a block, one extent file. */
 static void bad_options(void)
 {
