@@ -432,7 +432,9 @@ scenario_livesnap() {
 		sed 's/^/      /' "$T/gcc.log"
 		return
 	fi
-	"$IMG" create -q "$img" 64M >/dev/null
+	# LIVE_CREATE_OPTS: -o options of the image (scenario_livestriped),
+	# whose names relative to $T then stay relative in the image.
+	(cd "$T" && "$IMG" create -q ${LIVE_CREATE_OPTS:+-o "$LIVE_CREATE_OPTS"} live.pcow 64M >/dev/null)
 	script live >/dev/null <<'EOF'
 pm_wait_dev /dev/pmem0
 /bin/seqwrite /dev/pmem0 16384 12
@@ -468,9 +470,12 @@ EOF
 	size1=$(jget "$T/live.json" snapshots 0 allocated-size)
 	echo "    image: $before bytes before deleting live1 (which alone held $size1), $after after"
 	check "deleting live1 gave back its space" test "$size1" -gt 0 -a "$after" -le $((before - size1 / 2))
-	cp "$img" "$T/live2.pcow"
-	"$IMG" snapshot -a live2 "$T/live2.pcow"
-	"$IMG" convert -O raw "$T/live2.pcow" "$T/live2.raw"
+	# A copy of the image: its extent files too (relative names, so the
+	# copy in another directory names its own).
+	mkdir -p "$T/copy"
+	(cd "$T" && cp -r --sparse=always live.pcow ${LIVE_COPY_DIRS:-} copy/)
+	"$IMG" snapshot -a live2 "$T/copy/live.pcow"
+	"$IMG" convert -O raw "$T/copy/live.pcow" "$T/live2.raw"
 	check "live2 holds a prefix of the guest's writes" /usr/bin/python3 "$here/seqcheck.py" "$T/live2.raw" 16384
 	k2=$(/usr/bin/python3 "$here/seqcheck.py" "$T/live2.raw" 16384 | sed -n 's/^K=\([0-9]*\).*/\1/p')
 	echo "    live2 holds writes 1..$k2 of 1..$last"
@@ -562,6 +567,14 @@ EOF
 	check "the image checks clean" "$IMG" check "$img"
 }
 
+# 10. Live snapshots (scenario 7) of a striped image: two extent files
+# in two directories, 1 MiB stripes.
+scenario_livestriped() {
+	mkdir -p "$T/lsA" "$T/lsB"
+	LIVE_CREATE_OPTS="stripes=lsA:lsB,stripe_size=1M" LIVE_COPY_DIRS="lsA lsB" \
+		scenario_livesnap
+}
+
 # 9. A striped image (docs/format.md 3.6): 256 MiB over two extent files in
 # two directories, 1 MiB stripes.  The guest writes across a stripe
 # boundary; a snapshot, new data, a revert, and the guest reads the first
@@ -607,7 +620,7 @@ EOF
 }
 
 all=(thin snapshot overlay copy persist dax errors enospc livesnap savevm
-	live reset raw migrate rovirtio inuse truncate striped)
+	live reset raw migrate rovirtio inuse truncate striped livestriped)
 for s in "${@:-${all[@]}}"; do
 	"scenario_$s"
 done
