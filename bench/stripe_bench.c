@@ -196,6 +196,29 @@ static const char *conf_name(unsigned c)
 	return n[c];
 }
 
+/*
+ * One timed pass over a mapped image: an 8-byte store every step bytes,
+ * then pcow_map_flush; per store, the time of the stores and of all.
+ */
+static void store_pass(struct img *m, uint64_t step, double *stores, double *total)
+{
+	double n = (double)(size / step), t0 = wall();
+	uint64_t j;
+
+	for (j = 0; j < size; j += step)
+		*(uint64_t *)(m->base + j) = j;
+	*stores = (wall() - t0) / n;
+	OK(pcow_map_flush(m->map));
+	*total = (wall() - t0) / n;
+}
+
+/* A new image of configuration c, mapped. */
+static void fresh(struct img *m, unsigned c)
+{
+	create(conf_name(c), size, extents[c], 2 * MiB);
+	open_map(m, conf_name(c));
+}
+
 static void steady(void)
 {
 	double load[NCONF][MAX_REPEATS], store[NCONF][MAX_REPEATS];
@@ -205,8 +228,7 @@ static void steady(void)
 	for (c = 0; c < NCONF; c++) {
 		struct img m;
 
-		create(conf_name(c), size, extents[c], 2 * MiB);
-		open_map(&m, conf_name(c));
+		fresh(&m, c);
 		memset(m.base, 0x5a, size);
 		OK(pcow_map_flush(m.map));
 		close_map(&m);
@@ -247,18 +269,10 @@ static void first(void)
 	for (k = 0; k < repeats; k++)
 		for (i = 0; i < NCONF; i++) {
 			struct img m;
-			uint64_t j;
-			double t0;
 
 			c = (i + k) % NCONF;
-			create(conf_name(c), size, extents[c], 2 * MiB);
-			open_map(&m, conf_name(c));
-			t0 = wall();
-			for (j = 0; j < size; j += 4096)
-				*(uint64_t *)(m.base + j) = j;
-			st[c][k] = (wall() - t0) / (double)(size / 4096);
-			OK(pcow_map_flush(m.map));
-			t[c][k] = (wall() - t0) / (double)(size / 4096);
+			fresh(&m, c);
+			store_pass(&m, 4096, &st[c][k], &t[c][k]);
 			fl[c][k] = t[c][k] - st[c][k];
 			close_map(&m);
 		}
@@ -269,29 +283,22 @@ static void first(void)
 
 static void cow(void)
 {
-	double t[NCONF][MAX_REPEATS];
+	double t[NCONF][MAX_REPEATS], st;
 	unsigned c, k, i;
 
 	for (k = 0; k < repeats; k++)
 		for (i = 0; i < NCONF; i++) {
 			struct img m;
-			uint64_t j;
-			double t0;
 
 			c = (i + k) % NCONF;
-			create(conf_name(c), size, extents[c], 2 * MiB);
-			open_map(&m, conf_name(c));
+			fresh(&m, c);
 			memset(m.base, 0x33, size);
 			OK(pcow_map_flush(m.map));
 			OK(pcow_map_delete(&m.map));
 			OK(pcow_snapshot_create(m.img, "base"));
 			OK(pcow_map_new(&m.map, m.img, 0));
 			m.base = pcow_map_addr(m.map);
-			t0 = wall();
-			for (j = 0; j < size; j += 64 * 1024)
-				*(uint64_t *)(m.base + j) = j;
-			OK(pcow_map_flush(m.map));
-			t[c][k] = (wall() - t0) / (double)(size / (64 * 1024));
+			store_pass(&m, 64 * 1024, &st, &t[c][k]);
 			close_map(&m);
 		}
 	row("copy-on-write: 64 KiB block + flush", "us", 1e6, t);

@@ -1,6 +1,8 @@
 /* persist.c -- ordered, interceptable changes to image files. */
 #include <errno.h>
 #include <libgen.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -75,43 +77,6 @@ static ssize_t pread_bounced(int fd, char *p, uint64_t len, uint64_t offset)
 	return n;
 }
 
-/*
- * A striped image's descriptor stands for the whole image: each piece of
- * [offset, offset+len) goes to the file the layout puts it in (stripe.h).
- */
-#define FOR_EACH_PIECE(fd, offset, len, piece_fd, n, body)                    \
-	do {                                                                  \
-		const struct pcow_stripes *s_ = pcow_stripes_of(fd);          \
-		uint64_t end_;                                                \
-		if (!s_) {                                                    \
-			int piece_fd = (fd);                                  \
-			uint64_t n = (len);                                   \
-			body;                                                 \
-			break;                                                \
-		}                                                             \
-		while (len) {                                                 \
-			int piece_fd = pcow_stripe_route(s_, offset, &end_);  \
-			uint64_t n = end_ - offset < len ? end_ - offset : len; \
-			body;                                                 \
-			offset += n;                                          \
-			len -= n;                                             \
-		}                                                             \
-	} while (0)
-
-int pcow_io_pwrite(int fd, const void *buf, uint64_t len, uint64_t offset)
-{
-	const char *p = buf;
-	int ret;
-
-	FOR_EACH_PIECE(fd, offset, len, f, n, {
-		ret = pwrite_one(f, p, n, offset);
-		if (ret < 0)
-			return ret;
-		p += n;
-	});
-	return 0;
-}
-
 static int pread_one(int fd, void *buf, uint64_t len, uint64_t offset)
 {
 	char *p = buf;
@@ -138,18 +103,40 @@ static int pread_one(int fd, void *buf, uint64_t len, uint64_t offset)
 	return 0;
 }
 
-int pcow_io_pread(int fd, void *buf, uint64_t len, uint64_t offset)
+/*
+ * A striped image's descriptor stands for the whole image: each piece of
+ * [offset, offset+len) goes to the file the layout puts it in (stripe.h).
+ */
+static int rw_pieces(int fd, char *p, uint64_t len, uint64_t offset, bool write)
 {
-	char *p = buf;
-	int ret;
+	const struct pcow_stripes *s = pcow_stripes_of(fd);
+	uint64_t end = UINT64_MAX, n;
+	int ret, f;
 
-	FOR_EACH_PIECE(fd, offset, len, f, n, {
-		ret = pread_one(f, p, n, offset);
+	/* At least one call: an empty write still reaches the test hook. */
+	do {
+		f = s ? pcow_stripe_route(s, offset, &end) : fd;
+		n = end - offset < len ? end - offset : len;
+		ret = write ? pwrite_one(f, p, n, offset) : pread_one(f, p, n, offset);
 		if (ret < 0)
 			return ret;
 		p += n;
-	});
+		offset += n;
+		len -= n;
+	} while (len);
 	return 0;
+}
+
+/* The caller's buffer is only read (rw_pieces writes through it only for
+ * a read). */
+int pcow_io_pwrite(int fd, const void *buf, uint64_t len, uint64_t offset)
+{
+	return rw_pieces(fd, (char *)(uintptr_t)buf, len, offset, true);
+}
+
+int pcow_io_pread(int fd, void *buf, uint64_t len, uint64_t offset)
+{
+	return rw_pieces(fd, buf, len, offset, false);
 }
 
 static int punch_one(int fd, uint64_t offset, uint64_t len)

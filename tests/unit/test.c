@@ -186,3 +186,13 @@ uint64_t test_vma_slack(pcow_image *img)
 		return 0;
 	return 2 * ((info.virtual_size + info.stripe_size - 1) / info.stripe_size);
 }
+
+void test_expect(pcow_image *img, const void *want, uint64_t len)
+{
+	uint8_t *got = malloc(len);
+
+	CHECK(got);
+	OK(pcow_read(img, got, len, 0));
+	CHECK(memcmp(got, want, len) == 0);
+	free(got);
+}

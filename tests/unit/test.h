@@ -67,6 +67,9 @@ int test_verify(const void *buf, size_t len, uint64_t seed, uint64_t offset);
  * then run on striped images unchanged.  test.c calls the real one.
  */
 int test_create(const char *path, const struct pcow_create_opts *opts);
+/* The first len bytes of img read as want. */
+void test_expect(pcow_image *img, const void *want, uint64_t len);
+
 /* VMAs a map of img may have beyond an unstriped one's: a writable piece
  * per stripe, and as many read-only pieces split at stripe boundaries. */
 uint64_t test_vma_slack(pcow_image *img);

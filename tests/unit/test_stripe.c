@@ -76,12 +76,7 @@ static void check_placement(const char *name, uint32_t n)
 
 static void expect(pcow_image *img, const uint8_t *want)
 {
-	uint8_t *got = malloc(SIZE);
-
-	CHECK(got);
-	OK(pcow_read(img, got, SIZE, 0));
-	CHECK(memcmp(got, want, SIZE) == 0);
-	free(got);
+	test_expect(img, want, SIZE);
 }
 
 static void check_clean(pcow_image *img)
