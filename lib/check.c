@@ -358,10 +358,16 @@ static int check_stripes(pcow_image *img, struct pcow_check_result *res, bool fi
 static int check_before_regions(pcow_image *img, struct pcow_check_result *res,
 				bool fix)
 {
-	uint64_t bytes;
+	uint64_t bytes, more;
 	int ret = data_bytes(img->fd, PCOW_DATA_OFFSET, img->m.region_base, &bytes);
 
-	/* Where the regions lay before a resize moved them. */
+	/* Where the regions lay before a resize moved them: in a striped
+	 * image's extent files too (the punch below reaches them). */
+	for (uint32_t i = 0; ret == 0 && img->stripes && i < img->stripes->n; i++) {
+		ret = data_bytes(img->stripes->fds[i], PCOW_DATA_OFFSET, img->m.region_base,
+				 &more);
+		bytes += more;
+	}
 	if (ret < 0)
 		return ret;
 	if (bytes)

@@ -157,21 +157,22 @@ int pcow_io_punch_file(int fd, uint64_t offset, uint64_t len)
 }
 
 /*
- * From the first region on, a file holds nothing but the pieces the layout
- * gives it: punching the whole range in every file zeroes the image's
- * range in n + 1 calls, however many stripes it crosses (and drops data
- * a file holds where nothing reads it).  Below, the image file alone.
+ * From 2 MiB on, an extent file holds nothing but the pieces the layout
+ * gives it (below the first region: none, or what a move of the regions
+ * left): punching the whole range in every file zeroes the image's range
+ * in n + 1 calls, however many stripes it crosses, and drops data a file
+ * holds where nothing reads it.  Below 2 MiB (metadata, pending log, the
+ * extent files' headers), the image file alone.
  */
 int pcow_io_punch(int fd, uint64_t offset, uint64_t len)
 {
 	const struct pcow_stripes *s = pcow_stripes_of(fd);
-	uint64_t base, head;
+	uint64_t base = PCOW_DATA_OFFSET, head;
 	uint32_t i;
 	int ret;
 
 	if (!s)
 		return punch_one(fd, offset, len);
-	base = s->img->m.region_base;
 	head = offset < base ? (base - offset < len ? base - offset : len) : 0;
 	if (head && (ret = punch_one(fd, offset, head)) < 0)
 		return ret;

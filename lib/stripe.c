@@ -45,28 +45,48 @@ const struct pcow_stripes *pcow_stripes_of(int fd)
 int pcow_stripe_route(const struct pcow_stripes *s, uint64_t off, uint64_t *end)
 {
 	const pcow_image *img = s->img;
-	uint64_t base = img->m.region_base, r, x, start, stripe;
+	uint64_t base = img->m.region_base, stride = img->stride, span = img->span;
+	uint64_t r, x, start, stripe;
 
+	/* While a resize moves the regions, the new layout's place (past the
+	 * old one's end) is routed by the new layout. */
+	if (s->next_base && off >= s->next_base) {
+		base = s->next_base;
+		stride = s->next_stride;
+		span = s->next_span;
+	}
 	if (off < base) {
 		*end = base;
 		return s->fd;
 	}
-	r = (off - base) / img->stride;
+	r = (off - base) / stride;
 	if (r >= PCOW_MAX_REGIONS) {
 		*end = UINT64_MAX;
 		return s->fd;
 	}
-	start = base + r * img->stride;
+	start = base + r * stride;
 	x = off - start;
-	if (x >= img->span) {           /* the region's copy bitmap */
-		*end = start + img->stride;
+	if (x >= span) {                /* the region's copy bitmap */
+		*end = start + stride;
 		return s->fd;
 	}
 	stripe = x >> s->bits;
 	*end = start + ((stripe + 1) << s->bits);
-	if (*end > start + img->span)
-		*end = start + img->span;
+	if (*end > start + span)
+		*end = start + span;
 	return s->fds[stripe % s->n];
+}
+
+void pcow_stripes_set_next(pcow_image *img, uint64_t base, uint64_t stride,
+			   uint64_t span)
+{
+	struct pcow_stripes *s = img->stripes;
+
+	if (!s)
+		return;
+	s->next_stride = stride;
+	s->next_span = span;
+	s->next_base = base;
 }
 
 /*

@@ -33,6 +33,9 @@ struct pcow_stripes {
 	const pcow_image *img;  /* its layout (region_base, stride, span) */
 	uint32_t bits;          /* stripe size = 2^bits */
 	uint32_t n;             /* extent files */
+	/* The layout a resize moves the regions to (resize.c), routing the
+	 * offsets from next_base on until it is the image's; 0: none. */
+	uint64_t next_base, next_stride, next_span;
 	int fds[];              /* their descriptors */
 };
 
@@ -45,6 +48,11 @@ const struct pcow_stripes *pcow_stripes_of(int fd);
  * offset where that piece of the layout ends.
  */
 int pcow_stripe_route(const struct pcow_stripes *s, uint64_t off, uint64_t *end);
+
+/* Routes offsets from base on by a layout a resize is moving the regions
+ * to (stride, span); base 0 ends it. */
+void pcow_stripes_set_next(pcow_image *img, uint64_t base, uint64_t stride,
+			   uint64_t span);
 
 /* lseek(SEEK_DATA / SEEK_HOLE) over the image as one file. */
 off_t pcow_stripe_lseek(int fd, uint64_t off, int whence);

@@ -45,6 +45,12 @@ for n in 2 3; do
     check_same s$n.raw c$n.raw "convert $n: raw -> striped -> raw"
 done
 
+# Growing past the capacity moves the regions in every file.
+ok "$PCOW_IMG" resize c3.pcow 40M
+verify c3.pcow "0x11 0 $((MiB - 512))" "0x22 $((MiB - 512)) 1K" "0x11 $((MiB + 512)) $((SIZE - MiB - 512))" "0 $SIZE $((40 * MiB - SIZE))"
+ok "$PCOW_IMG" check c3.pcow
+check_out "No errors were found" "resize: clean after the move"
+
 # Data in an extent file where the layout puts none of its bytes: a leak
 # (exit 3) that -r leaks punches; the image reads the same.
 printf '\xee%.0s' {1..4096} | dd of=d0/s2.pcow.0 bs=4096 seek=$(((2 * MiB + MiB) / 4096)) conv=notrunc status=none
