@@ -24,6 +24,7 @@
 
 static _Atomic(struct pcow_stripes *) striped[STRIPED_MAX];
 static atomic_int striped_count;
+static atomic_int striped_end;          /* past the highest slot ever used */
 static pthread_mutex_t striped_lock = PTHREAD_MUTEX_INITIALIZER;
 
 const struct pcow_stripes *pcow_stripes_of(int fd)
@@ -33,7 +34,7 @@ const struct pcow_stripes *pcow_stripes_of(int fd)
 	/* Unstriped images only: one load. */
 	if (fd < 0 || atomic_load_explicit(&striped_count, memory_order_acquire) == 0)
 		return NULL;
-	for (i = 0; i < STRIPED_MAX; i++) {
+	for (i = 0; i < atomic_load_explicit(&striped_end, memory_order_acquire); i++) {
 		struct pcow_stripes *s = atomic_load_explicit(&striped[i], memory_order_acquire);
 
 		if (s && s->fd == fd)
@@ -281,18 +282,22 @@ out:
 	return ret;
 }
 
-static void publish(struct pcow_stripes *s)
+/* Makes s findable by its descriptor; -EMFILE when every slot is taken. */
+static int publish(struct pcow_stripes *s)
 {
-	int i;
+	int i, ret = -EMFILE;
 
 	pthread_mutex_lock(&striped_lock);
-	for (i = 0; i < STRIPED_MAX; i++)
+	for (i = 0; i < STRIPED_MAX && ret < 0; i++)
 		if (!atomic_load(&striped[i])) {
 			atomic_store(&striped[i], s);
+			if (atomic_load(&striped_end) <= i)
+				atomic_store(&striped_end, i + 1);
 			atomic_fetch_add(&striped_count, 1);
-			break;
+			ret = 0;
 		}
 	pthread_mutex_unlock(&striped_lock);
+	return ret;
 }
 
 int pcow_stripes_open(pcow_image *img, bool write, bool lock, bool for_writer)
@@ -303,8 +308,6 @@ int pcow_stripes_open(pcow_image *img, bool write, bool lock, bool for_writer)
 
 	if (!img->m.extent_count)
 		return 0;
-	if (atomic_load(&striped_count) >= STRIPED_MAX)
-		return pcow_err(-EMFILE, "%s: too many striped images open", img->path);
 	s = calloc(1, sizeof(*s) + img->m.extent_count * sizeof(int));
 	if (!s)
 		return pcow_err(-ENOMEM, "out of memory");
@@ -315,6 +318,9 @@ int pcow_stripes_open(pcow_image *img, bool write, bool lock, bool for_writer)
 		s->fds[i] = -1;
 	for (i = 0; i < img->m.extent_count && ret == 0; i++, s->n = i)
 		ret = open_one(img, i, write, lock, for_writer, &s->fds[i]);
+	if (ret == 0 && publish(s) < 0)
+		ret = pcow_err(-EMFILE, "%s: too many striped images open (%d)", img->path,
+			       STRIPED_MAX);
 	if (ret < 0) {
 		for (i = 0; i < img->m.extent_count; i++)
 			if (s->fds[i] >= 0)
@@ -323,7 +329,6 @@ int pcow_stripes_open(pcow_image *img, bool write, bool lock, bool for_writer)
 		return ret;
 	}
 	img->stripes = s;
-	publish(s);
 	return 0;
 }
 
