@@ -796,6 +796,10 @@ static void crash_run(struct crash *c)
 	free(R.ops);
 	for (i = 0; i < c->nfiles; i++)
 		capture_free(&c->init[i]);
+	/* The extent files' names add_extent_files made. */
+	for (i = c->last + 1; i < c->nfiles; i++)
+		free((char *)c->files[i]);
+	c->nfiles = c->last + 1;
 	free(c->before);
 	free(mask);
 	free(pend);
