@@ -192,9 +192,15 @@ static bool reads_allocate(struct pcow_map *map, int fd)
 	struct statfs sfs;
 
 	if (fd != map->statfs_fd) {
+		const struct pcow_stripes *s = pcow_stripes_of(fd);
+
 		map->statfs_fd = fd;
 		map->statfs_tmpfs = fstatfs(fd, &sfs) != 0 ||
 				    sfs.f_type == TMPFS_MAGIC;
+		/* A striped image's holes are its extent files' holes. */
+		for (uint32_t i = 0; s && i < s->n; i++)
+			map->statfs_tmpfs |= fstatfs(s->fds[i], &sfs) != 0 ||
+					     sfs.f_type == TMPFS_MAGIC;
 	}
 	return map->statfs_tmpfs;
 }
