@@ -2,6 +2,7 @@
  * lands, I/O, maps, snapshots and check over 2 and 3 extent files, and
  * the extent files an open refuses (missing, swapped, foreign). */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -354,6 +355,56 @@ static void bad_options(void)
 	CHECK(access(test_path("c.pcow"), F_OK) != 0);
 }
 
+/* Backing files striped or not, on either side: copy-up through the
+ * overlay, then commit into the base. */
+static void mixed_chain(bool base_striped, bool top_striped)
+{
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = SIZE, .block_size = BS};
+	char base[16], top[16];
+	uint8_t *want = malloc(SIZE), buf[10000];
+	pcow_image *img;
+
+	CHECK(want);
+	snprintf(base, sizeof(base), "mb%d%d.pcow", base_striped, top_striped);
+	snprintf(top, sizeof(top), "mt%d%d.pcow", base_striped, top_striped);
+	if (base_striped)
+		create(base, 2);
+	else
+		OK(pcow_create(test_path(base), &o));
+	OK(pcow_open(&img, test_path(base), 0));
+	test_fill(want, SIZE, 21, 0);
+	OK(pcow_write(img, want, SIZE, 0));
+	OK(pcow_close(&img));
+	o.backing_file = base;
+	o.backing_format = PCOW_FORMAT_PCOW;
+	if (top_striped) {
+		const char *two[2] = {names[0], names[1]};
+
+		snprintf(names[0], sizeof(names[0]), "d0/%s.0", top);
+		snprintf(names[1], sizeof(names[1]), "d1/%s.1", top);
+		o.extent_files = two;
+		o.extent_count = 2;
+		o.stripe_size = STRIPE;
+		OK(pcow_create(test_path(top), &o));
+	} else {
+		OK(pcow_create(test_path(top), &o));
+	}
+	OK(pcow_open(&img, test_path(top), 0));
+	test_fill(buf, sizeof(buf), 22, STRIPE - 5000);
+	OK(pcow_write(img, buf, sizeof(buf), STRIPE - 5000));   /* copy-ups */
+	memcpy(want + STRIPE - 5000, buf, sizeof(buf));
+	expect(img, want);
+	check_clean(img);
+	OK(pcow_commit(img, NULL, 0));
+	expect(img, want);
+	OK(pcow_close(&img));
+	OK(pcow_open(&img, test_path(base), 0));
+	expect(img, want);
+	check_clean(img);
+	OK(pcow_close(&img));
+	free(want);
+}
+
 int main(void)
 {
 	run(2);
@@ -362,6 +413,9 @@ int main(void)
 	locking();
 	strays();
 	bad_options();
+	mixed_chain(false, true);
+	mixed_chain(true, false);
+	mixed_chain(true, true);
 	printf("ok\n");
 	return 0;
 }
