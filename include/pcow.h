@@ -70,7 +70,22 @@ struct pcow_create_opts {
 	/* PCOW_CREATE_* (added after 0.1.0: a caller built before sets a
 	 * struct_size that ends before it, and gets 0). */
 	unsigned flags;
+	/*
+	 * Striping (added after 0.1.0, as flags): extent_count (0, or 2 to 64)
+	 * extent files hold the data, stripe i of the guest address range in
+	 * extent file i % extent_count.  The names are stored as given and
+	 * resolved against the image's directory; the files must not exist.
+	 * stripe_size: a power of two from 64 KiB (and the block size) such
+	 * that the capacity holds at most 4096 stripes; 0 =
+	 * PCOW_STRIPE_SIZE_DEFAULT, or the smallest power of two that such a
+	 * capacity allows (docs/format.md 3.6, docs/design.md).
+	 */
+	const char *const *extent_files;
+	uint32_t extent_count;
+	uint64_t stripe_size;
 };
+
+#define PCOW_STRIPE_SIZE_DEFAULT (2u << 20)
 
 /*
  * The backing file is not opened, so it need not exist yet (qemu-img
@@ -160,12 +175,19 @@ struct pcow_info {
 	/* 1 between pcow_inactivate() (or a PCOW_OPEN_INACTIVE open) and
 	 * pcow_activate(): another process may own the image. */
 	uint32_t inactive;
+	/* Added later: extent files (0: not striped) and the stripe size. */
+	uint32_t extent_count;
+	uint64_t stripe_size;
 };
 
 int pcow_get_info(pcow_image *img, struct pcow_info *info);
 
 /* The backing image (pcow backing only; NULL for raw or no backing). */
 pcow_image *pcow_backing_image(pcow_image *img);
+
+/* The name of extent file i of a striped image, as stored (relative names
+ * resolve against the image's directory); NULL past the last. */
+const char *pcow_extent_file(pcow_image *img, uint32_t i);
 
 /* Byte-granular I/O through the layers and the backing chain. */
 int pcow_read(pcow_image *img, void *buf, uint64_t len, uint64_t offset);

@@ -29,6 +29,7 @@
 #include "pending.h"
 #include "persist.h"
 #include "snapshot.h"
+#include "stripe.h"
 
 static void note(struct pcow_check_result *res, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -274,14 +275,99 @@ static int check_regions(pcow_image *img, struct pcow_check_result *res,
 	return 0;
 }
 
+struct strays {
+	pcow_image *img;
+	struct pcow_check_result *res;
+	bool fix;
+	uint32_t file;
+};
+
+/* 1 when [off, off+len) of fd itself (never routed) holds a byte that is
+ * not zero, 0 when only zeros. */
+static int raw_nonzero(int fd, uint64_t off, uint64_t len)
+{
+	uint64_t buf[8192], i;
+
+	while (len) {
+		size_t n = len < sizeof(buf) ? (size_t)len : sizeof(buf);
+		ssize_t got = pread(fd, buf, n, (off_t)off);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return pcow_err_sys(-errno, "read failed");
+		if (got == 0)
+			return 0;
+		memset((uint8_t *)buf + got, 0, n - (size_t)got);
+		for (i = 0; i < (n + 7) / 8; i++)
+			if (buf[i])
+				return 1;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int stray(int fd, uint64_t off, uint64_t len, void *opaque)
+{
+	struct strays *st = opaque;
+	int ret = raw_nonzero(fd, off, len);
+
+	/* Zero fill (a page cache writes large folios back whole, also where
+	 * a neighbouring stripe of the same file begins) reads as the zeros
+	 * nothing reads there: neither a corruption nor a leak, as in a
+	 * region (format.md 5, "What check finds"). */
+	if (ret <= 0)
+		return ret;
+
+	st->res->leaks++;
+	st->res->leaked_bytes += len;
+	if (st->file < st->img->m.extent_count)
+		note(st->res, "extent file %u: data where the layout puts none of its bytes: %llu bytes leaked",
+		     st->file, (unsigned long long)len);
+	else
+		note(st->res, "data of an extent file in the image file: %llu bytes leaked",
+		     (unsigned long long)len);
+	if (!st->fix)
+		return 0;
+	if (pcow_io_punch_file(fd, off, len) < 0) {
+		st->res->check_errors++;
+		return -1;
+	}
+	st->res->leaks_fixed++;
+	return 0;
+}
+
+/*
+ * A striped image's files hold, from the first region on, only the
+ * pieces the layout gives them (format.md 3.6): data other than zeros
+ * anywhere else in them is read by nothing, a leak (a file copied over an extent file, a
+ * writer that did not know the layout).
+ */
+static int check_stripes(pcow_image *img, struct pcow_check_result *res, bool fix)
+{
+	struct strays st = {img, res, fix, 0};
+	int ret = 0;
+
+	for (st.file = 0; img->stripes && st.file <= img->m.extent_count && ret == 0; st.file++)
+		ret = pcow_stripes_strays(img, st.file, stray, &st);
+	return ret < 0 && !res->check_errors ? ret : 0;
+}
+
 /* The areas between the metadata slots and the first region. */
 static int check_before_regions(pcow_image *img, struct pcow_check_result *res,
 				bool fix)
 {
-	uint64_t bytes;
+	uint64_t bytes, more;
 	int ret = data_bytes(img->fd, PCOW_DATA_OFFSET, img->m.region_base, &bytes);
 
-	/* Where the regions lay before a resize moved them. */
+	/* Where the regions lay before a resize moved them: in a striped
+	 * image's extent files too (the punch below reaches them). */
+	for (uint32_t i = 0; ret == 0 && img->stripes && i < img->stripes->n; i++) {
+		ret = data_bytes(img->stripes->fds[i], PCOW_DATA_OFFSET, img->m.region_base,
+				 &more);
+		bytes += more;
+	}
 	if (ret < 0)
 		return ret;
 	if (bytes)
@@ -328,6 +414,8 @@ int pcow_check(pcow_image *img, unsigned fix, struct pcow_check_result *res)
 	ret = check_regions(img, res, fix_leaks, fix & PCOW_CHECK_FIX_ERRORS, nregions);
 	if (ret == 0)
 		ret = check_before_regions(img, res, fix_leaks);
+	if (ret == 0)
+		ret = check_stripes(img, res, fix_leaks);
 	if (ret < 0)
 		goto out;
 	if ((fix_leaks && res->leaks_fixed) || res->corruptions_fixed)

@@ -29,6 +29,7 @@
 #include "pending.h"
 #include "persist.h"
 #include "snapshot.h"
+#include "stripe.h"
 
 /* Data moves between the images in pieces of this size. */
 #define COMMIT_CHUNK (1u << 20)
@@ -56,6 +57,9 @@ struct commit {
 	 * index ntarget), with the read-only ones the chain held before. */
 	int rw_fd[PCOW_MAX_CHAIN_DEPTH + 2];
 	int ro_fd[PCOW_MAX_CHAIN_DEPTH + 2];
+	/* For a striped chain[i]: its extent files' read-only and read-write
+	 * descriptors, in pairs (stripe.h). */
+	int *ext_fd[PCOW_MAX_CHAIN_DEPTH + 2];
 	struct ranges own;      /* what the image sees from itself or between */
 };
 
@@ -302,6 +306,58 @@ static void unlock_writing(int ro_fd, int rw_fd)
 	close(rw_fd);
 }
 
+/* Gives chain[i]'s first n extent files back their read-only
+ * descriptors, and the routing the image's. */
+static void give_back_extents(struct commit *c, int i, uint32_t n)
+{
+	struct pcow_stripes *s = c->chain[i]->stripes;
+	uint32_t k;
+
+	if (!c->ext_fd[i])
+		return;
+	for (k = 0; k < n; k++) {
+		unlock_writing(c->ext_fd[i][2 * k], c->ext_fd[i][2 * k + 1]);
+		s->fds[k] = c->ext_fd[i][2 * k];
+	}
+	s->fd = c->ro_fd[i];
+	free(c->ext_fd[i]);
+	c->ext_fd[i] = NULL;
+}
+
+/*
+ * A striped image written through its new descriptor writes its extent
+ * files too: each is taken for writing as the image file was, and the
+ * routing follows the image's new descriptor.
+ */
+static int take_extents(struct commit *c, int i, pcow_image *p)
+{
+	struct pcow_stripes *s = p->stripes;
+	uint32_t k;
+	int ret = 0;
+
+	if (!s)
+		return 0;
+	c->ext_fd[i] = calloc(2 * s->n, sizeof(int));
+	if (!c->ext_fd[i])
+		return pcow_err(-ENOMEM, "out of memory");
+	for (k = 0; k < s->n && ret == 0; k++) {
+		char *path = pcow_stripe_path(p, k);
+
+		c->ext_fd[i][2 * k] = s->fds[k];
+		ret = path ? lock_for_writing(path, s->fds[k], &c->ext_fd[i][2 * k + 1])
+			   : pcow_err(-ENOMEM, "out of memory");
+		free(path);
+	}
+	if (ret < 0) {
+		give_back_extents(c, i, k - 1);
+		return ret;
+	}
+	for (k = 0; k < s->n; k++)
+		s->fds[k] = c->ext_fd[i][2 * k + 1];
+	s->fd = p->fd;
+	return 0;
+}
+
 static void release_all(struct commit *c)
 {
 	int i;
@@ -316,6 +372,7 @@ static void release_all(struct commit *c)
 			(void)pcow_pending_persist(c->chain[i]);
 			c->chain[i]->fd = c->ro_fd[i];
 			c->chain[i]->rdonly = true;
+			give_back_extents(c, i, c->chain[i]->stripes ? c->chain[i]->stripes->n : 0);
 		}
 		unlock_writing(c->ro_fd[i], c->rw_fd[i]);
 		c->rw_fd[i] = -1;
@@ -325,6 +382,7 @@ static void release_all(struct commit *c)
 static int take_all(struct commit *c)
 {
 	int i, ret;
+
 
 	for (i = c->ntarget; i >= 1; i--) {
 		bool raw = c->raw && i == c->ntarget;
@@ -342,6 +400,11 @@ static int take_all(struct commit *c)
 			/* The library's own write path then serves the target. */
 			p->fd = c->rw_fd[i];
 			p->rdonly = false;
+			ret = take_extents(c, i, p);
+			if (ret < 0) {
+				release_all(c);
+				return ret;
+			}
 		}
 	}
 	return 0;

@@ -8,6 +8,7 @@
 #include "extent.h"
 #include "layer.h"
 #include "pending.h"
+#include "stripe.h"
 
 #define NONE UINT64_MAX
 
@@ -79,7 +80,7 @@ static struct seek_entry *seek_find(int fd, uint64_t off)
 
 static int seek_sys(int fd, uint64_t off, int whence, uint64_t *out)
 {
-	off_t r = lseek(fd, (off_t)off, whence);
+	off_t r = pcow_stripe_lseek(fd, off, whence);
 
 	if (r < 0 && errno == ENXIO) {
 		*out = NONE;

@@ -70,6 +70,70 @@ static int validate_layout(const struct pcow_meta *m)
 	return 0;
 }
 
+static bool in_blob(uint64_t off, uint64_t len, uint64_t total);
+
+/*
+ * The stripe table's rules (format.md 3.6): a stripe holds whole blocks,
+ * and a data span holds few enough stripes for a map's VMA budget.
+ */
+static int validate_stripes(const struct pcow_meta *m)
+{
+	uint32_t i;
+
+	if (!m->extent_count)
+		return 0;
+	if (m->extent_count < PCOW_EXTENTS_MIN || m->extent_count > PCOW_EXTENTS_MAX)
+		return pcow_err(-EINVAL, "invalid extent file count %u (%u to %u)",
+				m->extent_count, PCOW_EXTENTS_MIN, PCOW_EXTENTS_MAX);
+	if (m->stripe_bits < PCOW_STRIPE_BITS_MIN || m->stripe_bits > PCOW_STRIPE_BITS_MAX ||
+	    m->stripe_bits < m->block_bits)
+		return pcow_err(-EINVAL, "invalid stripe size 2^%u (64 KiB to 2^%u, at least the block size)",
+				m->stripe_bits, PCOW_STRIPE_BITS_MAX);
+	if (((m->data_capacity - 1) >> m->stripe_bits) + 1 > PCOW_STRIPES_PER_SPAN_MAX)
+		return pcow_err(-EINVAL, "stripe size 2^%u is too small for a capacity of %llu (at most %u stripes)",
+				m->stripe_bits, (unsigned long long)m->data_capacity,
+				PCOW_STRIPES_PER_SPAN_MAX);
+	for (i = 0; i < m->extent_count; i++)
+		if (!m->extents[i] || !m->extents[i][0] ||
+		    strlen(m->extents[i]) > PCOW_BACKING_NAME_MAX)
+			return pcow_err(-EINVAL, "invalid name of extent file %u", i);
+	return 0;
+}
+
+/* Reads the stripe table of a blob with the striped bit (format.md 3.6). */
+static int decode_stripes(const uint8_t *buf, uint32_t meta_len,
+			  struct pcow_meta *m)
+{
+	uint32_t off = pcow_le32(buf + HDR_STRIPE_OFFSET);
+	uint32_t len = pcow_le32(buf + HDR_STRIPE_LENGTH), n, i;
+	const uint8_t *t = buf + off;
+
+	if (len < PCOW_STRIPE_TABLE_FIXED || !in_blob(off, len, meta_len))
+		return pcow_err(-EINVAL, "invalid stripe table");
+	n = pcow_le32(t + 20);
+	if (n < PCOW_EXTENTS_MIN || n > PCOW_EXTENTS_MAX ||
+	    len != PCOW_STRIPE_TABLE_FIXED + n * PCOW_STRIPE_ENTRY_SIZE)
+		return pcow_err(-EINVAL, "invalid stripe table (%u extent files)", n);
+	memcpy(m->uuid, t, PCOW_UUID_SIZE);
+	m->stripe_bits = pcow_le32(t + 16);
+	m->extents = calloc(n, sizeof(*m->extents));
+	if (!m->extents)
+		return pcow_err(-ENOMEM, "out of memory");
+	m->extent_count = n;
+	for (i = 0; i < n; i++) {
+		const uint8_t *e = t + PCOW_STRIPE_TABLE_FIXED + i * PCOW_STRIPE_ENTRY_SIZE;
+		uint32_t no = pcow_le32(e), nl = pcow_le32(e + 4);
+
+		if (nl == 0 || nl > PCOW_BACKING_NAME_MAX || !in_blob(no, nl, meta_len) ||
+		    memchr(buf + no, '\0', nl))
+			return pcow_err(-EINVAL, "invalid name of extent file %u", i);
+		m->extents[i] = strndup((const char *)buf + no, nl);
+		if (!m->extents[i])
+			return pcow_err(-ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
 static uint32_t blob_crc(const uint8_t *buf, size_t len)
 {
 	static const uint8_t zero[4];
@@ -119,6 +183,8 @@ int pcow_meta_validate(const struct pcow_meta *m)
 	if (!m->backing && m->backing_format != PCOW_FORMAT_NONE)
 		return pcow_err(-EINVAL, "backing format set without a backing file");
 	ret = validate_layout(m);
+	if (ret == 0)
+		ret = validate_stripes(m);
 	if (ret < 0)
 		return ret;
 	if (m->layer_count == 0 || m->layer_count > PCOW_MAX_LAYERS)
@@ -201,8 +267,9 @@ bool pcow_meta_unrecorded(const struct pcow_meta *m)
 uint64_t pcow_meta_incompat(const struct pcow_meta *m)
 {
 	/* The dirty bit says what the layers' flags say (format.md 3.2). */
-	return (m->incompat & ~PCOW_INCOMPAT_DIRTY) |
-	       (pcow_meta_unrecorded(m) ? PCOW_INCOMPAT_DIRTY : 0);
+	return (m->incompat & ~(PCOW_INCOMPAT_DIRTY | PCOW_INCOMPAT_STRIPED)) |
+	       (pcow_meta_unrecorded(m) ? PCOW_INCOMPAT_DIRTY : 0) |
+	       (m->extent_count ? PCOW_INCOMPAT_STRIPED : 0);
 }
 
 int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m,
@@ -329,6 +396,11 @@ int pcow_meta_decode(const uint8_t *buf, size_t len, struct pcow_meta *m,
 		}
 	}
 	m->snapshot_count = n;
+	if (m->incompat & PCOW_INCOMPAT_STRIPED) {
+		ret = decode_stripes(buf, meta_len, m);
+		if (ret < 0)
+			goto fail;
+	}
 	ret = pcow_meta_validate(m);
 	if (ret < 0)
 		goto fail;
@@ -343,7 +415,7 @@ fail:
 
 int pcow_meta_encode(const struct pcow_meta *m, uint8_t *buf, size_t len)
 {
-	size_t pos = PCOW_HEADER_SIZE, str;
+	size_t pos = PCOW_HEADER_SIZE, str, stripes;
 	uint32_t i;
 
 	memset(buf, 0, len);
@@ -380,9 +452,30 @@ int pcow_meta_encode(const struct pcow_meta *m, uint8_t *buf, size_t len)
 
 	pcow_put_le32(buf + HDR_SNAPSHOT_COUNT, m->snapshot_count);
 	pcow_put_le32(buf + HDR_SNAPSHOT_OFFSET, (uint32_t)pos);
-	str = pos + (size_t)m->snapshot_count * PCOW_SNAPSHOT_ENTRY_SIZE;
+	stripes = pos + (size_t)m->snapshot_count * PCOW_SNAPSHOT_ENTRY_SIZE;
+	str = stripes + (m->extent_count ? PCOW_STRIPE_TABLE_FIXED +
+			 (size_t)m->extent_count * PCOW_STRIPE_ENTRY_SIZE : 0);
 	if (str > len)
 		return pcow_err(-ENOSPC, "metadata does not fit in its slot");
+	if (m->extent_count) {
+		pcow_put_le32(buf + HDR_STRIPE_OFFSET, (uint32_t)stripes);
+		pcow_put_le32(buf + HDR_STRIPE_LENGTH, (uint32_t)(str - stripes));
+		memcpy(buf + stripes, m->uuid, PCOW_UUID_SIZE);
+		pcow_put_le32(buf + stripes + 16, m->stripe_bits);
+		pcow_put_le32(buf + stripes + 20, m->extent_count);
+		for (i = 0; i < m->extent_count; i++) {
+			uint8_t *e = buf + stripes + PCOW_STRIPE_TABLE_FIXED +
+				     i * PCOW_STRIPE_ENTRY_SIZE;
+			size_t nl = strlen(m->extents[i]);
+
+			if (str + nl > len)
+				return pcow_err(-ENOSPC, "metadata does not fit in its slot");
+			pcow_put_le32(e, (uint32_t)str);
+			pcow_put_le32(e + 4, (uint32_t)nl);
+			memcpy(buf + str, m->extents[i], nl);
+			str += nl;
+		}
+	}
 	for (i = 0; i < m->snapshot_count; i++, pos += PCOW_SNAPSHOT_ENTRY_SIZE) {
 		const struct pcow_snapshot *s = &m->snapshots[i];
 		size_t nl = strlen(s->name);
@@ -423,6 +516,17 @@ int pcow_meta_copy(struct pcow_meta *dst, const struct pcow_meta *src)
 	dst->snapshots = NULL;
 	dst->snapshot_count = 0;
 	dst->extra_header = NULL;
+	dst->extents = NULL;
+	dst->extent_count = 0;
+	if (src->extent_count) {
+		dst->extents = calloc(src->extent_count, sizeof(*dst->extents));
+		if (!dst->extents)
+			goto nomem;
+		dst->extent_count = src->extent_count;
+		for (i = 0; i < src->extent_count; i++)
+			if (!(dst->extents[i] = strdup(src->extents[i])))
+				goto nomem;
+	}
 	if (src->backing && !(dst->backing = strdup(src->backing)))
 		goto nomem;
 	if (src->extra_header_len &&
@@ -455,6 +559,9 @@ void pcow_meta_free(struct pcow_meta *m)
 
 	for (i = 0; i < m->snapshot_count; i++)
 		free(m->snapshots[i].name);
+	for (i = 0; i < m->extent_count; i++)
+		free(m->extents[i]);
+	free(m->extents);
 	free(m->snapshots);
 	free(m->layers);
 	free(m->backing);

@@ -45,7 +45,13 @@
  * flag; a reader that does not know the rule must not open the image.
  */
 #define PCOW_INCOMPAT_DIRTY (1ull << 0)
-#define PCOW_INCOMPAT_KNOWN PCOW_INCOMPAT_DIRTY
+/*
+ * Incompatible bit 1: the layers' data spans are striped over extent files
+ * named by the stripe table (format.md 3.6); a reader that does not know
+ * them would read holes where the data is.
+ */
+#define PCOW_INCOMPAT_STRIPED (1ull << 1)
+#define PCOW_INCOMPAT_KNOWN (PCOW_INCOMPAT_DIRTY | PCOW_INCOMPAT_STRIPED)
 #define PCOW_COMPAT_KNOWN 0ull
 #define PCOW_AUTOCLEAR_KNOWN 0ull
 
@@ -73,7 +79,27 @@ enum {
 	HDR_NEXT_SNAPSHOT_ID = 100,
 	HDR_REGION_BASE = 104,
 	HDR_DATA_CAPACITY = 112,
+	HDR_STRIPE_OFFSET = 120,
+	HDR_STRIPE_LENGTH = 124,
 };
+
+/* The stripe table (format.md 3.6): a fixed part, then one entry per
+ * extent file naming it inside the blob. */
+#define PCOW_STRIPE_TABLE_FIXED 24u
+#define PCOW_STRIPE_ENTRY_SIZE 8u
+#define PCOW_UUID_SIZE 16u
+#define PCOW_EXTENTS_MIN 2u
+#define PCOW_EXTENTS_MAX 64u
+/* Stripe sizes: 64 KiB (and at least a block) to 2^40 bytes. */
+#define PCOW_STRIPE_BITS_MIN 16u
+#define PCOW_STRIPE_BITS_MAX 40u
+/*
+ * A region's data span holds at most this many stripes: a map of the image
+ * then needs at most this many VMAs more for its writable base, and as
+ * many again for read-only runs split at stripe boundaries (docs/design.md,
+ * "Striping").
+ */
+#define PCOW_STRIPES_PER_SPAN_MAX 4096u
 
 /* Layer flag: blocks written where nothing lay below may not have their
  * bit yet (format.md 4.1); pcow_layer_record gives them one. */
@@ -112,6 +138,13 @@ struct pcow_meta {
 	uint32_t next_snapshot_id;
 	uint64_t region_base;   /* file offset of region 0 */
 	uint64_t data_capacity; /* data span of every region */
+	/* Striping (incompat bit PCOW_INCOMPAT_STRIPED; extent_count 0 when
+	 * not striped): stripe i of every data span lives in extent file
+	 * i % extent_count, named relative to the image's directory. */
+	uint8_t uuid[PCOW_UUID_SIZE];
+	uint32_t stripe_bits;
+	uint32_t extent_count;
+	char **extents;
 	/* Header bytes past the 128 this version knows (a newer writer's
 	 * compatible fields), kept so that a rewrite does not drop them. */
 	uint8_t *extra_header;

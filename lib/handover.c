@@ -35,8 +35,8 @@ int pcow_inactivate(pcow_image *img)
 	/* Clean on disk: the next owner finds every block recorded. */
 	if (ret == 0)
 		ret = pcow_image_record(img);
-	if (ret == 0 && fdatasync(img->fd) < 0)
-		ret = pcow_err_sys(-errno, "%s: flush failed", img->path);
+	if (ret == 0)
+		ret = pcow_image_datasync(img);
 	/* The slot saved when the session went dirty is no use to the next. */
 	free(img->clean_slot);
 	img->clean_slot = NULL;

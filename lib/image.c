@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "map.h"
 #include "pending.h"
 #include "persist.h"
+#include "stripe.h"
 
 /* An open flag of this file only (never one of pcow.h's): the image is the
  * backing chain of a read-write image, where -U does not apply. */
@@ -48,7 +50,7 @@ static char *dir_of(const char *path)
  * -U is suggested only to a reader: a writer cannot use it (for_writer: the
  * file is opened for, or as the backing chain of, a read-write image).
  */
-static int lock_file(int fd, bool exclusive, bool for_writer, const char *path)
+int pcow_lock_file(int fd, bool exclusive, bool for_writer, const char *path)
 {
 	struct flock fl = {
 		.l_type = exclusive ? F_WRLCK : F_RDLCK,
@@ -69,7 +71,11 @@ static int lock_file(int fd, bool exclusive, bool for_writer, const char *path)
 
 int pcow_image_lock(pcow_image *img)
 {
-	return lock_file(img->fd, true, true, img->path);
+	int ret = pcow_lock_file(img->fd, true, true, img->path);
+
+	if (ret == 0)
+		ret = pcow_stripes_lock(img, true);
+	return ret;
 }
 
 int pcow_image_unlock(pcow_image *img)
@@ -78,7 +84,7 @@ int pcow_image_unlock(pcow_image *img)
 
 	if (fcntl(img->fd, F_OFD_SETLK, &fl) < 0)
 		return pcow_err_sys(-errno, "%s: cannot unlock", img->path);
-	return 0;
+	return pcow_stripes_lock(img, false);
 }
 
 uint64_t pcow_image_required_size(const pcow_image *img,
@@ -102,6 +108,20 @@ void pcow_image_set_layout(pcow_image *img)
 	img->span = img->m.data_capacity;
 	img->stride = pcow_region_stride(img->m.data_capacity, img->m.block_bits);
 	img->bitmap_span = pcow_bitmap_span(img->m.data_capacity, img->m.block_bits);
+}
+
+int pcow_image_datasync(pcow_image *img)
+{
+	const struct pcow_stripes *s = img->stripes;
+	uint32_t i;
+
+	for (i = 0; s && i < s->n; i++)
+		if (fdatasync(s->fds[i]) < 0)
+			return pcow_err_sys(-errno, "%s: flush of an extent file failed",
+					    img->path);
+	if (fdatasync(img->fd) < 0)
+		return pcow_err_sys(-errno, "%s: flush failed", img->path);
+	return 0;
 }
 
 int pcow_require_writable(pcow_image *img)
@@ -256,6 +276,39 @@ static int backing_size(const char *path, const char *name, enum pcow_format fmt
 	return ret;
 }
 
+/*
+ * The stripe table of a new image from the caller's options (none: not
+ * striped).  The names are the caller's (m does not own them).
+ */
+static int stripes_of_opts(const struct pcow_create_opts *opts, struct pcow_meta *m)
+{
+	uint64_t s = opts->stripe_size;
+	uint32_t bits = 0;
+
+	if (!opts->extent_count)
+		return 0;
+	/* By default 2 MiB (a DAX PMD), or the smallest size that keeps the
+	 * stripes of the capacity within the map's VMA budget. */
+	if (!s)
+		for (s = PCOW_STRIPE_SIZE_DEFAULT;
+		     (m->data_capacity + s - 1) / s > PCOW_STRIPES_PER_SPAN_MAX ||
+		     s < (1ull << m->block_bits); s *= 2)
+			;
+	if (!opts->extent_files)
+		return pcow_err(-EINVAL, "extent file names missing");
+	if (s & (s - 1))
+		return pcow_err(-EINVAL, "stripe size %llu is not a power of two",
+				(unsigned long long)s);
+	while ((1ull << bits) < s)
+		bits++;
+	m->extent_count = opts->extent_count;
+	m->extents = (char **)opts->extent_files;
+	m->stripe_bits = bits;
+	if (getrandom(m->uuid, sizeof(m->uuid), 0) != (ssize_t)sizeof(m->uuid))
+		return pcow_err_sys(-errno, "cannot get random bytes for the image's UUID");
+	return 0;
+}
+
 static int create_image(const char *path, const struct pcow_create_opts *opts)
 {
 	struct pcow_meta m = {0};
@@ -312,6 +365,10 @@ static int create_image(const char *path, const struct pcow_create_opts *opts)
 
 	m.virtual_size = size;
 	m.data_capacity = capacity;
+	m.block_bits = (uint32_t)bits;
+	ret = stripes_of_opts(opts, &m);
+	if (ret < 0)
+		return ret;
 	m.region_base = PCOW_DATA_OFFSET;
 	m.block_bits = (uint32_t)bits;
 	m.layer_count = 1;
@@ -321,9 +378,20 @@ static int create_image(const char *path, const struct pcow_create_opts *opts)
 	m.generation = 1;
 	stride = pcow_region_stride(capacity, m.block_bits);
 
+	ret = pcow_meta_validate(&m);
+	if (ret < 0)
+		return ret;
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return pcow_err_sys(-errno, "%s: cannot create", path);
+	/* The extent files are complete and durable before the image file
+	 * names them; a failure removes them with it. */
+	ret = pcow_stripes_create(path, &m, pcow_region_offset(m.region_base, stride, 1));
+	if (ret < 0) {
+		close(fd);
+		unlink(path);
+		return ret;
+	}
 	buf = malloc(PCOW_META_SLOT_SIZE);
 	if (!buf) {
 		ret = pcow_err(-ENOMEM, "out of memory");
@@ -363,13 +431,16 @@ fail:
 	free(buf);
 	close(fd);
 	unlink(path);
+	pcow_stripes_unlink(path, &m);
 	return ret;
 }
 
 /* The sizes of struct pcow_create_opts and struct pcow_info that callers
  * built before their last fields were added pass. */
 #define CREATE_OPTS_SIZE_0_1 offsetof(struct pcow_create_opts, flags)
+#define CREATE_OPTS_SIZE_0_2 offsetof(struct pcow_create_opts, extent_files)
 #define INFO_SIZE_0_1 offsetof(struct pcow_info, end_offset)
+#define INFO_SIZE_0_2 offsetof(struct pcow_info, extent_count)
 
 int pcow_create(const char *path, const struct pcow_create_opts *opts)
 {
@@ -378,7 +449,8 @@ int pcow_create(const char *path, const struct pcow_create_opts *opts)
 	/* An older caller's structure is copied into the current one, with
 	 * the fields it does not know zero. */
 	if (!opts || (opts->struct_size != sizeof(*opts) &&
-		      opts->struct_size != CREATE_OPTS_SIZE_0_1))
+		      opts->struct_size != CREATE_OPTS_SIZE_0_1 &&
+		      opts->struct_size != CREATE_OPTS_SIZE_0_2))
 		return pcow_err(-EINVAL, "struct pcow_create_opts: struct_size %zu is not %zu (set it to sizeof)",
 				opts ? opts->struct_size : 0, sizeof(*opts));
 	memcpy(&o, opts, opts->struct_size);
@@ -555,7 +627,7 @@ int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 			goto fail;
 		}
 	if (!(flags & (PCOW_OPEN_FORCE_SHARE | PCOW_OPEN_INACTIVE))) {
-		ret = lock_file(img->fd, !img->rdonly,
+		ret = pcow_lock_file(img->fd, !img->rdonly,
 				!img->rdonly || (flags & PCOW_OPEN_FOR_WRITER), path);
 		if (ret < 0)
 			goto fail;
@@ -566,6 +638,10 @@ int pcow_open_internal(pcow_image **out, const char *path, unsigned flags,
 		goto fail;
 	}
 	ret = load_and_check(img);
+	if (ret == 0)
+		ret = pcow_stripes_open(img, !img->rdonly || img->inactive,
+					!(flags & (PCOW_OPEN_FORCE_SHARE | PCOW_OPEN_INACTIVE)),
+					!img->rdonly || (flags & PCOW_OPEN_FOR_WRITER));
 	if (ret < 0)
 		goto fail;
 	ret = pcow_pending_recover(img);
@@ -601,7 +677,7 @@ static int open_raw(const char *full, unsigned flags, int *fd_out,
 	if (fd < 0)
 		return fd;
 	if (!(flags & PCOW_OPEN_FORCE_SHARE))
-		ret = lock_file(fd, false, flags & PCOW_OPEN_FOR_WRITER, full);
+		ret = pcow_lock_file(fd, false, flags & PCOW_OPEN_FOR_WRITER, full);
 	if (ret == 0)
 		ret = raw_file_size(fd, &st, full, size);
 	if (ret < 0) {
@@ -704,11 +780,12 @@ int pcow_close(pcow_image **pimg)
 	(void)pcow_pending_set_interval(img, 0);
 	if (img->fd >= 0 && !img->rdonly && !img->poisoned)
 		ret = pcow_image_record(img);
-	if (img->fd >= 0 && !img->rdonly && ret == 0 && fdatasync(img->fd) < 0)
-		ret = pcow_err_sys(-errno, "%s: flush failed", img->path);
+	if (img->fd >= 0 && !img->rdonly && ret == 0)
+		ret = pcow_image_datasync(img);
 	pcow_pending_release(img);
 	free(img->clean_slot);
 	pcow_backing_close(&img->backing, &img->raw_fd, &img->backing_path);
+	pcow_stripes_close(img);
 	if (img->fd >= 0)
 		close(img->fd);
 	pcow_meta_free(&img->m);
@@ -723,6 +800,11 @@ int pcow_close(pcow_image **pimg)
 pcow_image *pcow_backing_image(pcow_image *img)
 {
 	return img->backing;
+}
+
+const char *pcow_extent_file(pcow_image *img, uint32_t i)
+{
+	return i < img->m.extent_count ? img->m.extents[i] : NULL;
 }
 
 /* Layers a read of img looks through (struct pcow_info.view_layers). */
@@ -747,7 +829,7 @@ int pcow_get_info(pcow_image *img, struct pcow_info *out)
 	int ret;
 
 	/* An older caller gets the fields its structure has. */
-	if (size != sizeof(*info) && size != INFO_SIZE_0_1)
+	if (size != sizeof(*info) && size != INFO_SIZE_0_1 && size != INFO_SIZE_0_2)
 		return pcow_err(-EINVAL, "struct pcow_info: struct_size %zu is not %zu (set it to sizeof)",
 				size, sizeof(*info));
 	memset(info, 0, sizeof(*info));
@@ -773,10 +855,16 @@ int pcow_get_info(pcow_image *img, struct pcow_info *out)
 	}
 	if (fstat(img->fd, &st) == 0)
 		info->actual_size = (uint64_t)st.st_blocks * 512;
+	/* A striped image's data is in its extent files. */
+	for (uint32_t i = 0; img->stripes && i < img->m.extent_count; i++)
+		if (fstat(img->stripes->fds[i], &st) == 0)
+			info->actual_size += (uint64_t)st.st_blocks * 512;
 	ret = pcow_layer_count_blocks(img, img->m.active, &info->allocated_blocks);
 	info->end_offset = pcow_image_required_size(img, &img->m);
 	info->view_layers = view_layers(img);
 	info->inactive = img->inactive;
+	info->extent_count = img->m.extent_count;
+	info->stripe_size = img->m.extent_count ? 1ull << img->m.stripe_bits : 0;
 	pthread_mutex_unlock(&img->lock);
 	memcpy(out, info, size);
 	out->struct_size = size;

@@ -60,6 +60,7 @@ struct pcow_image {
 	struct pcow_flusher *flusher;   /* persists them at an interval */
 
 	struct pcow_map *map;
+	struct pcow_stripes *stripes;   /* extent files (stripe.h); NULL: none */
 
 	pcow_progress_fn progress_fn;
 	void *progress_opaque;
@@ -90,6 +91,8 @@ void pcow_image_set_layout(pcow_image *img);
 /* The image's write lock, taken (-EBUSY when another process holds it)
  * and released (handover.c). */
 int pcow_image_lock(pcow_image *img);
+/* Takes an OFD lock on byte 0 of fd (format.md 6); -EBUSY when held. */
+int pcow_lock_file(int fd, bool exclusive, bool for_writer, const char *path);
 int pcow_image_unlock(pcow_image *img);
 
 /*
@@ -141,6 +144,9 @@ int pcow_backing_open(pcow_image *img, const char *name, enum pcow_format fmt,
 
 /* Releases what pcow_backing_open gave. */
 void pcow_backing_close(pcow_image **pcow, int *raw_fd, char **resolved);
+
+/* fdatasync of the image file and its extent files (no test hook). */
+int pcow_image_datasync(pcow_image *img);
 
 /* Guards against a caller error: most calls need a read-write image. */
 int pcow_require_writable(pcow_image *img);

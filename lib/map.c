@@ -29,6 +29,7 @@
 #include "pending.h"
 #include "map.h"
 #include "persist.h"
+#include "stripe.h"
 
 
 /* Default share of vm.max_map_count (65530) one map may use. */
@@ -104,10 +105,10 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	/* MAP_SYNC keeps DAX metadata durable with the data; fall back quietly
 	 * where the file system cannot (page cache: flushes use fdatasync). */
 	ret = pcow_map_index_new(map);
-	p = ret < 0 ? MAP_FAILED
-		    : mmap(map->base, map->len, prot,
-			   MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED, img->fd,
-			   (off_t)region_start(img, img->m.active));
+	p = ret < 0 || pcow_stripe_mmap(map->base, map->len, prot,
+					 MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED, img->fd,
+					 region_start(img, img->m.active)) < 0
+		    ? MAP_FAILED : map->base;
 	if (p != MAP_FAILED)
 		map->extra_flags = MAP_SHARED_VALIDATE | MAP_SYNC;
 	else if (ret == 0)

@@ -21,6 +21,7 @@
 #include "pending.h"
 #include "map.h"
 #include "persist.h"
+#include "stripe.h"
 
 #define HUGE_ALIGN (2ull << 20)
 
@@ -109,7 +110,6 @@ int pcow_map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
 	uint64_t bs = img->block_size, end = off + len;
 	int flags = MAP_SHARED | MAP_FIXED;
 	bool private = map->kcow && prot == PROT_READ;
-	void *p;
 
 	if (fd == img->fd)
 		flags |= map->extra_flags;
@@ -120,8 +120,8 @@ int pcow_map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
 		prot = PROT_READ | PROT_WRITE;
 	}
 	map->mmaps++;
-	p = mmap(map->base + off, len, prot, flags, fd, (off_t)file_off);
-	if (p == MAP_FAILED)
+	/* A striped image's range: one mapping per stripe piece. */
+	if (pcow_stripe_mmap(map->base + off, len, prot, flags, fd, file_off) < 0)
 		return pcow_err_sys(-errno, "%s: mmap failed", img->path);
 	if (private || fd != img->fd ||
 	    file_off != region_start(img, img->m.active) + off ||
@@ -192,9 +192,15 @@ static bool reads_allocate(struct pcow_map *map, int fd)
 	struct statfs sfs;
 
 	if (fd != map->statfs_fd) {
+		const struct pcow_stripes *s = pcow_stripes_of(fd);
+
 		map->statfs_fd = fd;
 		map->statfs_tmpfs = fstatfs(fd, &sfs) != 0 ||
 				    sfs.f_type == TMPFS_MAGIC;
+		/* A striped image's holes are its extent files' holes. */
+		for (uint32_t i = 0; s && i < s->n; i++)
+			map->statfs_tmpfs |= fstatfs(s->fds[i], &sfs) != 0 ||
+					     sfs.f_type == TMPFS_MAGIC;
 	}
 	return map->statfs_tmpfs;
 }

@@ -206,15 +206,15 @@ int pcow_map_differs(struct pcow_map *map, uint64_t off, uint64_t n)
 	pcow_image *img = map->img;
 	uint8_t buf[4096];
 	uint64_t start = region_start(img, img->m.active), k;
-	ssize_t got;
+	int ret;
 
 	for (; n; off += k, n -= k) {
 		k = n < sizeof(buf) ? n : sizeof(buf);
-		got = pread(img->fd, buf, k, (off_t)(start + off));
-		if (got < 0)
-			return pcow_err_sys(-errno, "%s: read failed", img->path);
-		/* Past the end of the file: zeros. */
-		memset(buf + got, 0, k - (uint64_t)got);
+		/* Past the end of the file: zeros.  Through persist.c, which
+		 * reads a striped image's pieces from their extent files. */
+		ret = pcow_io_pread(img->fd, buf, k, start + off);
+		if (ret < 0)
+			return ret;
 		if (memcmp(buf, map->base + off, k))
 			return 1;
 	}

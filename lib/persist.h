@@ -31,6 +31,8 @@ int pcow_io_pwrite(int fd, const void *buf, uint64_t len, uint64_t offset);
 int pcow_io_pread(int fd, void *buf, uint64_t len, uint64_t offset);
 int pcow_io_punch(int fd, uint64_t offset, uint64_t len);
 int pcow_io_truncate(int fd, uint64_t size);
+/* A punch of fd itself, even when it is a striped image's (stripe.h). */
+int pcow_io_punch_file(int fd, uint64_t offset, uint64_t len);
 int pcow_io_sync(int fd);
 
 /* Makes a new name in path's directory durable (fsync of the directory). */

@@ -24,6 +24,7 @@
 #include "layer.h"
 #include "pending.h"
 #include "persist.h"
+#include "stripe.h"
 
 /* Relocation moves data in pieces of this size. */
 #define COPY_CHUNK (1u << 20)
@@ -225,7 +226,7 @@ static int grow_in_place(pcow_image *img, uint64_t new_size)
 	return ret;
 }
 
-static int relocate(pcow_image *img, uint64_t new_size)
+static int move_regions(pcow_image *img, uint64_t new_size)
 {
 	uint64_t old_size = img->m.virtual_size, old_blocks = img->nblocks;
 	uint64_t bs = img->block_size, old_base = img->m.region_base;
@@ -257,6 +258,10 @@ static int relocate(pcow_image *img, uint64_t new_size)
 		ret = pcow_pending_persist(img);
 	if (ret < 0)
 		return ret;
+	/* A striped image's new regions are routed by their own layout
+	 * from base on (all past the old layout's end), so that each stripe's
+	 * data lands in its extent file at its new place. */
+	pcow_stripes_set_next(img, base, stride, capacity);
 	ret = pcow_io_truncate(img->fd, end);
 	if (ret == -EFBIG)
 		return pcow_err(ret, "%s: the image would be larger than the file system's largest file",
@@ -311,6 +316,16 @@ static int relocate(pcow_image *img, uint64_t new_size)
 	if (ret == 0)
 		ret = pcow_io_sync(img->fd);
 	pcow_progress(img, total, total);
+	return ret;
+}
+
+/* Moves the regions (above); the routing of a striped image's new place
+ * by the new layout ends with it, whatever happened. */
+static int relocate(pcow_image *img, uint64_t new_size)
+{
+	int ret = move_regions(img, new_size);
+
+	pcow_stripes_set_next(img, 0, 0, 0);
 	return ret;
 }
 

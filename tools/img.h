@@ -53,6 +53,13 @@ int parse_create_options(const char *file, const char *opts,
 			 struct pcow_create_opts *o, char **backing,
 			 char **backing_fmt);
 
+/* At most this many stripe directories (the format's limit). */
+#define PCOW_EXTENTS_ALLOWED 64u
+
+/* Sets o's extent files from "-o stripes=DIR1:DIR2[:...]" for the image
+ * file; prints one line and returns -1 when they are wrong. */
+int stripe_names(const char *file, const char *dirs, struct pcow_create_opts *o);
+
 int cmd_convert(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
 int cmd_resize(int argc, char **argv);

@@ -29,7 +29,7 @@ void usage(FILE *f)
 		"usage: pcow-img COMMAND [OPTIONS] ...\n"
 		"\n"
 		"Commands:\n"
-		"  create [-f pcow] [-q] [-u] [-b BACKING -F FMT] [-o block_size=SIZE,capacity=SIZE] FILE [SIZE]\n"
+		"  create [-f pcow] [-q] [-u] [-b BACKING -F FMT] [-o block_size=SIZE,capacity=SIZE,stripes=DIR1:DIR2[:...],stripe_size=SIZE] FILE [SIZE]\n"
 		"  info [-f pcow|raw|qcow2] [--output=human|json] [--backing-chain | --no-backing] [-U] FILE\n"
 		"  snapshot [-f pcow] [-q] [-U] [-l | -c NAME | -a NAME | -d NAME] FILE\n"
 		"  rebase [-f pcow] [-u] [-p] [-q] -b BACKING [-F FMT] FILE\n"
@@ -58,7 +58,7 @@ static bool parse_image_size(const char *file, const char *arg, uint64_t *size)
 }
 
 /* Parses "-o key=value,key=value" (block_size, capacity, size,
- * backing_file, backing_fmt). */
+ * backing_file, backing_fmt, stripes, stripe_size). */
 int parse_create_options(const char *file, const char *opts,
 				struct pcow_create_opts *o, char **backing,
 				char **backing_fmt)
@@ -95,6 +95,16 @@ int parse_create_options(const char *file, const char *opts,
 		} else if (!strcmp(tok, "size")) {
 			if (!parse_image_size(file, eq, &o->size))
 				ret = -1;
+		} else if (!strcmp(tok, "stripes")) {
+			if (stripe_names(file, eq, o) < 0)
+				ret = -1;
+		} else if (!strcmp(tok, "stripe_size")) {
+			if (!parse_size(eq, &o->stripe_size) || !o->stripe_size ||
+			    (o->stripe_size & (o->stripe_size - 1))) {
+				die_msg("%s: invalid stripe size '%s' (a power of two from 64 KiB)",
+					file, eq);
+				ret = -1;
+			}
 		} else if (!strcmp(tok, "backing_file")) {
 			*backing = strdup(eq);
 		} else if (!strcmp(tok, "backing_fmt")) {
@@ -336,6 +346,15 @@ static json_object *info_json(pcow_image *img, const char *file)
 			       json_object_new_int64((int64_t)info.incompatible_features));
 	json_object_object_add(data, "compatible-features",
 			       json_object_new_int64((int64_t)info.compatible_features));
+	if (info.extent_count) {
+		json_object *arr = json_object_new_array();
+		uint32_t k;
+
+		json_object_object_add(data, "stripe-size", json_object_new_int64((int64_t)info.stripe_size));
+		for (k = 0; k < info.extent_count; k++)
+			json_object_array_add(arr, json_object_new_string(pcow_extent_file(img, k)));
+		json_object_object_add(data, "extent-files", arr);
+	}
 	json_object_object_add(spec, "type", json_object_new_string("pcow"));
 	json_object_object_add(spec, "data", data);
 	json_object_object_add(o, "format-specific", spec);
@@ -367,6 +386,15 @@ static void info_human(pcow_image *img, const char *file)
 	printf("Format specific information:\n    version: %u\n    layers: %u\n"
 	       "    capacity: %s (%" PRIu64 " bytes)\n",
 	       info.format_version, info.layer_count, a, info.capacity);
+	if (info.extent_count) {
+		uint32_t k;
+
+		human_size(info.stripe_size, a, sizeof(a));
+		printf("    stripe size: %s (%" PRIu64 " bytes)\n    extent files:\n",
+		       a, info.stripe_size);
+		for (k = 0; k < info.extent_count; k++)
+			printf("        [%u]: %s\n", k, pcow_extent_file(img, k));
+	}
 }
 
 /* Describes a raw file in a --backing-chain listing. */

@@ -75,7 +75,9 @@ header_case() { # NAME OFFSET HEXBYTES ERE
     fix_header_crc "$1.pcow"
     refuse_everywhere "$1.pcow" "$4"
 }
-header_case incompat 16 02 "incompatible feature"
+header_case incompat 16 04 "incompatible feature"
+# The striped bit (1) without a stripe table: damage, not a newer format.
+header_case striped 16 02 "stripe table"
 header_case incompat63 23 80 "incompatible feature"
 header_case version 8 03000000 "version"
 header_case blockbits 56 28000000 "block size"

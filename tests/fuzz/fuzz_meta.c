@@ -77,6 +77,14 @@ static void same_meta(const struct pcow_meta *a, const struct pcow_meta *b,
 		    x->date_nsec != y->date_nsec || strcmp(x->name, y->name))
 			FAIL("%s: snapshot %u differs", what, i);
 	}
+	/* The stripe table (format.md 3.6). */
+	if (a->extent_count != b->extent_count ||
+	    (a->extent_count && (a->stripe_bits != b->stripe_bits ||
+				 memcmp(a->uuid, b->uuid, sizeof(a->uuid)))))
+		FAIL("%s: stripe table differs", what);
+	for (i = 0; i < a->extent_count; i++)
+		if (strcmp(a->extents[i], b->extents[i]))
+			FAIL("%s: extent file %u differs", what, i);
 }
 
 /* Length of the canonical encoding of m. */
@@ -91,6 +99,10 @@ static size_t encoded_size(const struct pcow_meta *m)
 		n += strlen(m->snapshots[i].name);
 	if (m->backing)
 		n += strlen(m->backing);
+	if (m->extent_count)
+		n += PCOW_STRIPE_TABLE_FIXED + (size_t)m->extent_count * PCOW_STRIPE_ENTRY_SIZE;
+	for (i = 0; i < m->extent_count; i++)
+		n += strlen(m->extents[i]);
 	return n;
 }
 
@@ -131,7 +143,8 @@ static void one(const uint8_t *buf, size_t len)
 
 	if (pcow_meta_decode(buf, len, &m, NULL) < 0) {
 		/* A failed decode leaves nothing allocated and m zeroed. */
-		if (m.layers || m.snapshots || m.backing || m.snapshot_count || m.extra_header)
+		if (m.layers || m.snapshots || m.backing || m.snapshot_count || m.extra_header ||
+		    m.extents || m.extent_count)
 			FAIL("failed decode left state behind");
 		return;
 	}

@@ -121,6 +121,13 @@ img create -b base.raw -F raw back-raw-discard.pcow
 io -c "discard 0 64k" back-raw-discard.pcow
 seed back-raw-discard "raw backing, a discarded inherited block (zero page)"
 
+# Striped: the seed keeps the image file only, so an open stops at the
+# missing extent files, after the stripe table is decoded and checked.
+mkdir -p "$W/sa" "$W/sb" "$W/sc"
+img create -o stripes=sa:sb:sc,stripe_size=64K,block_size=4096 striped.pcow 4M
+io -c "write -P 0xa1 60k 8k" striped.pcow
+seed striped "striped over three extent files (stripe table, 64 KiB stripes)"
+
 img create -o block_size=65536 leaks.pcow 4M
 io -c "write -P 0xb1 0 64k" leaks.pcow
 truncate -s 64M leaks.pcow

@@ -5,7 +5,11 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#define TEST_NO_CREATE_WRAP
 #include "test.h"
+
+#include <libgen.h>
+#include <sys/stat.h>
 
 static char dir[256];
 static pid_t owner;
@@ -117,4 +121,78 @@ bool test_dax(void)
 		unlink(path);
 	}
 	return dax;
+}
+
+/* The extent file names test_create gives the image at path. */
+static void stripe_names(const char *path, uint32_t n, char names[][512])
+{
+	char copy[512], parent[512];
+	uint32_t i;
+
+	snprintf(copy, sizeof(copy), "%s", path);
+	snprintf(parent, sizeof(parent), "%s", path);
+	for (i = 0; i < n; i++) {
+		char dirpath[600];
+
+		snprintf(names[i], 512, "x%u/%s.%u", i, basename(copy), i);
+		snprintf(dirpath, sizeof(dirpath), "%s/x%u", dirname(parent), i);
+		snprintf(parent, sizeof(parent), "%s", path);
+		(void)mkdir(dirpath, 0755);
+	}
+}
+
+int test_create(const char *path, const struct pcow_create_opts *opts)
+{
+	const char *env = getenv("PCOW_TEST_STRIPES");
+	struct pcow_create_opts o;
+	static char names[64][512];
+	const char *ptrs[64];
+	uint32_t n = env ? (uint32_t)atoi(env) : 0, i;
+	uint64_t s;
+	int ret;
+
+	if (n < 2 || n > 64 || !opts || opts->struct_size != sizeof(o) || opts->extent_count)
+		return pcow_create(path, opts);
+	o = *opts;
+	stripe_names(path, n, names);
+	for (i = 0; i < n; i++) {
+		char full[1100], copy[512];
+
+		snprintf(copy, sizeof(copy), "%s", path);
+		snprintf(full, sizeof(full), "%s/%s", dirname(copy), names[i]);
+		/* A name test_create gave before, to an image since removed. */
+		if (access(path, F_OK) != 0)
+			unlink(full);
+		ptrs[i] = names[i];
+	}
+	o.extent_files = ptrs;
+	o.extent_count = n;
+	s = o.block_size > (64u << 10) ? o.block_size : (64u << 10);
+	/* The smallest stripe size the capacity allows (at most 4096). */
+	for (;; s *= 2) {
+		o.stripe_size = s;
+		ret = pcow_create(path, &o);
+		if (ret != -EINVAL || !strstr(pcow_errormsg(), "too small"))
+			return ret;
+	}
+}
+
+uint64_t test_vma_slack(pcow_image *img)
+{
+	struct pcow_info info = {.struct_size = sizeof(info)};
+
+	OK(pcow_get_info(img, &info));
+	if (!info.extent_count)
+		return 0;
+	return 2 * ((info.virtual_size + info.stripe_size - 1) / info.stripe_size);
+}
+
+void test_expect(pcow_image *img, const void *want, uint64_t len)
+{
+	uint8_t *got = malloc(len);
+
+	CHECK(got);
+	OK(pcow_read(img, got, len, 0));
+	CHECK(memcmp(got, want, len) == 0);
+	free(got);
 }

@@ -59,4 +59,23 @@ void test_fill(void *buf, size_t len, uint64_t seed, uint64_t offset);
 /* True when buf holds what test_fill would have written. */
 int test_verify(const void *buf, size_t len, uint64_t seed, uint64_t offset);
 
+/*
+ * With PCOW_TEST_STRIPES=N (2 to 64) in the environment, every image a
+ * test creates without stripes of its own is striped over N extent files
+ * (in subdirectories "xI" of the image's directory, relative names), with
+ * the smallest stripe size the image allows from 64 KiB on: the core tests
+ * then run on striped images unchanged.  test.c calls the real one.
+ */
+int test_create(const char *path, const struct pcow_create_opts *opts);
+/* The first len bytes of img read as want. */
+void test_expect(pcow_image *img, const void *want, uint64_t len);
+
+/* VMAs a map of img may have beyond an unstriped one's: a writable piece
+ * per stripe, and as many read-only pieces split at stripe boundaries. */
+uint64_t test_vma_slack(pcow_image *img);
+
+#ifndef TEST_NO_CREATE_WRAP
+#define pcow_create(path, opts) test_create(path, opts)
+#endif
+
 #endif

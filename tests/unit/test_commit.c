@@ -1,6 +1,7 @@
 /* test_commit.c -- pcow_commit: into raw and pcow backing files, through a
  * chain with a base, keeping the image, progress, locking, refusals. */
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -425,7 +426,8 @@ static void test_sizes(void)
  * same holds when any one change fails with an I/O error.
  */
 
-#define MAX_FILES 3
+/* Three images, and their extent files when striped (PCOW_TEST_STRIPES). */
+#define MAX_FILES 16
 #define CRASH_SIZE (1ull << 20)
 
 struct rec_op {
@@ -490,6 +492,7 @@ struct crash {
 	const char *files[MAX_FILES];  /* [0] the image; the others may change */
 	bool pcow[MAX_FILES];
 	int nfiles;
+	int last;                       /* the target: the last file given */
 	const char *base;
 	unsigned flags;
 	struct test_capture init[MAX_FILES];
@@ -574,9 +577,9 @@ static void verify_state(struct crash *c, bool complete, bool leaks_ok, size_t c
 	}
 	if (complete) {
 		/* The target holds what the image showed. */
-		const char *t = c->files[c->nfiles - 1];
+		const char *t = c->files[c->last];
 
-		if (c->pcow[c->nfiles - 1]) {
+		if (c->pcow[c->last]) {
 			OK(pcow_open(&img, t, PCOW_OPEN_RDONLY));
 			OK(pcow_read(img, now, CRASH_SIZE, 0));
 			OK(pcow_close(&img));
@@ -591,6 +594,34 @@ static void verify_state(struct crash *c, bool complete, bool leaks_ok, size_t c
 	pcow_pending_set_boot_id("recording-boot");
 }
 
+/* A striped image's extent files change with it: the crash states are
+ * built over them too. */
+static void add_extent_files(struct crash *c)
+{
+	int i, n = c->nfiles;
+	uint32_t k;
+
+	c->last = n - 1;
+	for (i = 0; i < n; i++) {
+		pcow_image *img;
+		const char *name;
+
+		if (!c->pcow[i])
+			continue;
+		OK(pcow_open(&img, c->files[i], PCOW_OPEN_RDONLY | PCOW_OPEN_NO_BACKING));
+		for (k = 0; (name = pcow_extent_file(img, k)); k++) {
+			char *copy = strdup(c->files[i]), *full;
+
+			CHECK(copy && c->nfiles < MAX_FILES);
+			CHECK(asprintf(&full, "%s/%s", dirname(copy), name) > 0);
+			c->files[c->nfiles] = full;
+			c->pcow[c->nfiles++] = false;
+			free(copy);
+		}
+		OK(pcow_close(&img));
+	}
+}
+
 static void crash_run(struct crash *c)
 {
 	uint8_t *mask;
@@ -599,6 +630,7 @@ static void crash_run(struct crash *c)
 	int i, v;
 
 	memset(&R, 0, sizeof(R));
+	add_extent_files(c);
 	R.nfiles = c->nfiles;
 	for (i = 0; i < c->nfiles; i++) {
 		CHECK(realpath(c->files[i], R.real[i]));
@@ -689,6 +721,10 @@ static void crash_run(struct crash *c)
 	free(R.ops);
 	for (i = 0; i < c->nfiles; i++)
 		test_capture_free(&c->init[i]);
+	/* The extent files' names add_extent_files made. */
+	for (i = c->last + 1; i < c->nfiles; i++)
+		free((char *)c->files[i]);
+	c->nfiles = c->last + 1;
 	free(c->before);
 	free(mask);
 	free(pend);

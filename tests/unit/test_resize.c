@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "stripe.h"
 #include "test.h"
 
 #include "image.h"
@@ -310,7 +311,15 @@ static void shrink_keeps_cut_block(void)
 	img = create_open("scut.pcow", 16 * MiB, 0, "base.raw", PCOW_FORMAT_RAW);
 	fd = open(test_path("scut.pcow"), O_WRONLY);
 	CHECK(fd >= 0);
-	CHECK(pwrite(fd, "garbage", 7, (off_t)(region_start(img, 0) + 100 * BS)) == 7);
+	{
+		/* Into the file that holds the byte (an extent file of a
+		 * striped image: PCOW_TEST_STRIPES). */
+		uint64_t off = region_start(img, 0) + 100 * BS, end;
+		const struct pcow_stripes *s = pcow_stripes_of(img->fd);
+
+		CHECK(pwrite(s ? pcow_stripe_route(s, off, &end) : fd, "garbage", 7,
+			     (off_t)off) == 7);
+	}
 	close(fd);
 	same_as_model(img);
 	OK(pcow_resize(img, 100 * BS + 16 * KiB, PCOW_RESIZE_SHRINK));

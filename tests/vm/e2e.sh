@@ -432,7 +432,9 @@ scenario_livesnap() {
 		sed 's/^/      /' "$T/gcc.log"
 		return
 	fi
-	"$IMG" create -q "$img" 64M >/dev/null
+	# LIVE_CREATE_OPTS: -o options of the image (scenario_livestriped),
+	# whose names relative to $T then stay relative in the image.
+	(cd "$T" && "$IMG" create -q ${LIVE_CREATE_OPTS:+-o "$LIVE_CREATE_OPTS"} live.pcow 64M >/dev/null)
 	script live >/dev/null <<'EOF'
 pm_wait_dev /dev/pmem0
 /bin/seqwrite /dev/pmem0 16384 12
@@ -468,9 +470,12 @@ EOF
 	size1=$(jget "$T/live.json" snapshots 0 allocated-size)
 	echo "    image: $before bytes before deleting live1 (which alone held $size1), $after after"
 	check "deleting live1 gave back its space" test "$size1" -gt 0 -a "$after" -le $((before - size1 / 2))
-	cp "$img" "$T/live2.pcow"
-	"$IMG" snapshot -a live2 "$T/live2.pcow"
-	"$IMG" convert -O raw "$T/live2.pcow" "$T/live2.raw"
+	# A copy of the image: its extent files too (relative names, so the
+	# copy in another directory names its own).
+	mkdir -p "$T/copy"
+	(cd "$T" && cp -r --sparse=always live.pcow ${LIVE_COPY_DIRS:-} copy/)
+	"$IMG" snapshot -a live2 "$T/copy/live.pcow"
+	"$IMG" convert -O raw "$T/copy/live.pcow" "$T/live2.raw"
 	check "live2 holds a prefix of the guest's writes" /usr/bin/python3 "$here/seqcheck.py" "$T/live2.raw" 16384
 	k2=$(/usr/bin/python3 "$here/seqcheck.py" "$T/live2.raw" 16384 | sed -n 's/^K=\([0-9]*\).*/\1/p')
 	echo "    live2 holds writes 1..$k2 of 1..$last"
@@ -562,8 +567,60 @@ EOF
 	check "the image checks clean" "$IMG" check "$img"
 }
 
+# 10. Live snapshots (scenario 7) of a striped image: two extent files
+# in two directories, 1 MiB stripes.
+scenario_livestriped() {
+	mkdir -p "$T/lsA" "$T/lsB"
+	LIVE_CREATE_OPTS="stripes=lsA:lsB,stripe_size=1M" LIVE_COPY_DIRS="lsA lsB" \
+		scenario_livesnap
+}
+
+# 9. A striped image (docs/format.md 3.6): 256 MiB over two extent files in
+# two directories, 1 MiB stripes.  The guest writes across a stripe
+# boundary; a snapshot, new data, a revert, and the guest reads the first
+# data again; each stripe's data is in its own extent file, and QEMU
+# refuses the image while an extent file is missing.
+scenario_striped() {
+	echo "a striped image: boot, snapshot, revert"
+	local img=$T/st.pcow
+	mkdir -p "$T/stA" "$T/stB"
+	check "striped image created" "$IMG" create -q -o "stripes=$T/stA:$T/stB,stripe_size=1M" "$img" 256M
+	boot "boot 1 writes A across the boundary of stripes 1 and 2" "$img" "$(script stA <<'EOF'
+pm_wait_dev /dev/pmem0
+pm_fill /dev/pmem0 2093056 8192 AAAA
+pm_fill /dev/pmem0 5242880 4096 CCCC
+EOF
+)" || return
+	# Stripe k of the guest range is at 2 MiB + k MiB in extent file k % 2.
+	check "the host reads A across the boundary" "$IO" -r -c "read -P 0x41 2093056 8192" "$img"
+	check "extent file 1 holds stripe 1's data" test "$(dd if="$T/stB/st.pcow.1" bs=4096 skip=$(((2097152 + 2093056) / 4096)) count=1 status=none | head -c 4)" = AAAA
+	check "extent file 0 holds stripe 2's data" test "$(dd if="$T/stA/st.pcow.0" bs=4096 skip=$(((2097152 + 2097152) / 4096)) count=1 status=none | head -c 4)" = AAAA
+	check "extent file 1 holds stripe 5's data" test "$(dd if="$T/stB/st.pcow.1" bs=4096 skip=$(((2097152 + 5242880) / 4096)) count=1 status=none | head -c 4)" = CCCC
+	check "snapshot created" "$IMG" snapshot -c before "$img"
+	boot "boot 2 sees A, writes B over it" "$img" "$(script stB <<'EOF'
+pm_wait_dev /dev/pmem0
+pm_check_fill /dev/pmem0 2093056 8192 AAAA
+pm_check_fill /dev/pmem0 5242880 4096 CCCC
+pm_fill /dev/pmem0 2093056 8192 BBBB
+EOF
+)" || return
+	check "snapshot 'before' applied" "$IMG" snapshot -a before "$img"
+	boot "boot 3 reads A again" "$img" "$(script stC <<'EOF'
+pm_wait_dev /dev/pmem0
+pm_check_fill /dev/pmem0 2093056 8192 AAAA
+pm_check_fill /dev/pmem0 5242880 4096 CCCC
+EOF
+)"
+	check "the image checks clean" "$IMG" check "$img"
+	mv "$T/stB/st.pcow.1" "$T/stB/moved"
+	# shellcheck disable=SC2046
+	vm_boot "$QEMU" "$GUEST" "$T/stC.sh" $(pcow_dev "$img") >"$T/guest.out" 2>"$T/guest.err"
+	check "QEMU refuses the image without extent file 1, naming it" grep -q "extent file 1" "$T/guest.out" "$T/guest.err"
+	mv "$T/stB/moved" "$T/stB/st.pcow.1"
+}
+
 all=(thin snapshot overlay copy persist dax errors enospc livesnap savevm
-	live reset raw migrate rovirtio inuse truncate)
+	live reset raw migrate rovirtio inuse truncate striped livestriped)
 for s in "${@:-${all[@]}}"; do
 	"scenario_$s"
 done
