@@ -29,7 +29,6 @@ BUILD_DEPS='build-essential dpkg-dev ninja-build pkg-config python3-venv
 	libglib2.0-dev libpixman-1-dev libfdt-dev flex bison libslirp-dev
 	zlib1g-dev seabios qemu-system-data ipxe-qemu'
 
-SYSTEM_SOURCES=/etc/apt/sources.list.d/debian.sources
 PYTHON=/usr/bin/python3
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -58,7 +57,8 @@ compute_key() {
 	{
 		echo "qemu $QEMU_PKG_VERSION meson $MESON_PKG_VERSION"
 		echo "pkg-config path $pc_path"
-		sha256sum "$here/build.sh" "$root/include/pcow.h"
+		sha256sum "$here/build.sh" "$root/scripts/debian-apt.sh" \
+			"$root/include/pcow.h"
 		for p in "$here"/patches/*.patch; do
 			[ -e "$p" ] || continue
 			sha256sum "$p"
@@ -91,105 +91,15 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ] &&
 	exit 0
 fi
 
-# ---- build dependencies -----------------------------------------------
+# ---- build dependencies and the private apt configuration ------------
 
-missing=
-for p in $BUILD_DEPS; do
-	if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
-	     grep -q '^install ok installed$'; then
-		missing="$missing $p"
-	fi
-done
-if [ -n "$missing" ]; then
-	log "installing missing build dependencies:$missing"
-	[ "$(id -u)" = 0 ] || die "not root; install these first:$missing"
-	# shellcheck disable=SC2086
-	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y \
-		--no-install-recommends $missing; then
-		apt-get update
-		# shellcheck disable=SC2086
-		DEBIAN_FRONTEND=noninteractive apt-get install -y \
-			--no-install-recommends $missing
-	fi
-fi
+SOURCE_SUITE=$QEMU_SUITE
+EXTRA_SUITE=$MESON_SUITE
+# shellcheck source=../scripts/debian-apt.sh
+. "$root/scripts/debian-apt.sh"
 
-# ---- private apt configuration ----------------------------------------
-
-# Rewrites the system's deb822 sources: every stanza also gets deb-src,
-# and each suite of the system's release is replaced by the same suite of
-# $QEMU_SUITE (bookworm -> trixie, bookworm-security -> trixie-security...);
-# the stanza carrying the release itself also gets $MESON_SUITE.
-make_sources() {
-	local release
-	[ -r "$SYSTEM_SOURCES" ] || die "cannot read $SYSTEM_SOURCES"
-	release=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-	[ -n "$release" ] || die "cannot tell the system's Debian release"
-	awk -v rel="$release" -v qsuite="$QEMU_SUITE" -v msuite="$MESON_SUITE" '
-	/^[Tt]ypes:/ { print "Types: deb deb-src"; next }
-	/^[Ss]uites:/ {
-		out = ""
-		for (i = 2; i <= NF; i++) {
-			s = $i
-			if (s == rel) {
-				out = out " " qsuite " " msuite
-			} else if (index(s, rel "-") == 1 && s != msuite) {
-				out = out " " qsuite substr(s, length(rel) + 1)
-			} else {
-				out = out " " s
-			}
-		}
-		print "Suites:" out
-		next
-	}
-	{ print }
-	' "$SYSTEM_SOURCES"
-}
-
-apt_opts=(
-	-o "Dir::Etc::SourceList=$apt_dir/sources.sources"
-	-o "Dir::Etc::SourceParts=/dev/null"
-	-o "Dir::State::Lists=$apt_dir/lists"
-	-o "Dir::Cache=$apt_dir/cache"
-	-o "APT::Sandbox::User=root"
-)
-
-private_apt() {
-	apt-get "${apt_opts[@]}" "$@"
-}
-
-setup_apt() {
-	mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-	make_sources > "$apt_dir/sources.sources.new"
-	if ! cmp -s "$apt_dir/sources.sources.new" \
-		"$apt_dir/sources.sources" 2>/dev/null ||
-	   [ ! -f "$apt_dir/updated" ]; then
-		mv "$apt_dir/sources.sources.new" "$apt_dir/sources.sources"
-		rm -f "$apt_dir/updated"
-		log "updating the private package lists"
-		private_apt -q update
-		touch "$apt_dir/updated"
-	else
-		rm -f "$apt_dir/sources.sources.new"
-	fi
-}
-
-# Runs "$@" with the private apt; when it fails, refreshes the private
-# lists once and retries (a stale list may name files the archive dropped).
-with_fresh_lists() {
-	if ! "$@"; then
-		log "retrying after refreshing the private package lists"
-		private_apt -q update
-		"$@"
-	fi
-}
-
-apt_ready=
-need_apt() {
-	if [ -z "$apt_ready" ]; then
-		setup_apt
-		apt_ready=1
-	fi
-}
+# shellcheck disable=SC2086
+install_missing $BUILD_DEPS
 
 # ---- meson >= 1.5 -----------------------------------------------------
 

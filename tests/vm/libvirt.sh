@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# libvirt with a pcow NVDIMM and a pcow virtio-pmem device (libvirt/README.md):
+#   libvirt.sh [CASE...]      (default: all)
+# Starts the virtqemud of build/libvirt (make libvirt) in a private mount
+# namespace where the build's configuration, state and runtime directories
+# (build/libvirt/state) are an empty directory of this run: the host's
+# /etc/libvirt, /run/libvirt and /var/lib/libvirt are never used.  Domains
+# are TCG guests booting the test guest's kernel directly.
+# Needs build/libvirt, build/qemu and the guest; exits 77 when one is missing.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+# shellcheck source=tests/vm/lib.sh
+source "$here/lib.sh"
+
+QEMU=${PCOW_QEMU:-$top/build/qemu/qemu-system-x86_64}
+GUEST=${PCOW_GUEST:-$top/build/guest}
+IMG=${PCOW_IMG:-$top/build/tools/pcow-img}
+LIBVIRT=${PCOW_LIBVIRT:-$top/build/libvirt}
+
+vm_require "$QEMU" "$GUEST"
+if [[ ! -x $LIBVIRT/virtqemud || ! -x $LIBVIRT/virsh ]]; then
+	echo "SKIP: no libvirt in $LIBVIRT (make libvirt)"
+	exit 77
+fi
+
+# Everything below runs in a mount namespace of its own.
+if [[ -z ${PCOW_LIBVIRT_NS:-} ]]; then
+	exec unshare --mount --propagation private \
+		env PCOW_LIBVIRT_NS=1 bash "$0" "$@"
+fi
+
+T=$(mktemp -d "${TMPDIR:-/var/tmp}/pcow-libvirt.XXXXXX")
+chmod 755 "$T"
+daemon_pid=
+cleanup() {
+	if [[ -n $daemon_pid ]]; then
+		for d in $(virsh list --name 2>/dev/null); do
+			virsh destroy "$d" >/dev/null 2>&1
+		done
+		kill "$daemon_pid" 2>/dev/null
+		wait "$daemon_pid" 2>/dev/null
+	fi
+	vm_cleanup
+	[[ -n ${KEEP:-} ]] || rm -rf "$T"
+}
+trap cleanup EXIT
+passed=0 failed=0
+
+ok() { echo "  ok: $*"; passed=$((passed + 1)); }
+bad() { echo "  FAIL: $*"; failed=$((failed + 1)); }
+check() { # DESCRIPTION COMMAND...
+	local what=$1
+	shift
+	if "$@" >"$T/out" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/      /' "$T/out"; fi
+}
+# refused DESCRIPTION MESSAGE COMMAND...: the command fails saying MESSAGE
+refused() {
+	local what=$1 msg=$2
+	shift 2
+	if "$@" >"$T/out" 2>&1; then
+		bad "$what (accepted)"
+	elif grep -qF -- "$msg" "$T/out"; then
+		ok "$what"
+	else
+		bad "$what (not '$msg')"
+	fi
+	sed 's/^/      /' "$T/out" | head -3
+}
+
+# ---- a private virtqemud ------------------------------------------------
+
+state=$(readlink -f "$LIBVIRT")/state
+mkdir -p "$T/state/etc/libvirt" "$T/state/run" "$T/state/var" "$state" ||
+	exit 1
+# virsh's remote driver looks for the socket under localstatedir/run.
+ln -s ../run "$T/state/var/run"
+mount --bind "$T/state" "$state" || { echo "cannot mount $state"; exit 1; }
+
+cat >"$T/state/etc/libvirt/virtqemud.conf" <<CONF
+log_outputs = "3:file:$T/virtqemud.log"
+CONF
+# No cgroups, no private /dev: the test may run in a container.  QEMU runs
+# as root with its capabilities dropped, so the DAC labels matter.
+cat >"$T/state/etc/libvirt/qemu.conf" <<CONF
+user = "root"
+group = "root"
+dynamic_ownership = 1
+namespaces = [ ]
+cgroup_controllers = [ ]
+security_driver = "none"
+stdio_handler = "file"
+CONF
+
+# The QEMU built from source has no firmware of its own (lib.sh).
+cat >"$T/qemu" <<SH
+#!/bin/sh
+exec "$(readlink -f "$QEMU")" -L /usr/share/seabios -L /usr/share/qemu -L /usr/lib/ipxe/qemu "\$@"
+SH
+chmod 755 "$T/qemu"
+
+virsh() { "$LIBVIRT/virsh" -q -c qemu:///system "$@"; }
+
+# virtqemud from its build directory (so that it loads the QEMU driver
+# built beside it); it runs until the test ends.
+"$(readlink -f "$LIBVIRT/virtqemud")" --timeout 0 >"$T/virtqemud.out" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 100); do
+	virsh uri >/dev/null 2>&1 && break
+	kill -0 "$daemon_pid" 2>/dev/null || break
+	sleep 0.2
+done
+if ! virsh uri >/dev/null 2>&1; then
+	echo "virtqemud did not start"
+	cat "$T/virtqemud.out" "$T/virtqemud.log" 2>/dev/null | tail -20
+	exit 1
+fi
+
+# ---- domains ----------------------------------------------------------
+
+# The guest: says READY on its control port (ttyS1), waits; writes A, says
+# A, waits for the host's snapshot; on "1" writes B and says B (the host
+# then reverts the snapshot, which takes the guest back to its wait after
+# A); on "2" it must read A again, writes C and says DONE.
+cat >"$T/guest.sh" <<'SH'
+dev=$(pm_find "$PCOW_KIND" 20) || pm_fail "no $PCOW_KIND device"
+stty -F /dev/ttyS1 raw -echo || pm_fail "stty"
+exec 3<>/dev/ttyS1
+say() { echo "$*" >&3; echo "$*"; }
+blk() { pm_pattern 4096 "$2" | dd of="$dev" bs=4096 seek=$(($1 / 4096)) oflag=direct conv=notrunc status=none; }
+got() { dd if="$dev" bs=4096 skip=$(($1 / 4096)) count=1 iflag=direct status=none | head -c 8; }
+X=1048576 Y=2097152
+say PCOW-READY
+read -r go <&3
+blk $X AAAAAAAA
+say PCOW-A
+read -r go <&3
+[ "$(got $X)" = AAAAAAAA ] || { say "FAIL: after '$go' the PM holds '$(got $X)', not A"; exit 1; }
+case $go in
+1)	blk $X BBBBBBBB
+	[ "$(got $X)" = BBBBBBBB ] || { say "FAIL: B not written"; exit 1; }
+	say PCOW-B
+	read -r go <&3
+	say "FAIL: got '$go' after B: the revert did not take the guest back"
+	exit 1 ;;
+2)	blk $Y CCCCCCCC
+	[ "$(got $Y)" = CCCCCCCC ] || { say "FAIL: C not written"; exit 1; }
+	say "PCOW-DONE: read A after the revert, wrote C"
+	read -r go <&3 ;;
+*)	say "FAIL: unexpected '$go'"; exit 1 ;;
+esac
+SH
+
+# domain_xml NAME MODEL IMAGE SIZE_MIB [MEMORY_ATTRS] [SOURCE_EXTRA] [MEMORYBACKING]
+domain_xml() {
+	local name=$1 model=$2 img=$3 size=$4 attrs="access='shared'"
+	local extra=${6:-} backing=${7:-} target
+	(($# < 5)) || attrs=$5
+	if [[ $model == nvdimm ]]; then
+		target="<size unit='MiB'>$size</size><node>0</node>"
+	else
+		target="<size unit='MiB'>$size</size>"
+	fi
+	cat <<XML
+<domain type='qemu'>
+  <name>$name</name>
+  <maxMemory slots='4' unit='GiB'>4</maxMemory>
+  <memory unit='MiB'>512</memory>
+  <vcpu>1</vcpu>
+  $backing
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$T/vmlinuz</kernel>
+    <initrd>$T/$name.initrd</initrd>
+    <cmdline>console=ttyS0 panic=-1 quiet</cmdline>
+  </os>
+  <features><acpi/></features>
+  <cpu mode='maximum'>
+    <numa><cell id='0' cpus='0' memory='256' unit='MiB'/></numa>
+  </cpu>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>$T/qemu</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$T/$name.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <serial type='file'><source path='$T/$name.console'/><target port='0'/></serial>
+    <serial type='unix'><source mode='bind' path='$T/$name.ctl'/><target port='1'/></serial>
+    <memory model='$model' $attrs>
+      <source>
+        <path>$img</path>
+        <format type='pcow'/>$extra
+      </source>
+      <target>$target</target>
+    </memory>
+    <video><model type='none'/></video>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+XML
+}
+
+cp "$GUEST/vmlinuz" "$T/vmlinuz"
+
+# make_domain NAME MODEL IMAGE SIZE_MIB [domain_xml args...]: the qcow2
+# file for the VM state, the initrd with the guest script, the XML.
+make_domain() {
+	local name=$1 kind=nfit
+	[[ $2 == virtio-pmem ]] && kind=virtio
+	"${QEMU%/*}/qemu-img" create -q -f qcow2 "$T/$name.qcow2" 64M
+	{ echo "PCOW_KIND=$kind"; cat "$T/guest.sh"; } >"$T/$name.sh"
+	vm_make_initrd "$GUEST" "$T/$name.sh" "$T/$name.initrd"
+	domain_xml "$@" >"$T/$name.xml"
+}
+
+at() { dd if="$1" bs=1 skip="$2" count=8 status=none | tr -d '\0'; } # FILE OFFSET: 8 bytes
+
+# ---- cases ----------------------------------------------------------------
+
+# A running domain with a pcow device: the guest writes, a snapshot is
+# taken, the guest overwrites, the snapshot is reverted (the guest reads
+# what it wrote before), the snapshot deleted; destroy and undefine leave
+# the image clean and without snapshots, holding A and C.
+snapshot_case() { # NAME MODEL
+	local name=$1 model=$2 img=$T/$1.pcow
+	echo "$model: start, snapshot, revert, delete"
+	"$IMG" create -q "$img" 256M >/dev/null
+	make_domain "$name" "$model" "$img" 256
+	check "define" virsh define "$T/$name.xml"
+	check "the image is a pcow source with format=pcow on QEMU's command line" \
+		grep -q '"format":"pcow"' <(virsh domxml-to-native qemu-argv --domain "$name")
+	if ! check "start" virsh start "$name"; then
+		tail -5 "$T/state/var/log/libvirt/qemu/$name.log" 2>/dev/null
+		return
+	fi
+	if /usr/bin/python3 "$here/libvirt_drive.py" "$LIBVIRT/virsh -q -c qemu:///system" \
+		"$name" "$T/$name.ctl" >"$T/drive.out" 2>&1; then
+		ok "guest and snapshots:"
+	else
+		bad "guest and snapshots:"
+		tail -20 "$T/$name.console" 2>/dev/null | sed 's/^/      console: /'
+	fi
+	sed 's/^/      /' "$T/drive.out"
+	check "destroy" virsh destroy "$name"
+	check "undefine" virsh undefine "$name"
+	check "the image checks clean" "$IMG" check "$img"
+	check "no snapshot left in the image" test -z "$("$IMG" snapshot -l "$img")"
+	"$IMG" convert -O raw "$img" "$T/$name.raw"
+	check "the image holds A and C" test \
+		"$(at "$T/$name.raw" 1048576)$(at "$T/$name.raw" 2097152)" = AAAAAAAACCCCCCCC
+	rm -f "$T/$name.raw"
+}
+
+case_nvdimm() { snapshot_case pcow-nvdimm nvdimm; }
+case_virtio() { snapshot_case pcow-virtio virtio-pmem; }
+
+all=(nvdimm virtio)
+for c in "${@:-${all[@]}}"; do
+	"case_$c"
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
