@@ -81,10 +81,12 @@ cat >"$T/state/etc/libvirt/virtqemud.conf" <<CONF
 log_outputs = "3:file:$T/virtqemud.log"
 CONF
 # No cgroups, no private /dev: the test may run in a container.  QEMU runs
-# as root with its capabilities dropped, so the DAC labels matter.
+# as nobody: it can open the images (mode 0600, root's) only when the DAC
+# driver labelled them.  Its sockets go to a directory it may write.
+mkdir -m 1777 "$T/run"
 cat >"$T/state/etc/libvirt/qemu.conf" <<CONF
-user = "root"
-group = "root"
+user = "nobody"
+group = "nogroup"
 dynamic_ownership = 1
 namespaces = [ ]
 cgroup_controllers = [ ]
@@ -151,10 +153,11 @@ case $go in
 esac
 SH
 
-# domain_xml NAME MODEL IMAGE SIZE_MIB [MEMORY_ATTRS] [SOURCE_EXTRA] [MEMORYBACKING]
+# domain_xml NAME MODEL IMAGE SIZE_MIB [MEMORY_ATTRS] [SOURCE_EXTRA]
+#            [MEMORYBACKING] [QEMU_NAMESPACE_ELEMENTS]
 domain_xml() {
 	local name=$1 model=$2 img=$3 size=$4 attrs="access='shared'"
-	local extra=${6:-} backing=${7:-} target
+	local extra=${6:-} backing=${7:-} qemuns=${8:-} target
 	(($# < 5)) || attrs=$5
 	if [[ $model == nvdimm ]]; then
 		target="<size unit='MiB'>$size</size><node>0</node>"
@@ -162,7 +165,7 @@ domain_xml() {
 		target="<size unit='MiB'>$size</size>"
 	fi
 	cat <<XML
-<domain type='qemu'>
+<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>$name</name>
   <maxMemory slots='4' unit='GiB'>4</maxMemory>
   <memory unit='MiB'>512</memory>
@@ -189,7 +192,7 @@ domain_xml() {
       <target dev='vda' bus='virtio'/>
     </disk>
     <serial type='file'><source path='$T/$name.console'/><target port='0'/></serial>
-    <serial type='unix'><source mode='bind' path='$T/$name.ctl'/><target port='1'/></serial>
+    <serial type='unix'><source mode='bind' path='$T/run/$name.ctl'/><target port='1'/></serial>
     <memory model='$model' $attrs>
       <source>
         <path>$img</path>
@@ -200,6 +203,7 @@ domain_xml() {
     <video><model type='none'/></video>
     <memballoon model='none'/>
   </devices>
+  $qemuns
 </domain>
 XML
 }
@@ -221,14 +225,21 @@ at() { dd if="$1" bs=1 skip="$2" count=8 status=none | tr -d '\0'; } # FILE OFFS
 
 # ---- cases ----------------------------------------------------------------
 
-# A running domain with a pcow device: the guest writes, a snapshot is
-# taken, the guest overwrites, the snapshot is reverted (the guest reads
-# what it wrote before), the snapshot deleted; destroy and undefine leave
-# the image clean and without snapshots, holding A and C.
+# A running domain with a pcow device (an overlay over a pcow base that
+# holds data at 3 MiB, both root's with mode 0600): the guest writes, a
+# snapshot is taken, the guest overwrites, the snapshot is reverted (the
+# guest reads what it wrote before), the snapshot deleted; destroy and
+# undefine leave the image clean and without snapshots, holding A and C
+# and the base's data; the image is root's again.
 snapshot_case() { # NAME MODEL
-	local name=$1 model=$2 img=$T/$1.pcow
+	local name=$1 model=$2 img=$T/$1.pcow base=$T/$1-base.pcow
 	echo "$model: start, snapshot, revert, delete"
-	"$IMG" create -q "$img" 256M >/dev/null
+	truncate -s 256M "$T/base.raw"
+	printf BASEBASE | dd of="$T/base.raw" bs=1 seek=3145728 conv=notrunc status=none
+	"$IMG" convert -q -f raw -O pcow "$T/base.raw" "$base"
+	rm -f "$T/base.raw"
+	"$IMG" create -q -b "$base" -F pcow "$img" >/dev/null
+	chmod 600 "$img" "$base"
 	make_domain "$name" "$model" "$img" 256
 	check "define" virsh define "$T/$name.xml"
 	check "the image is a pcow source with format=pcow on QEMU's command line" \
@@ -238,7 +249,7 @@ snapshot_case() { # NAME MODEL
 		return
 	fi
 	if /usr/bin/python3 "$here/libvirt_drive.py" "$LIBVIRT/virsh -q -c qemu:///system" \
-		"$name" "$T/$name.ctl" >"$T/drive.out" 2>&1; then
+		"$name" "$T/run/$name.ctl" >"$T/drive.out" 2>&1; then
 		ok "guest and snapshots:"
 	else
 		bad "guest and snapshots:"
@@ -250,15 +261,58 @@ snapshot_case() { # NAME MODEL
 	check "the image checks clean" "$IMG" check "$img"
 	check "no snapshot left in the image" test -z "$("$IMG" snapshot -l "$img")"
 	"$IMG" convert -O raw "$img" "$T/$name.raw"
-	check "the image holds A and C" test \
-		"$(at "$T/$name.raw" 1048576)$(at "$T/$name.raw" 2097152)" = AAAAAAAACCCCCCCC
+	check "the image holds A and C, and the base's data" test \
+		"$(at "$T/$name.raw" 1048576)$(at "$T/$name.raw" 2097152)$(at "$T/$name.raw" 3145728)" = AAAAAAAACCCCCCCCBASEBASE
+	check "the image is root's again (DAC restored it)" test "$(stat -c %u "$img")" = 0
 	rm -f "$T/$name.raw"
 }
 
 case_nvdimm() { snapshot_case pcow-nvdimm nvdimm; }
 case_virtio() { snapshot_case pcow-virtio virtio-pmem; }
 
-all=(nvdimm virtio)
+# What cannot work is refused with one clear error, before QEMU runs.
+case_refusals() {
+	local img=$T/r.pcow small=$T/small.pcow
+	echo "refusals"
+	"$IMG" create -q "$img" 256M >/dev/null
+	"$IMG" create -q "$small" 128M >/dev/null
+
+	# A QEMU without the format property (the capability taken away, as
+	# a QEMU without the pcow patches lacks it).
+	make_domain r-nocap nvdimm "$img" 256 "access='shared'" "" "" \
+		"<qemu:capabilities><qemu:del capability='memory-backend-file.format'/></qemu:capabilities>"
+	virsh define "$T/r-nocap.xml" >/dev/null
+	refused "a QEMU without pcow support" \
+		"a pcow memory device source is not supported by this QEMU binary" \
+		virsh start r-nocap
+	virsh undefine r-nocap >/dev/null
+
+	make_domain r-size nvdimm "$small" 256
+	virsh define "$T/r-size.xml" >/dev/null
+	refused "a size that disagrees with the image" \
+		"memory device size 262144 KiB differs from the virtual size 131072 KiB" \
+		virsh start r-size
+	virsh undefine r-size >/dev/null
+	check "the image refused is root's, unchanged" test "$(stat -c %u "$small")" = 0
+
+	make_domain r-prealloc virtio-pmem "$img" 256 "access='shared'" "" \
+		"<memoryBacking><allocation mode='immediate'/></memoryBacking>"
+	refused "preallocation" "a pcow memory device source cannot be preallocated" \
+		virsh define "$T/r-prealloc.xml"
+
+	make_domain r-private nvdimm "$img" 256 "access='private'"
+	refused "access='private'" "a pcow memory device source requires access='shared'" \
+		virsh define "$T/r-private.xml"
+
+	make_domain r-pmem nvdimm "$img" 256 "access='shared'" "<pmem/>"
+	refused "<pmem/>" "a pcow memory device source cannot have <pmem/>" \
+		virsh define "$T/r-pmem.xml"
+
+	check "the image checks clean" "$IMG" check "$img"
+	check "no domain is left" test -z "$(virsh list --all --name)"
+}
+
+all=(nvdimm virtio refusals)
 for c in "${@:-${all[@]}}"; do
 	"case_$c"
 done
