@@ -183,14 +183,16 @@ apply_patches() {
 
 # ---- configure and build ----------------------------------------------
 
-# Everything optional is off; on are the QEMU driver, the remote driver
+# The build's paths are all under build/libvirt/state; runstatedir is
+# localstatedir/run, where virsh's remote driver looks for the daemon's
+# socket.  Everything optional is off; on are the QEMU driver, the remote driver
 # (virsh talks to virtqemud through it), JSON (QEMU's monitor) and the
 # test programs (qemuxmlconftest; only those asked for get built).
 conf_args=(
 	--prefix="$state_dir/usr"
 	--sysconfdir="$state_dir/etc"
 	--localstatedir="$state_dir/var"
-	-Drunstatedir="$state_dir/run"
+	-Drunstatedir="$state_dir/var/run"
 	-Dauto_features=disabled
 	-Ddriver_qemu=enabled -Ddriver_remote=enabled
 	-Ddriver_libvirtd=enabled -Djson_c=enabled -Dlibnl=enabled

@@ -71,10 +71,7 @@ refused() {
 # ---- a private virtqemud ------------------------------------------------
 
 state=$(readlink -f "$LIBVIRT")/state
-mkdir -p "$T/state/etc/libvirt" "$T/state/run" "$T/state/var" "$state" ||
-	exit 1
-# virsh's remote driver looks for the socket under localstatedir/run.
-ln -s ../run "$T/state/var/run"
+mkdir -p "$T/state/etc/libvirt" "$T/state/var/run" "$state" || exit 1
 mount --bind "$T/state" "$state" || { echo "cannot mount $state"; exit 1; }
 
 cat >"$T/state/etc/libvirt/virtqemud.conf" <<CONF
