@@ -44,13 +44,14 @@ stamp="$out_dir/.stamp"
 log() { printf 'libvirt/build.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# shellcheck source=../scripts/debian-apt.sh
+# shellcheck source=scripts/debian-apt.sh
 . "$root/scripts/debian-apt.sh"
 
 compute_key() {
 	{
 		echo "libvirt $LIBVIRT_PKG_VERSION"
-		sha256sum "$here/build.sh" "$root/scripts/debian-apt.sh"
+		sha256sum "$here/build.sh" "$root/scripts/debian-apt.sh" \
+			"$root/scripts/patch-series.sh"
 		for p in "$here"/patches/*.patch; do
 			[ -e "$p" ] || continue
 			sha256sum "$p"
@@ -136,50 +137,9 @@ extract_source() {
 	mkdir -p "$src_dir/.pcow-patches"
 }
 
-# Reverts the series applied earlier and applies the current one, giving
-# files that come out unchanged their old times back (as qemu/build.sh).
-apply_patches() {
-	local applied="$src_dir/.pcow-patches" p list times="$top/libvirt-src.times"
-	[ -d "$applied" ] || extract_source
-	if diff -rq "$applied" "$here/patches" >/dev/null 2>&1; then
-		return
-	fi
-	(cd "$src_dir" && cat "$applied"/*.patch 2>/dev/null |
-		sed -n 's|^+++ [^/]*/\([^\t ]*\).*|\1|p' | sort -u |
-		while read -r f; do
-			[ -f "$f" ] && printf '%s %s %s\n' "$(stat -c %.9Y "$f")" \
-				"$(sha256sum < "$f" | cut -d' ' -f1)" "$f"
-		done) > "$times" || true
-	list=$(ls "$applied"/*.patch 2>/dev/null | sort -r || true)
-	for p in $list; do
-		log "reverting $(basename "$p")"
-		if ! patch -d "$src_dir" -p1 -R -s -f --no-backup-if-mismatch \
-			< "$p"; then
-			log "reverting failed; starting from a fresh source tree"
-			extract_source
-			break
-		fi
-		rm -f "$p"
-	done
-	rm -rf "$applied"
-	mkdir -p "$applied.new"
-	for p in "$here"/patches/*.patch; do
-		[ -e "$p" ] || continue
-		log "applying $(basename "$p")"
-		patch -d "$src_dir" -p1 -N -s --no-backup-if-mismatch < "$p" ||
-			die "$(basename "$p") does not apply"
-		cp "$p" "$applied.new/"
-	done
-	mv "$applied.new" "$applied"
-	local t sum f
-	while read -r t sum f; do
-		[ -f "$src_dir/$f" ] || continue
-		[ "$(sha256sum < "$src_dir/$f" | cut -d' ' -f1)" = "$sum" ] ||
-			continue
-		touch -d "@$t" "$src_dir/$f"
-	done < "$times"
-	rm -f "$times"
-}
+times_file="$top/libvirt-src.times"
+# shellcheck source=scripts/patch-series.sh
+. "$root/scripts/patch-series.sh"
 
 # ---- configure and build ----------------------------------------------
 

@@ -58,7 +58,7 @@ compute_key() {
 		echo "qemu $QEMU_PKG_VERSION meson $MESON_PKG_VERSION"
 		echo "pkg-config path $pc_path"
 		sha256sum "$here/build.sh" "$root/scripts/debian-apt.sh" \
-			"$root/include/pcow.h"
+			"$root/scripts/patch-series.sh" "$root/include/pcow.h"
 		for p in "$here"/patches/*.patch; do
 			[ -e "$p" ] || continue
 			sha256sum "$p"
@@ -95,7 +95,7 @@ fi
 
 SOURCE_SUITE=$QEMU_SUITE
 EXTRA_SUITE=$MESON_SUITE
-# shellcheck source=../scripts/debian-apt.sh
+# shellcheck source=scripts/debian-apt.sh
 . "$root/scripts/debian-apt.sh"
 
 # shellcheck disable=SC2086
@@ -160,72 +160,9 @@ extract_source() {
 	mkdir -p "$src_dir/.pcow-patches"
 }
 
-# Reverts the series applied earlier (saved in .pcow-patches) and applies
-# the current one.  Only the files the patches touch change, so a rebuild
-# stays incremental.  Falls back to a fresh source tree when reverting
-# fails.
-apply_patches() {
-	local applied="$src_dir/.pcow-patches" p list
-	if [ ! -d "$applied" ]; then
-		extract_source
-	fi
-	# Nothing to do when the applied series is the current one.
-	if diff -rq "$applied" "$here/patches" >/dev/null 2>&1; then
-		return
-	fi
-	list=$(ls "$applied"/*.patch 2>/dev/null | sort -r || true)
-	# Reverting and reapplying rewrites every file of the series; a file
-	# whose content comes out the same gets its old time back, so that
-	# ninja does not rebuild everything that includes it.
-	local times="$top/qemu-src.times"
-	(cd "$src_dir" && touched_files "$applied" |
-		while read -r f; do
-			[ -f "$f" ] && printf '%s %s %s\n' \
-				"$(stat -c %.9Y "$f")" \
-				"$(sha256sum < "$f" | cut -d' ' -f1)" "$f"
-		done) > "$times" || true
-	for p in $list; do
-		log "reverting $(basename "$p")"
-		if ! patch -d "$src_dir" -p1 -R -s -f --no-backup-if-mismatch \
-			< "$p"; then
-			log "reverting failed; starting from a fresh source tree"
-			extract_source
-			break
-		fi
-		rm -f "$p"
-	done
-	rm -rf "$applied"
-	mkdir -p "$applied.new"
-	for p in "$here"/patches/*.patch; do
-		[ -e "$p" ] || continue
-		log "applying $(basename "$p")"
-		patch -d "$src_dir" -p1 -N -s --no-backup-if-mismatch < "$p" ||
-			die "$(basename "$p") does not apply"
-		cp "$p" "$applied.new/"
-	done
-	mv "$applied.new" "$applied"
-	restore_times "$times"
-}
-
-# The files a directory of patches changes (paths relative to the tree).
-touched_files() {
-	cat "$1"/*.patch 2>/dev/null |
-		sed -n 's|^+++ [^/]*/\([^\t ]*\).*|\1|p' | sort -u
-}
-
-# Gives each file listed with its old time and checksum its old time back
-# when its content is unchanged.
-restore_times() {
-	local t sum f
-	[ -f "$1" ] || return 0
-	while read -r t sum f; do
-		[ -f "$src_dir/$f" ] || continue
-		[ "$(sha256sum < "$src_dir/$f" | cut -d' ' -f1)" = "$sum" ] ||
-			continue
-		touch -d "@$t" "$src_dir/$f"
-	done < "$1"
-	rm -f "$1"
-}
+times_file="$top/qemu-src.times"
+# shellcheck source=scripts/patch-series.sh
+. "$root/scripts/patch-series.sh"
 
 # ---- configure and build ----------------------------------------------
 

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154  # the caller sets the variables named below
 # Shared by qemu/build.sh and libvirt/build.sh (sourced): installing build
 # dependencies, and a private apt configuration that fetches Debian source
 # packages of another release without touching the system's apt state.

@@ -8,15 +8,14 @@
 # are TCG guests booting the test guest's kernel directly.
 # Needs build/libvirt, build/qemu and the guest; exits 77 when one is missing.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
 # shellcheck source=tests/vm/lib.sh
-source "$here/lib.sh"
+source "$(dirname "$0")/lib.sh"
+here=$VM_LIB_DIR build=$VM_REPO_DIR/build
 
-QEMU=${PCOW_QEMU:-$top/build/qemu/qemu-system-x86_64}
-GUEST=${PCOW_GUEST:-$top/build/guest}
-IMG=${PCOW_IMG:-$top/build/tools/pcow-img}
-LIBVIRT=${PCOW_LIBVIRT:-$top/build/libvirt}
+LIBVIRT=${PCOW_LIBVIRT:-$build/libvirt}
+QEMU=${PCOW_QEMU:-$build/qemu/qemu-system-x86_64}
+IMG=${PCOW_IMG:-$build/tools/pcow-img}
+GUEST=${PCOW_GUEST:-$build/guest}
 
 vm_require "$QEMU" "$GUEST"
 if [[ ! -x $LIBVIRT/virtqemud || ! -x $LIBVIRT/virsh ]]; then
@@ -45,15 +44,8 @@ cleanup() {
 	[[ -n ${KEEP:-} ]] || rm -rf "$T"
 }
 trap cleanup EXIT
-passed=0 failed=0
-
-ok() { echo "  ok: $*"; passed=$((passed + 1)); }
-bad() { echo "  FAIL: $*"; failed=$((failed + 1)); }
-check() { # DESCRIPTION COMMAND...
-	local what=$1
-	shift
-	if "$@" >"$T/out" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/      /' "$T/out"; fi
-}
+# shellcheck source=tests/vm/checks.sh
+source "$here/checks.sh"
 # refused DESCRIPTION MESSAGE COMMAND...: the command fails saying MESSAGE
 refused() {
 	local what=$1 msg=$2
@@ -123,31 +115,29 @@ fi
 # A); on "2" it must read A again, writes C and says DONE.
 cat >"$T/guest.sh" <<'SH'
 dev=$(pm_find "$PCOW_KIND" 20) || pm_fail "no $PCOW_KIND device"
-stty -F /dev/ttyS1 raw -echo || pm_fail "stty"
-exec 3<>/dev/ttyS1
-say() { echo "$*" >&3; echo "$*"; }
-blk() { pm_pattern 4096 "$2" | dd of="$dev" bs=4096 seek=$(($1 / 4096)) oflag=direct conv=notrunc status=none; }
-got() { dd if="$dev" bs=4096 skip=$(($1 / 4096)) count=1 iflag=direct status=none | head -c 8; }
-X=1048576 Y=2097152
-say PCOW-READY
-read -r go <&3
-blk $X AAAAAAAA
-say PCOW-A
-read -r go <&3
-[ "$(got $X)" = AAAAAAAA ] || { say "FAIL: after '$go' the PM holds '$(got $X)', not A"; exit 1; }
-case $go in
-1)	blk $X BBBBBBBB
-	[ "$(got $X)" = BBBBBBBB ] || { say "FAIL: B not written"; exit 1; }
-	say PCOW-B
-	read -r go <&3
-	say "FAIL: got '$go' after B: the revert did not take the guest back"
-	exit 1 ;;
-2)	blk $Y CCCCCCCC
-	[ "$(got $Y)" = CCCCCCCC ] || { say "FAIL: C not written"; exit 1; }
-	say "PCOW-DONE: read A after the revert, wrote C"
-	read -r go <&3 ;;
-*)	say "FAIL: unexpected '$go'"; exit 1 ;;
-esac
+pm_ctl_open
+# write OFF TEXT: one block, checked
+write() {
+	pm_put_block "$dev" "$1" "$2$2$2$2$2$2$2$2"
+	[ "$(pm_block8 "$dev" "$1")" = "$2$2$2$2$2$2$2$2" ] || { pm_say "FAIL: $2 not written"; exit 1; }
+}
+pm_say PCOW-READY
+pm_hear go
+write 1048576 A
+pm_say PCOW-A
+pm_hear go
+now=$(pm_block8 "$dev" 1048576)
+[ "$now" = AAAAAAAA ] || { pm_say "FAIL: after '$go' the PM holds '$now', not A"; exit 1; }
+if [ "$go" = 1 ]; then
+	write 1048576 B
+	pm_say PCOW-B
+	pm_hear go
+	pm_say "FAIL: got '$go' after B: the revert did not take the guest back"
+	exit 1
+fi
+write 2097152 C
+pm_say "PCOW-DONE: read A after the revert, wrote C"
+pm_hear go
 SH
 
 # domain_xml NAME MODEL IMAGE SIZE_MIB [MEMORY_ATTRS] [SOURCE_EXTRA]

@@ -45,24 +45,28 @@ def main():
     def ok(what):
         print("ok: " + what, flush=True)
 
+    def timed(*args):
+        t = time.time()
+        run(*args)
+        ok("%s %s (%.1f s)" % (args[0], args[2], time.time() - t))
+
+    def snapshots_are(want):
+        names = run("snapshot-list", dom, "--name").split()
+        if names != want:
+            fail("snapshot-list: %r, not %r" % (names, want))
+
     g = connect(ctl)
     g.expect("PCOW-READY", 120)
     g.send("go")
     g.expect("PCOW-A")
     ok("the guest wrote A")
-    t = time.time()
-    run("snapshot-create-as", dom, "s1", "--description", "after A")
-    ok("snapshot-create-as s1 (%.1f s)" % (time.time() - t))
-    names = run("snapshot-list", dom, "--name").split()
-    if names != ["s1"]:
-        fail("snapshot-list: %r, not ['s1']" % names)
+    timed("snapshot-create-as", dom, "s1", "--description", "after A")
+    snapshots_are(["s1"])
     ok("snapshot-list shows s1")
     g.send("1")
     g.expect("PCOW-B")
     ok("the guest wrote B over A")
-    t = time.time()
-    run("snapshot-revert", dom, "s1")
-    ok("snapshot-revert s1 (%.1f s)" % (time.time() - t))
+    timed("snapshot-revert", dom, "s1")
     state = run("domstate", dom).strip()
     if state != "running":
         fail("after the revert the domain is %r" % state)
@@ -72,12 +76,8 @@ def main():
     g.send("2")
     g.expect("PCOW-DONE")
     ok("after the revert the guest read A (not B) and wrote C")
-    t = time.time()
-    run("snapshot-delete", dom, "s1")
-    ok("snapshot-delete s1 (%.1f s)" % (time.time() - t))
-    names = run("snapshot-list", dom, "--name").split()
-    if names:
-        fail("snapshot-list after the deletion: %r" % names)
+    timed("snapshot-delete", dom, "s1")
+    snapshots_are([])
     ok("snapshot-list is empty")
 
 
