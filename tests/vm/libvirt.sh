@@ -23,6 +23,11 @@ if [[ ! -x $LIBVIRT/virtqemud || ! -x $LIBVIRT/virsh ]]; then
 	exit 77
 fi
 
+if [[ $(id -u) != 0 ]]; then
+	echo "SKIP: needs root (a private mount namespace; DAC labels for QEMU run as nobody)"
+	exit 77
+fi
+
 # Everything below runs in a mount namespace of its own.
 if [[ -z ${PCOW_LIBVIRT_NS:-} ]]; then
 	exec unshare --mount --propagation private \
