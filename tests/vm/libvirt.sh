@@ -304,7 +304,44 @@ case_refusals() {
 	check "no domain is left" test -z "$(virsh list --all --name)"
 }
 
-all=(nvdimm virtio refusals)
+# Hot plug of a pcow NVDIMM into the running domain: the size is checked
+# first, then the image is labelled for QEMU (nobody) and mapped.
+case_hotplug() {
+	local img=$T/hot.pcow plug=$T/plug.pcow small=$T/plug-small.pcow
+	echo "hot plug"
+	"$IMG" create -q "$img" 256M >/dev/null
+	"$IMG" create -q "$plug" 128M >/dev/null
+	"$IMG" create -q "$small" 64M >/dev/null
+	chmod 600 "$img" "$plug" "$small"
+	make_domain hot nvdimm "$img" 256
+	virsh define "$T/hot.xml" >/dev/null
+	if ! check "start" virsh start hot; then
+		return
+	fi
+	for f in "$plug" "$small"; do
+		cat >"$f.xml" <<XML
+<memory model='nvdimm' access='shared'>
+  <source><path>$f</path><format type='pcow'/></source>
+  <target><size unit='MiB'>128</size><node>0</node></target>
+</memory>
+XML
+	done
+	refused "a hot plugged image whose size disagrees" \
+		"memory device size 131072 KiB differs from the virtual size 65536 KiB" \
+		virsh attach-device hot "$small.xml" --live
+	check "attach-device of a pcow NVDIMM" virsh attach-device hot "$plug.xml" --live
+	check "the plugged image is labelled for QEMU" test "$(stat -c %u "$plug")" = 65534
+	check "QEMU has the image open (locked)" \
+		bash -c '! "$1" check "$2" >/dev/null 2>&1' _ "$IMG" "$plug"
+	check "the domain's XML has the plugged pcow device" \
+		grep -qF "<path>$plug</path>" <(virsh dumpxml hot)
+	check "destroy" virsh destroy hot
+	check "undefine" virsh undefine hot
+	check "the plugged image checks clean" "$IMG" check "$plug"
+	check "the plugged image is root's again" test "$(stat -c %u "$plug")" = 0
+}
+
+all=(nvdimm virtio refusals hotplug)
 for c in "${@:-${all[@]}}"; do
 	"case_$c"
 done
