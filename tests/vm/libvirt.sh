@@ -215,7 +215,10 @@ make_domain() {
 
 at() { dd if="$1" bs=1 skip="$2" count=8 status=none | tr -d '\0'; } # FILE OFFSET: 8 bytes
 
-# ---- cases ----------------------------------------------------------------
+# ---- cases ---
+# (Short domain names: QEMU's monitor socket is
+# build/libvirt/state/var/lib/libvirt/qemu/domain-N-NAME/monitor.sock, and
+# a socket path has at most 107 bytes.)-------------------------------------------------------------
 
 # A running domain with a pcow device (an overlay over a pcow base that
 # holds data at 3 MiB, both root's with mode 0600): the guest writes, a
@@ -259,8 +262,8 @@ snapshot_case() { # NAME MODEL
 	rm -f "$T/$name.raw"
 }
 
-case_nvdimm() { snapshot_case pcow-nvdimm nvdimm; }
-case_virtio() { snapshot_case pcow-virtio virtio-pmem; }
+case_nvdimm() { snapshot_case nv nvdimm; }
+case_virtio() { snapshot_case vp virtio-pmem; }
 
 # What cannot work is refused with one clear error, before QEMU runs.
 case_refusals() {
