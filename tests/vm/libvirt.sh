@@ -251,7 +251,20 @@ snapshot_case() { # NAME MODEL
 		tail -20 "$T/$name.console" 2>/dev/null | sed 's/^/      console: /'
 	fi
 	sed 's/^/      /' "$T/drive.out"
+	# While the domain is shut off libvirt would use qemu-img, which does
+	# not know the pcow image: refused.
+	check "snapshot-create-as s2 (running)" virsh snapshot-create-as "$name" s2
 	check "destroy" virsh destroy "$name"
+	refused "snapshot-create-as while shut off" \
+		"internal snapshots of a domain with a pcow memory device are taken while it runs" \
+		virsh snapshot-create-as "$name" off
+	refused "snapshot-delete while shut off" \
+		"internal snapshots of a domain with a pcow memory device are deleted while it runs" \
+		virsh snapshot-delete "$name" s2
+	check "snapshot-delete --metadata while shut off" virsh snapshot-delete "$name" s2 --metadata
+	check "s2 is still in the image then" test "$("$IMG" snapshot -l "$img" | awk 'NR > 2 { print $2 }')" = s2
+	"$IMG" snapshot -q -d s2 "$img"
+	"${QEMU%/*}/qemu-img" snapshot -d s2 "$T/$name.qcow2"
 	check "undefine" virsh undefine "$name"
 	check "the image checks clean" "$IMG" check "$img"
 	check "no snapshot left in the image" test -z "$("$IMG" snapshot -l "$img")"
