@@ -10,7 +10,7 @@ BUILD_PACKAGES = build-essential meson ninja-build pkg-config zlib1g-dev libjson
 DEB_PACKAGES = dpkg-dev debhelper lintian fakeroot
 TEST_PACKAGES = valgrind e2fsprogs util-linux man-db qemu-utils strace $(DEB_PACKAGES)
 
-.PHONY: all deps build asan check demo bench install uninstall deb clean qemu guest vm-check crash-long crash-long-dax
+.PHONY: all deps build asan check demo bench install uninstall deb clean qemu libvirt guest vm-check crash-long crash-long-dax
 
 all: build
 
@@ -31,14 +31,20 @@ asan: deps $(ASAN_BUILD)/build.ninja
 
 # Every test: release build (all suites, the VM tests included), then the
 # unit tests again under ASan+UBSan (on tmpfs, where flushes are cheap).
-check: build asan qemu guest
+check: build asan qemu libvirt guest
 	@scripts/need-packages.sh $(TEST_PACKAGES)
 	meson test -C $(BUILD) --print-errorlogs --num-processes 2
 	PCOW_TEST_DIR=/dev/shm meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
 
-# The patched QEMU (qemu/README.md) and the test guest (tests/vm/README.md).
+# The patched QEMU (qemu/README.md), libvirt (libvirt/README.md) and the
+# test guest (tests/vm/README.md).
 qemu: build
 	qemu/build.sh $(abspath $(BUILD))/meson-uninstalled
+
+# libvirt's QEMU driver, virtqemud and virsh with pcow memory devices
+# (libvirt/README.md); nothing is installed.
+libvirt:
+	libvirt/build.sh
 
 guest:
 	tests/vm/mkguest.sh $(abspath $(BUILD))/guest

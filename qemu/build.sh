@@ -29,7 +29,6 @@ BUILD_DEPS='build-essential dpkg-dev ninja-build pkg-config python3-venv
 	libglib2.0-dev libpixman-1-dev libfdt-dev flex bison libslirp-dev
 	zlib1g-dev seabios qemu-system-data ipxe-qemu'
 
-SYSTEM_SOURCES=/etc/apt/sources.list.d/debian.sources
 PYTHON=/usr/bin/python3
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -58,7 +57,8 @@ compute_key() {
 	{
 		echo "qemu $QEMU_PKG_VERSION meson $MESON_PKG_VERSION"
 		echo "pkg-config path $pc_path"
-		sha256sum "$here/build.sh" "$root/include/pcow.h"
+		sha256sum "$here/build.sh" "$root/scripts/debian-apt.sh" \
+			"$root/scripts/patch-series.sh" "$root/include/pcow.h"
 		for p in "$here"/patches/*.patch; do
 			[ -e "$p" ] || continue
 			sha256sum "$p"
@@ -91,105 +91,15 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ] &&
 	exit 0
 fi
 
-# ---- build dependencies -----------------------------------------------
+# ---- build dependencies and the private apt configuration ------------
 
-missing=
-for p in $BUILD_DEPS; do
-	if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
-	     grep -q '^install ok installed$'; then
-		missing="$missing $p"
-	fi
-done
-if [ -n "$missing" ]; then
-	log "installing missing build dependencies:$missing"
-	[ "$(id -u)" = 0 ] || die "not root; install these first:$missing"
-	# shellcheck disable=SC2086
-	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y \
-		--no-install-recommends $missing; then
-		apt-get update
-		# shellcheck disable=SC2086
-		DEBIAN_FRONTEND=noninteractive apt-get install -y \
-			--no-install-recommends $missing
-	fi
-fi
+SOURCE_SUITE=$QEMU_SUITE
+EXTRA_SUITE=$MESON_SUITE
+# shellcheck source=scripts/debian-apt.sh
+. "$root/scripts/debian-apt.sh"
 
-# ---- private apt configuration ----------------------------------------
-
-# Rewrites the system's deb822 sources: every stanza also gets deb-src,
-# and each suite of the system's release is replaced by the same suite of
-# $QEMU_SUITE (bookworm -> trixie, bookworm-security -> trixie-security...);
-# the stanza carrying the release itself also gets $MESON_SUITE.
-make_sources() {
-	local release
-	[ -r "$SYSTEM_SOURCES" ] || die "cannot read $SYSTEM_SOURCES"
-	release=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-	[ -n "$release" ] || die "cannot tell the system's Debian release"
-	awk -v rel="$release" -v qsuite="$QEMU_SUITE" -v msuite="$MESON_SUITE" '
-	/^[Tt]ypes:/ { print "Types: deb deb-src"; next }
-	/^[Ss]uites:/ {
-		out = ""
-		for (i = 2; i <= NF; i++) {
-			s = $i
-			if (s == rel) {
-				out = out " " qsuite " " msuite
-			} else if (index(s, rel "-") == 1 && s != msuite) {
-				out = out " " qsuite substr(s, length(rel) + 1)
-			} else {
-				out = out " " s
-			}
-		}
-		print "Suites:" out
-		next
-	}
-	{ print }
-	' "$SYSTEM_SOURCES"
-}
-
-apt_opts=(
-	-o "Dir::Etc::SourceList=$apt_dir/sources.sources"
-	-o "Dir::Etc::SourceParts=/dev/null"
-	-o "Dir::State::Lists=$apt_dir/lists"
-	-o "Dir::Cache=$apt_dir/cache"
-	-o "APT::Sandbox::User=root"
-)
-
-private_apt() {
-	apt-get "${apt_opts[@]}" "$@"
-}
-
-setup_apt() {
-	mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-	make_sources > "$apt_dir/sources.sources.new"
-	if ! cmp -s "$apt_dir/sources.sources.new" \
-		"$apt_dir/sources.sources" 2>/dev/null ||
-	   [ ! -f "$apt_dir/updated" ]; then
-		mv "$apt_dir/sources.sources.new" "$apt_dir/sources.sources"
-		rm -f "$apt_dir/updated"
-		log "updating the private package lists"
-		private_apt -q update
-		touch "$apt_dir/updated"
-	else
-		rm -f "$apt_dir/sources.sources.new"
-	fi
-}
-
-# Runs "$@" with the private apt; when it fails, refreshes the private
-# lists once and retries (a stale list may name files the archive dropped).
-with_fresh_lists() {
-	if ! "$@"; then
-		log "retrying after refreshing the private package lists"
-		private_apt -q update
-		"$@"
-	fi
-}
-
-apt_ready=
-need_apt() {
-	if [ -z "$apt_ready" ]; then
-		setup_apt
-		apt_ready=1
-	fi
-}
+# shellcheck disable=SC2086
+install_missing $BUILD_DEPS
 
 # ---- meson >= 1.5 -----------------------------------------------------
 
@@ -250,72 +160,9 @@ extract_source() {
 	mkdir -p "$src_dir/.pcow-patches"
 }
 
-# Reverts the series applied earlier (saved in .pcow-patches) and applies
-# the current one.  Only the files the patches touch change, so a rebuild
-# stays incremental.  Falls back to a fresh source tree when reverting
-# fails.
-apply_patches() {
-	local applied="$src_dir/.pcow-patches" p list
-	if [ ! -d "$applied" ]; then
-		extract_source
-	fi
-	# Nothing to do when the applied series is the current one.
-	if diff -rq "$applied" "$here/patches" >/dev/null 2>&1; then
-		return
-	fi
-	list=$(ls "$applied"/*.patch 2>/dev/null | sort -r || true)
-	# Reverting and reapplying rewrites every file of the series; a file
-	# whose content comes out the same gets its old time back, so that
-	# ninja does not rebuild everything that includes it.
-	local times="$top/qemu-src.times"
-	(cd "$src_dir" && touched_files "$applied" |
-		while read -r f; do
-			[ -f "$f" ] && printf '%s %s %s\n' \
-				"$(stat -c %.9Y "$f")" \
-				"$(sha256sum < "$f" | cut -d' ' -f1)" "$f"
-		done) > "$times" || true
-	for p in $list; do
-		log "reverting $(basename "$p")"
-		if ! patch -d "$src_dir" -p1 -R -s -f --no-backup-if-mismatch \
-			< "$p"; then
-			log "reverting failed; starting from a fresh source tree"
-			extract_source
-			break
-		fi
-		rm -f "$p"
-	done
-	rm -rf "$applied"
-	mkdir -p "$applied.new"
-	for p in "$here"/patches/*.patch; do
-		[ -e "$p" ] || continue
-		log "applying $(basename "$p")"
-		patch -d "$src_dir" -p1 -N -s --no-backup-if-mismatch < "$p" ||
-			die "$(basename "$p") does not apply"
-		cp "$p" "$applied.new/"
-	done
-	mv "$applied.new" "$applied"
-	restore_times "$times"
-}
-
-# The files a directory of patches changes (paths relative to the tree).
-touched_files() {
-	cat "$1"/*.patch 2>/dev/null |
-		sed -n 's|^+++ [^/]*/\([^\t ]*\).*|\1|p' | sort -u
-}
-
-# Gives each file listed with its old time and checksum its old time back
-# when its content is unchanged.
-restore_times() {
-	local t sum f
-	[ -f "$1" ] || return 0
-	while read -r t sum f; do
-		[ -f "$src_dir/$f" ] || continue
-		[ "$(sha256sum < "$src_dir/$f" | cut -d' ' -f1)" = "$sum" ] ||
-			continue
-		touch -d "@$t" "$src_dir/$f"
-	done < "$1"
-	rm -f "$1"
-}
+times_file="$top/qemu-src.times"
+# shellcheck source=scripts/patch-series.sh
+. "$root/scripts/patch-series.sh"
 
 # ---- configure and build ----------------------------------------------
 

@@ -18,15 +18,8 @@ vm_require "$QEMU" "$GUEST"
 
 T=$(mktemp -d "${TMPDIR:-/var/tmp}/pcow-e2e.XXXXXX")
 trap 'vm_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
-passed=0 failed=0
-
-ok() { echo "  ok: $*"; passed=$((passed + 1)); }
-bad() { echo "  FAIL: $*"; failed=$((failed + 1)); }
-check() { # DESCRIPTION COMMAND...
-	local what=$1
-	shift
-	if "$@" >"$T/out" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/      /' "$T/out"; fi
-}
+# shellcheck source=tests/vm/checks.sh
+source "$here/checks.sh"
 
 pcow_dev() { # IMAGE [ID] -> -object/-device arguments for an NVDIMM
 	# (PCOW_OBJ_OPTS: more properties of the memory-backend-file object)
@@ -502,11 +495,10 @@ scenario_savevm() {
 	"${QEMU%/*}/qemu-img" create -q -f qcow2 "$vms" 1G
 	script savevm >/dev/null <<'EOF'
 pm_wait_dev /dev/pmem0
-stty -F /dev/ttyS1 raw -echo || pm_fail "stty"
-exec 3<>/dev/ttyS1
-say() { echo "$*" >&3; echo "$*"; }
-blk() { pm_pattern 4096 "$2" | dd of=/dev/pmem0 bs=4096 seek=$(($1 / 4096)) oflag=direct conv=notrunc status=none; }
-got() { dd if=/dev/pmem0 bs=4096 skip=$(($1 / 4096)) count=1 iflag=direct status=none | head -c 8; }
+pm_ctl_open
+say() { pm_say "$@"; }
+blk() { pm_put_block /dev/pmem0 "$1" "$2"; }
+got() { pm_block8 /dev/pmem0 "$1"; }
 X=1048576 Y=2097152
 say PCOW-READY
 read -r go <&3

@@ -269,3 +269,23 @@ pm_umount() { # DIR
 pm_write_file() { # FILE DATA
     printf '%s' "$2" | dd of="$1" bs=65536 conv=fsync status=none
 }
+
+# A control channel with the host on a second serial port (ttyS1): the
+# host's side is a socket chardev (tests/vm/snapdrive.py, libvirt_drive.py).
+# pm_ctl_open opens it as fd 3; pm_say prints a line there and on stdout;
+# pm_hear reads the host's next line into the variable named by $1.
+pm_ctl_open() {
+    stty -F /dev/ttyS1 raw -echo || pm_fail "stty"
+    exec 3<>/dev/ttyS1
+}
+pm_say() { echo "$*" >&3; echo "$*"; }
+pm_hear() { read -r "$1" <&3; }
+
+# One 4 KiB block at OFF (a multiple of 4096) of DEV filled with TEXT,
+# written with O_DIRECT; pm_block8 prints its first 8 bytes, read likewise.
+pm_put_block() { # DEV OFF TEXT
+    pm_pattern 4096 "$3" | dd of="$1" bs=4096 seek=$(($2 / 4096)) oflag=direct conv=notrunc status=none
+}
+pm_block8() { # DEV OFF
+    dd if="$1" bs=4096 skip=$(($2 / 4096)) count=1 iflag=direct status=none | head -c 8
+}
