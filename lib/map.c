@@ -113,6 +113,7 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	else if (ret == 0)
 		ret = pcow_map_at(map, 0, map->len, prot, img->fd,
 			     region_start(img, img->m.active));
+	map->shown_start = region_start(img, img->m.active);
 	init_vma_budget(map);
 	/* Private copies are not persistent memory: MAP_SYNC keeps the copy-up. */
 	if (ret == 0 && (flags & PCOW_MAP_KERNEL_COW) && !map->rdonly &&
@@ -140,18 +141,23 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	return 0;
 }
 
-int pcow_map_rebuild(struct pcow_map *map)
+/*
+ * The rebuild proper: the active region over the whole range (but over
+ * the kept ranges, when keeping), then what it inherits.
+ */
+static int rebuild(struct pcow_map *map, bool keeping)
 {
 	pcow_image *img = map->img;
+	int prot = map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
+	uint64_t start = region_start(img, img->m.active);
 	int ret;
 
 	memset(map->inherited, 0, map->inherited_bytes);
 	map->grouped = false;
 	map->ahead_next = UINT64_MAX;
 	map->ahead_len = 0;
-	ret = pcow_map_at(map, 0, map->len,
-			  map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE, img->fd,
-			  region_start(img, img->m.active));
+	ret = keeping ? pcow_map_keep_gaps(map, prot, img->fd, start)
+		      : pcow_map_at(map, 0, map->len, prot, img->fd, start);
 	/* Whatever the memfd held was shown by mappings just replaced. */
 	if (ret == 0 && map->kcow)
 		(void)fallocate(map->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -160,6 +166,37 @@ int pcow_map_rebuild(struct pcow_map *map)
 		ret = pcow_pending_prepare(img);
 	if (ret == 0)
 		ret = pcow_map_inherited(map);
+	return ret;
+}
+
+int pcow_map_rebuild(struct pcow_map *map)
+{
+	pcow_image *img = map->img;
+	uint64_t old_start = map->shown_start;
+	int ret = 0;
+
+	/*
+	 * A snapshot was created (the active region changed, the layer the
+	 * map showed is now below it): write-protect the pages it froze
+	 * rather than map them again (map_keep.c).  Not for kernel
+	 * copy-on-write, whose inherited blocks are private mappings.
+	 */
+	if (!map->kcow && !map->rdonly && !getenv("PCOW_NO_KEEP") &&
+	    old_start != region_start(img, img->m.active))
+		ret = pcow_map_keep_collect(map, old_start);
+	if (ret == 0 && map->keep_n) {
+		ret = rebuild(map, true);
+		/* Something kept was not mapped as the view wants: again, the
+		 * usual way (a kept range still shows the old region). */
+		if (ret == 0 && map->keep_n) {
+			map->keep_n = 0;
+			ret = rebuild(map, false);
+		}
+	} else if (ret == 0) {
+		ret = rebuild(map, false);
+	}
+	map->keep_n = 0;
+	map->shown_start = region_start(img, img->m.active);
 	map->vma_estimate = pcow_map_count_vmas(map);
 	return ret;
 }
@@ -195,6 +232,7 @@ int pcow_map_delete(pcow_map **pmap)
 	munmap(map->base, map->len);
 	munmap(map->inherited, map->inherited_bytes);
 	pcow_map_kcow_fini(map);
+	pcow_map_keep_free(map);
 	free(map);
 	*pmap = NULL;
 	return 0;

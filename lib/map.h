@@ -8,6 +8,11 @@
 
 #include "image.h"
 
+/* A range [off, end) of a map kept through a rebuild (map_keep.c). */
+struct pcow_keep {
+	uint64_t off, end;
+};
+
 struct pcow_map {
 	pcow_image *img;
 	uint8_t *base;
@@ -79,6 +84,15 @@ struct pcow_map {
 	int memfd;
 	int pagemap_fd;
 	bool pagemap_scan;      /* the kernel has the PAGEMAP_SCAN ioctl */
+	/*
+	 * The file offset of the region the map shows writable where blocks
+	 * are attached (the active region when the map was last built), and
+	 * the ranges a snapshot's rebuild write-protects instead of mapping
+	 * anew (map_keep.c).
+	 */
+	uint64_t shown_start;
+	struct pcow_keep *keep;
+	size_t keep_n, keep_cap;
 	int registry_slot;
 	int statfs_fd;          /* the last file asked about by reads_allocate */
 	bool statfs_tmpfs;
@@ -113,6 +127,11 @@ void pcow_map_bits_set(struct pcow_map *map, uint64_t *bits, uint64_t first,
 		       uint64_t end, bool on);
 bool pcow_map_bit_test(const uint64_t *bits, uint64_t b);
 
+/* The first block in [b, end) whose bit is on (or off); end if none, a
+ * word at a time where all 64 bits agree. */
+uint64_t pcow_map_bit_next(const uint64_t *bits, uint64_t b, uint64_t end,
+			   bool on);
+
 /* Marks blocks [first, end) inherited (on) or the active layer's. */
 void pcow_map_inherit_set(struct pcow_map *map, uint64_t first, uint64_t end,
 			  bool on);
@@ -132,6 +151,29 @@ uint64_t pcow_map_count_vmas(const struct pcow_map *map);
  * writable, to be filled in, then sealed by pcow_map_anon_seal. */
 int pcow_map_anon_open(struct pcow_map *map, uint64_t off, uint64_t len);
 int pcow_map_anon_seal(struct pcow_map *map, uint64_t off, uint64_t len);
+
+/* ---- Keeping pages through a snapshot (map_keep.c) ---- */
+
+/*
+ * Lists the ranges the map shows, writable, from the region at old_start
+ * that the view of the (new) active layer takes from the same offsets of
+ * that region: they need only be write-protected.
+ */
+int pcow_map_keep_collect(struct pcow_map *map, uint64_t old_start);
+
+/* Maps fd from file_start at prot over everything but the kept ranges. */
+int pcow_map_keep_gaps(struct pcow_map *map, int prot, int fd,
+		       uint64_t file_start);
+
+/* [off, off+len) is mapped anew by other means: no longer kept. */
+int pcow_map_keep_replace(struct pcow_map *map, uint64_t off, uint64_t len);
+
+/* Maps [off, off+len) as mmap(prot, flags, fd, file_off) would, changing
+ * only the protection of what is kept there. */
+int pcow_map_keep_reuse(struct pcow_map *map, uint64_t off, uint64_t len,
+			int prot, int flags, int fd, uint64_t file_off);
+
+void pcow_map_keep_free(struct pcow_map *map);
 
 /* ---- Faults and API changes (map_fault.c) ---- */
 

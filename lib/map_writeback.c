@@ -61,6 +61,7 @@ struct pm_scan_arg {
 
 #define SCAN_BATCH 64
 #define WRITEBACK_RUN_MAX (256ull << 10)
+#define SCAN_BRIDGE (2ull << 20)
 
 int pcow_map_kcow_init(struct pcow_map *map)
 {
@@ -191,14 +192,54 @@ static int scan_pagemap(struct pcow_map *map, uint64_t off, uint64_t len)
 	return 0;
 }
 
+static int scan(struct pcow_map *map, uint64_t off, uint64_t len)
+{
+	return map->pagemap_scan ? scan_ioctl(map, off, len)
+				 : scan_pagemap(map, off, len);
+}
+
+/*
+ * Kernel copies exist only in private mappings, and every block a private
+ * mapping shows is detached (map.h): only detached runs are scanned, so
+ * the pages the map shows from the active region, however many the
+ * page tables hold, cost nothing.  Runs less than SCAN_BRIDGE apart are
+ * scanned as one (fewer calls, at most that many attached pages more).
+ */
 int pcow_map_writeback(struct pcow_map *map, uint64_t off, uint64_t len)
 {
+	uint64_t bs, b, e, last, from, to;
+	int ret;
+
 	if (!map || !map->kcow || len == 0 || off >= map->len)
 		return 0;
 	if (len > map->len - off)
 		len = map->len - off;
-	return map->pagemap_scan ? scan_ioctl(map, off, len)
-				 : scan_pagemap(map, off, len);
+	bs = map->img->block_size;
+	last = (off + len + bs - 1) / bs;
+	if (last > map->img->nblocks)
+		last = map->img->nblocks;
+	for (b = off / bs; b < last; b = e) {
+		b = pcow_map_bit_next(map->detached, b, last, true);
+		e = pcow_map_bit_next(map->detached, b, last, false);
+		while (e < last) {
+			uint64_t n = pcow_map_bit_next(map->detached, e, last, true);
+
+			if (n >= last || (n - e) * bs >= SCAN_BRIDGE)
+				break;
+			e = pcow_map_bit_next(map->detached, n, last, false);
+		}
+		if (e == b)
+			break;
+		from = b * bs > off ? b * bs : off;
+		to = e * bs < off + len ? e * bs : off + len;
+		/* The last block of the image ends at the end of the map. */
+		if (e == map->img->nblocks)
+			to = off + len;
+		ret = scan(map, from, to - from);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
 }
 
 int pcow_map_differs(struct pcow_map *map, uint64_t off, uint64_t n)
