@@ -173,6 +173,7 @@ int pcow_map_rebuild(struct pcow_map *map)
 {
 	pcow_image *img = map->img;
 	uint64_t old_start = map->shown_start;
+	const char *no_keep = getenv("PCOW_NO_KEEP");
 	int ret = 0;
 
 	/*
@@ -181,7 +182,7 @@ int pcow_map_rebuild(struct pcow_map *map)
 	 * rather than map them again (map_keep.c).  Not for kernel
 	 * copy-on-write, whose inherited blocks are private mappings.
 	 */
-	if (!map->kcow && !map->rdonly && !getenv("PCOW_NO_KEEP") &&
+	if (!map->kcow && !map->rdonly && !(no_keep && *no_keep) &&
 	    old_start != region_start(img, img->m.active))
 		ret = pcow_map_keep_collect(map, old_start);
 	if (ret == 0 && map->keep_n) {
@@ -299,5 +300,23 @@ int pcow_map_get_stats(pcow_map *map, struct pcow_map_stats *st)
 	ret = pcow_layer_count_blocks(map->img, map->img->m.active,
 				      &st->blocks_allocated);
 	pthread_mutex_unlock(&map->img->lock);
+	return ret;
+}
+
+int pcow_map_get_pending(pcow_map *map, struct pcow_map_pending *pending)
+{
+	struct pcow_map_pending p = {.struct_size = sizeof(p)};
+	size_t n = pending->struct_size < sizeof(p) ? pending->struct_size : sizeof(p);
+	int ret;
+
+	if (n < sizeof(size_t))
+		return pcow_err(-EINVAL, "struct pcow_map_pending: struct_size not set");
+	pthread_mutex_lock(&map->img->lock);
+	p.blocks = pcow_pending_blocks(map->img);
+	ret = pcow_map_count_copies(map, &p.kernel_copies);
+	pthread_mutex_unlock(&map->img->lock);
+	if (ret == 0)
+		memcpy(pending, &p, n);
+	pending->struct_size = n;
 	return ret;
 }

@@ -200,6 +200,10 @@ void pcow_map_kcow_fini(struct pcow_map *map);
  */
 int pcow_map_writeback(struct pcow_map *map, uint64_t off, uint64_t len);
 
+/* Counts the pages the kernel copied and nobody wrote back yet (0 for a
+ * fault-mode map).  Caller holds img->lock. */
+int pcow_map_count_copies(struct pcow_map *map, uint64_t *pages);
+
 /* True when bytes [off, off+n) of the map differ from the active region's. */
 int pcow_map_differs(struct pcow_map *map, uint64_t off, uint64_t n);
 

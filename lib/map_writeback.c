@@ -124,8 +124,22 @@ static int settle(struct pcow_map *map, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/*
+ * What a scan does with the anonymous pages of [off, off+len) it found:
+ * write them back, or (count non-NULL) only count them.
+ */
+static int found(struct pcow_map *map, uint64_t off, uint64_t len,
+		 uint64_t *count)
+{
+	if (!count)
+		return settle(map, off, len);
+	*count += len / (uint64_t)sysconf(_SC_PAGESIZE);
+	return 0;
+}
+
 /* The anonymous pages of [off, off+len), asked with PAGEMAP_SCAN. */
-static int scan_ioctl(struct pcow_map *map, uint64_t off, uint64_t len)
+static int scan_ioctl(struct pcow_map *map, uint64_t off, uint64_t len,
+		      uint64_t *count)
 {
 	struct page_region vec[SCAN_BATCH];
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
@@ -152,8 +166,8 @@ static int scan_ioctl(struct pcow_map *map, uint64_t off, uint64_t len)
 		/* Settling remaps what follows in a batch, never what the
 		 * kernel has yet to walk: walk_end holds. */
 		for (i = 0; i < n; i++) {
-			ret = settle(map, vec[i].start - (uintptr_t)map->base,
-				     vec[i].end - vec[i].start);
+			ret = found(map, vec[i].start - (uintptr_t)map->base,
+				    vec[i].end - vec[i].start, count);
 			if (ret < 0)
 				return ret;
 		}
@@ -165,7 +179,8 @@ static int scan_ioctl(struct pcow_map *map, uint64_t off, uint64_t len)
 }
 
 /* The same from /proc/self/pagemap, a batch of entries at a time. */
-static int scan_pagemap(struct pcow_map *map, uint64_t off, uint64_t len)
+static int scan_pagemap(struct pcow_map *map, uint64_t off, uint64_t len,
+			uint64_t *count)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), entries[512];
 	uint64_t first = off / page, end = (off + len + page - 1) / page, p, i;
@@ -184,7 +199,7 @@ static int scan_pagemap(struct pcow_map *map, uint64_t off, uint64_t len)
 			if (!(entries[i] & (PM_PRESENT | PM_SWAPPED)) ||
 			    (entries[i] & PM_FILE))
 				continue;
-			ret = settle(map, (p + i) * page, page);
+			ret = found(map, (p + i) * page, page, count);
 			if (ret < 0)
 				return ret;
 		}
@@ -192,10 +207,11 @@ static int scan_pagemap(struct pcow_map *map, uint64_t off, uint64_t len)
 	return 0;
 }
 
-static int scan(struct pcow_map *map, uint64_t off, uint64_t len)
+static int scan(struct pcow_map *map, uint64_t off, uint64_t len,
+		uint64_t *count)
 {
-	return map->pagemap_scan ? scan_ioctl(map, off, len)
-				 : scan_pagemap(map, off, len);
+	return map->pagemap_scan ? scan_ioctl(map, off, len, count)
+				 : scan_pagemap(map, off, len, count);
 }
 
 /*
@@ -205,7 +221,8 @@ static int scan(struct pcow_map *map, uint64_t off, uint64_t len)
  * page tables hold, cost nothing.  Runs less than SCAN_BRIDGE apart are
  * scanned as one (fewer calls, at most that many attached pages more).
  */
-int pcow_map_writeback(struct pcow_map *map, uint64_t off, uint64_t len)
+static int scan_detached(struct pcow_map *map, uint64_t off, uint64_t len,
+			 uint64_t *count)
 {
 	uint64_t bs, b, e, last, from, to;
 	int ret;
@@ -235,11 +252,22 @@ int pcow_map_writeback(struct pcow_map *map, uint64_t off, uint64_t len)
 		/* The last block of the image ends at the end of the map. */
 		if (e == map->img->nblocks)
 			to = off + len;
-		ret = scan(map, from, to - from);
+		ret = scan(map, from, to - from, count);
 		if (ret < 0)
 			return ret;
 	}
 	return 0;
+}
+
+int pcow_map_writeback(struct pcow_map *map, uint64_t off, uint64_t len)
+{
+	return scan_detached(map, off, len, NULL);
+}
+
+int pcow_map_count_copies(struct pcow_map *map, uint64_t *pages)
+{
+	*pages = 0;
+	return scan_detached(map, 0, map->len, pages);
 }
 
 int pcow_map_differs(struct pcow_map *map, uint64_t off, uint64_t n)
