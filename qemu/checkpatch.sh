@@ -34,6 +34,10 @@ bad=0
 details=$(mktemp "${TMPDIR:-/tmp}/pcow-checkpatch.XXXXXX")
 trap 'rm -f "$details"' EXIT
 for p in "$@"; do
+	case $p in
+	/*) ;;
+	*) p=$PWD/$p ;;
+	esac
 	# checkpatch.pl reads the tree it checks against from its own
 	# location; run it from there so that it finds MAINTAINERS and such.
 	out=$(cd "$src" && perl "$checkpatch" --no-color "$p" 2>&1)
