@@ -22,6 +22,8 @@
  *
  * Not for kernel copy-on-write maps: they show inherited blocks from a
  * private mapping, which no change of protection turns a shared one into.
+ * (PCOW_NO_KEEP set in the environment maps anew, so that tests and
+ * benchmarks can compare both ways.)
  */
 #include <errno.h>
 #include <stdlib.h>
