@@ -113,7 +113,6 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	else if (ret == 0)
 		ret = pcow_map_at(map, 0, map->len, prot, img->fd,
 			     region_start(img, img->m.active));
-	map->shown_start = region_start(img, img->m.active);
 	init_vma_budget(map);
 	/* Private copies are not persistent memory: MAP_SYNC keeps the copy-up. */
 	if (ret == 0 && (flags & PCOW_MAP_KERNEL_COW) && !map->rdonly &&
@@ -171,20 +170,17 @@ static int rebuild(struct pcow_map *map, bool keeping)
 
 int pcow_map_rebuild(struct pcow_map *map)
 {
-	pcow_image *img = map->img;
-	uint64_t old_start = map->shown_start;
 	const char *no_keep = getenv("PCOW_NO_KEEP");
 	int ret = 0;
 
 	/*
-	 * A snapshot was created (the active region changed, the layer the
-	 * map showed is now below it): write-protect the pages it froze
-	 * rather than map them again (map_keep.c).  Not for kernel
-	 * copy-on-write, whose inherited blocks are private mappings.
+	 * What the map shows already from where the view now takes it (the
+	 * layer a snapshot froze, older layers' blocks) is write-protected
+	 * or left alone rather than mapped again (map_keep.c).  Not for
+	 * kernel copy-on-write, whose inherited blocks are private mappings.
 	 */
-	if (!map->kcow && !map->rdonly && !(no_keep && *no_keep) &&
-	    old_start != region_start(img, img->m.active))
-		ret = pcow_map_keep_collect(map, old_start);
+	if (!map->kcow && !map->rdonly && !(no_keep && *no_keep))
+		ret = pcow_map_keep_collect(map);
 	if (ret == 0 && map->keep_n) {
 		ret = rebuild(map, true);
 		/* Something kept was not mapped as the view wants: again, the
@@ -197,7 +193,6 @@ int pcow_map_rebuild(struct pcow_map *map)
 		ret = rebuild(map, false);
 	}
 	map->keep_n = 0;
-	map->shown_start = region_start(img, img->m.active);
 	map->vma_estimate = pcow_map_count_vmas(map);
 	return ret;
 }

@@ -8,9 +8,10 @@
 
 #include "image.h"
 
-/* A range [off, end) of a map kept through a rebuild (map_keep.c). */
+/* A range [off, end) of a map kept through a rebuild (map_keep.c): it
+ * shows the image file from offset file on. */
 struct pcow_keep {
-	uint64_t off, end;
+	uint64_t off, end, file;
 };
 
 struct pcow_map {
@@ -84,13 +85,8 @@ struct pcow_map {
 	int memfd;
 	int pagemap_fd;
 	bool pagemap_scan;      /* the kernel has the PAGEMAP_SCAN ioctl */
-	/*
-	 * The file offset of the region the map shows writable where blocks
-	 * are attached (the active region when the map was last built), and
-	 * the ranges a snapshot's rebuild write-protects instead of mapping
-	 * anew (map_keep.c).
-	 */
-	uint64_t shown_start;
+	/* The ranges a rebuild leaves mapped, or only write-protects,
+	 * instead of mapping them anew (map_keep.c). */
 	struct pcow_keep *keep;
 	size_t keep_n, keep_cap;
 	int registry_slot;
@@ -155,11 +151,11 @@ int pcow_map_anon_seal(struct pcow_map *map, uint64_t off, uint64_t len);
 /* ---- Keeping pages through a snapshot (map_keep.c) ---- */
 
 /*
- * Lists the ranges the map shows, writable, from the region at old_start
- * that the view of the (new) active layer takes from the same offsets of
- * that region: they need only be write-protected.
+ * Lists the ranges the map shows from the image file through a shared
+ * mapping that the view of the active layer inherits from the same file
+ * offsets: they need at most be write-protected.
  */
-int pcow_map_keep_collect(struct pcow_map *map, uint64_t old_start);
+int pcow_map_keep_collect(struct pcow_map *map);
 
 /* Maps fd from file_start at prot over everything but the kept ranges. */
 int pcow_map_keep_gaps(struct pcow_map *map, int prot, int fd,

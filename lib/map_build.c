@@ -135,8 +135,7 @@ int pcow_map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
 		prot = PROT_READ | PROT_WRITE;
 	}
 	map->mmaps++;
-	if (map->keep_n && !private && prot == PROT_READ && fd == img->fd &&
-	    file_off == map->shown_start + off) {
+	if (map->keep_n && !private && prot == PROT_READ && fd == img->fd) {
 		int ret = pcow_map_keep_reuse(map, off, len, prot, flags, fd, file_off);
 
 		if (ret < 0)

@@ -11,14 +11,21 @@
  * faults afterwards); mprotect(PROT_READ) of the same pages keeps them,
  * and costs less per page (docs/benchmarks.md, "Live snapshots").
  *
- * So before the rebuild, the ranges the map shows from the old active
- * region at the map's protection and that the new view takes from that
- * region at the same offsets are "kept" (map->keep): the rebuild maps the
- * new active region over everything else only, and pcow_map_at turns a
- * read-only mapping of a kept range into mprotect.  Whatever else maps
- * over a kept range drops it from the list; a range still kept when the
- * rebuild ends was not mapped as the view wants, and the rebuild starts
- * over the usual way (pcow_map_rebuild).
+ * The same holds for every block a layer below shows read-only: a later
+ * snapshot, an apply or a delete changes the active layer, not where the
+ * older blocks come from, and mapping them anew would again tear down
+ * what the guest read of them.
+ *
+ * So before the rebuild, the ranges the map already shows from the image
+ * file through a shared mapping (/proc/self/maps: writable where the
+ * old active region was, read-only elsewhere), and that the new view
+ * inherits from the same file offsets, are "kept" (map->keep): the
+ * rebuild maps the new active region over everything else only, and
+ * pcow_map_at turns a read-only mapping of a kept range into mprotect (a
+ * no-op where it is read-only already).  Whatever else maps over a kept
+ * range drops it from the list; a range still kept when the rebuild ends
+ * was not mapped as the view wants, and the rebuild starts over the
+ * usual way (pcow_map_rebuild).
  *
  * Not for kernel copy-on-write maps: they show inherited blocks from a
  * private mapping, which no change of protection turns a shared one into.
@@ -26,21 +33,18 @@
  * benchmarks can compare both ways.)
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "error.h"
 #include "extent.h"
 #include "layer.h"
 #include "map.h"
-
-struct collect {
-	struct pcow_map *map;
-	uint64_t old_start;     /* file offset of the region the map showed */
-	uint64_t page;
-};
 
 /* Room for one more kept range. */
 static int keep_room(struct pcow_map *map)
@@ -58,64 +62,138 @@ static int keep_room(struct pcow_map *map)
 	return 0;
 }
 
-static int keep_push(struct pcow_map *map, uint64_t off, uint64_t end)
+static int keep_push(struct pcow_map *map, uint64_t off, uint64_t end,
+		     uint64_t file)
 {
+	struct pcow_keep *last = map->keep_n ? &map->keep[map->keep_n - 1] : NULL;
 	int ret;
 
-	if (map->keep_n && map->keep[map->keep_n - 1].end == off) {
-		map->keep[map->keep_n - 1].end = end;
+	if (last && last->end == off && last->file + (off - last->off) == file) {
+		last->end = end;
 		return 0;
 	}
 	ret = keep_room(map);
 	if (ret == 0)
-		map->keep[map->keep_n++] = (struct pcow_keep){.off = off, .end = end};
+		map->keep[map->keep_n++] = (struct pcow_keep){.off = off, .end = end,
+							      .file = file};
 	return ret;
 }
 
-/* The pages of a run from the old region, at its own offsets, in blocks
- * the map showed from that region (attached). */
+/* A VMA of the map that shows the image file shared: [off, end) of the
+ * map from file offset file on. */
+struct shown {
+	uint64_t off, end, file;
+};
+
+struct collect {
+	struct pcow_map *map;
+	struct shown *shown;
+	size_t n_shown;
+	uint64_t page;
+};
+
+/*
+ * The VMAs of the map that show the image file through a shared mapping
+ * (readable, writable or not), from /proc/self/maps: what a view's run
+ * from the same file offsets need not map again.
+ */
+static int read_shown(struct collect *c)
+{
+	struct pcow_map *map = c->map;
+	uintptr_t lo_map = (uintptr_t)map->base, hi_map = lo_map + map->len;
+	unsigned long lo, hi, ino;
+	unsigned long long pgoff;
+	unsigned maj, mnr;
+	size_t cap = 0;
+	char perms[8], *line = NULL;
+	size_t line_cap = 0;
+	struct stat st;
+	FILE *f;
+	int ret = 0;
+
+	if (fstat(map->img->fd, &st) < 0)
+		return pcow_err_sys(-errno, "%s: fstat failed", map->img->path);
+	f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return pcow_err_sys(-errno, "cannot read /proc/self/maps");
+	while (getline(&line, &line_cap, f) > 0) {
+		struct shown *n;
+
+		if (sscanf(line, "%lx-%lx %7s %llx %x:%x %lu", &lo, &hi, perms, &pgoff,
+			   &maj, &mnr, &ino) != 7 ||
+		    hi <= lo_map || lo >= hi_map || perms[0] != 'r' ||
+		    perms[3] != 's' || ino != st.st_ino ||
+		    makedev(maj, mnr) != st.st_dev)
+			continue;
+		if (c->n_shown == cap) {
+			cap = cap ? 2 * cap : 64;
+			n = realloc(c->shown, cap * sizeof(*n));
+			if (!n) {
+				ret = pcow_err(-ENOMEM, "out of memory");
+				break;
+			}
+			c->shown = n;
+		}
+		if (lo < lo_map) {
+			pgoff += lo_map - lo;
+			lo = lo_map;
+		}
+		c->shown[c->n_shown++] = (struct shown){
+			.off = lo - lo_map,
+			.end = (hi < hi_map ? hi : hi_map) - lo_map,
+			.file = pgoff,
+		};
+	}
+	free(line);
+	fclose(f);
+	return ret;
+}
+
+/* The pages of a run of this image's file that a VMA already shows from
+ * the same file offsets. */
 static int collect_run(const struct pcow_run *r, void *opaque)
 {
 	struct collect *c = opaque;
 	struct pcow_map *map = c->map;
 	pcow_image *img = map->img;
-	uint64_t bs = img->block_size, start, end, b, e, last;
+	uint64_t start, end, from, to;
+	size_t i;
 	int ret;
 
-	if (r->img != img || r->fd != img->fd || r->layer == img->m.active ||
-	    r->file != c->old_start + r->off)
+	if (r->img != img || r->fd != img->fd || r->layer == img->m.active)
 		return 0;
 	start = (r->off + c->page - 1) / c->page * c->page;
 	end = (r->off + r->len) / c->page * c->page;
-	if (start >= end)
-		return 0;
-	last = (end + bs - 1) / bs;
-	for (b = start / bs; b < last; b = e) {
-		b = pcow_map_bit_next(map->detached, b, last, false);
-		e = pcow_map_bit_next(map->detached, b, last, true);
-		if (e == b)
-			break;
-		ret = keep_push(map, b * bs > start ? b * bs : start,
-				e * bs < end ? e * bs : end);
+	for (i = 0; i < c->n_shown && start < end; i++) {
+		const struct shown *v = &c->shown[i];
+
+		if (v->end <= start || v->off >= end ||
+		    v->file - v->off != r->file - r->off)
+			continue;
+		from = v->off > start ? v->off : start;
+		to = v->end < end ? v->end : end;
+		ret = keep_push(map, from, to, r->file + (from - r->off));
 		if (ret < 0)
 			return ret;
 	}
 	return 0;
 }
 
-int pcow_map_keep_collect(struct pcow_map *map, uint64_t old_start)
+int pcow_map_keep_collect(struct pcow_map *map)
 {
 	pcow_image *img = map->img;
 	struct collect c = {
 		.map = map,
-		.old_start = old_start,
 		.page = (uint64_t)sysconf(_SC_PAGESIZE),
 	};
 	int ret;
 
 	map->keep_n = 0;
-	ret = pcow_view_runs(img, img->m.active, 0, img->m.virtual_size,
-			     collect_run, &c);
+	ret = read_shown(&c);
+	if (ret == 0 && c.n_shown)
+		ret = pcow_view_runs(img, img->m.active, 0, img->m.virtual_size,
+				     collect_run, &c);
+	free(c.shown);
 	if (ret < 0)
 		map->keep_n = 0;
 	return ret;
@@ -165,13 +243,15 @@ static int keep_drop(struct pcow_map *map, uint64_t off, uint64_t end)
 			memmove(k + 2, k + 1, (map->keep_n - i - 1) * sizeof(*k));
 			map->keep_n++;
 			k->end = off;
-			k[1] = (struct pcow_keep){.off = end, .end = tail};
+			k[1] = (struct pcow_keep){.off = end, .end = tail,
+						  .file = k->file + (end - k->off)};
 			return 0;
 		}
 		if (k->off < off) {
 			k->end = off;
 			i++;
 		} else if (k->end > end) {
+			k->file += end - k->off;
 			k->off = end;
 			i++;
 		} else {
@@ -201,9 +281,12 @@ int pcow_map_keep_reuse(struct pcow_map *map, uint64_t off, uint64_t len,
 		for (; i < map->keep_n && map->keep[i].end <= pos; i++)
 			;
 		if (i < map->keep_n && map->keep[i].off <= pos) {
-			kept = true;
-			if (map->keep[i].end < to)
-				to = map->keep[i].end;
+			const struct pcow_keep *k = &map->keep[i];
+
+			/* Kept, and from the file offsets wanted. */
+			kept = k->file - k->off == file_off - off;
+			if (k->end < to)
+				to = k->end;
 		} else if (i < map->keep_n && map->keep[i].off < to) {
 			to = map->keep[i].off;
 		}
