@@ -449,6 +449,23 @@ struct pcow_map_stats {
 
 int pcow_map_get_stats(pcow_map *map, struct pcow_map_stats *stats);
 
+/*
+ * What a map holds that is not durable yet, beside the stores a flush
+ * makes durable in any file mapping.  Zero-initialise and set struct_size:
+ * struct pcow_map_pending p = {.struct_size = sizeof(p)}.
+ */
+struct pcow_map_pending {
+	size_t struct_size;     /* sizeof(struct pcow_map_pending) */
+	/* Blocks copied up whose ownership is in the pending log only: the
+	 * next flush or persist interval records it in the image. */
+	uint64_t blocks;
+	/* Pages the kernel copied (PCOW_MAP_KERNEL_COW) and the library has
+	 * not yet written back into the image: a killed process loses them. */
+	uint64_t kernel_copies;
+};
+
+int pcow_map_get_pending(pcow_map *map, struct pcow_map_pending *pending);
+
 #ifdef __cplusplus
 }
 #endif

@@ -141,18 +141,23 @@ int pcow_map_new(pcow_map **out, pcow_image *img, unsigned flags)
 	return 0;
 }
 
-int pcow_map_rebuild(struct pcow_map *map)
+/*
+ * The rebuild proper: the active region over the whole range (but over
+ * the kept ranges, when keeping), then what it inherits.
+ */
+static int rebuild(struct pcow_map *map, bool keeping)
 {
 	pcow_image *img = map->img;
+	int prot = map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
+	uint64_t start = region_start(img, img->m.active);
 	int ret;
 
 	memset(map->inherited, 0, map->inherited_bytes);
 	map->grouped = false;
 	map->ahead_next = UINT64_MAX;
 	map->ahead_len = 0;
-	ret = pcow_map_at(map, 0, map->len,
-			  map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE, img->fd,
-			  region_start(img, img->m.active));
+	ret = keeping ? pcow_map_keep_gaps(map, prot, img->fd, start)
+		      : pcow_map_at(map, 0, map->len, prot, img->fd, start);
 	/* Whatever the memfd held was shown by mappings just replaced. */
 	if (ret == 0 && map->kcow)
 		(void)fallocate(map->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -161,6 +166,36 @@ int pcow_map_rebuild(struct pcow_map *map)
 		ret = pcow_pending_prepare(img);
 	if (ret == 0)
 		ret = pcow_map_inherited(map);
+	return ret;
+}
+
+int pcow_map_rebuild(struct pcow_map *map)
+{
+	const char *no_keep = getenv("PCOW_NO_KEEP");
+	int ret = 0;
+
+	/*
+	 * What the map shows already from where the view now takes it (the
+	 * layer a snapshot froze, older layers' blocks) is write-protected
+	 * or left alone rather than mapped again (map_keep.c).  Not for
+	 * kernel copy-on-write, whose inherited blocks are private mappings,
+	 * nor for striped images, whose pages come from several files.
+	 */
+	if (!map->kcow && !map->rdonly && !(no_keep && *no_keep) &&
+	    !pcow_stripes_of(map->img->fd))
+		ret = pcow_map_keep_collect(map);
+	if (ret == 0 && map->keep_n) {
+		ret = rebuild(map, true);
+		/* Something kept was not mapped as the view wants: again, the
+		 * usual way (a kept range still shows the old region). */
+		if (ret == 0 && map->keep_n) {
+			map->keep_n = 0;
+			ret = rebuild(map, false);
+		}
+	} else if (ret == 0) {
+		ret = rebuild(map, false);
+	}
+	map->keep_n = 0;
 	map->vma_estimate = pcow_map_count_vmas(map);
 	return ret;
 }
@@ -196,6 +231,7 @@ int pcow_map_delete(pcow_map **pmap)
 	munmap(map->base, map->len);
 	munmap(map->inherited, map->inherited_bytes);
 	pcow_map_kcow_fini(map);
+	pcow_map_keep_free(map);
 	free(map);
 	*pmap = NULL;
 	return 0;
@@ -262,5 +298,23 @@ int pcow_map_get_stats(pcow_map *map, struct pcow_map_stats *st)
 	ret = pcow_layer_count_blocks(map->img, map->img->m.active,
 				      &st->blocks_allocated);
 	pthread_mutex_unlock(&map->img->lock);
+	return ret;
+}
+
+int pcow_map_get_pending(pcow_map *map, struct pcow_map_pending *pending)
+{
+	struct pcow_map_pending p = {.struct_size = sizeof(p)};
+	size_t n = pending->struct_size < sizeof(p) ? pending->struct_size : sizeof(p);
+	int ret;
+
+	if (n < sizeof(size_t))
+		return pcow_err(-EINVAL, "struct pcow_map_pending: struct_size not set");
+	pthread_mutex_lock(&map->img->lock);
+	p.blocks = pcow_pending_blocks(map->img);
+	ret = pcow_map_count_copies(map, &p.kernel_copies);
+	pthread_mutex_unlock(&map->img->lock);
+	if (ret == 0)
+		memcpy(pending, &p, n);
+	pending->struct_size = n;
 	return ret;
 }

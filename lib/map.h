@@ -8,6 +8,12 @@
 
 #include "image.h"
 
+/* A range [off, end) of a map kept through a rebuild (map_keep.c): it
+ * shows the image file from offset file on. */
+struct pcow_keep {
+	uint64_t off, end, file;
+};
+
 struct pcow_map {
 	pcow_image *img;
 	uint8_t *base;
@@ -79,6 +85,10 @@ struct pcow_map {
 	int memfd;
 	int pagemap_fd;
 	bool pagemap_scan;      /* the kernel has the PAGEMAP_SCAN ioctl */
+	/* The ranges a rebuild leaves mapped, or only write-protects,
+	 * instead of mapping them anew (map_keep.c). */
+	struct pcow_keep *keep;
+	size_t keep_n, keep_cap;
 	int registry_slot;
 	int statfs_fd;          /* the last file asked about by reads_allocate */
 	bool statfs_tmpfs;
@@ -113,6 +123,11 @@ void pcow_map_bits_set(struct pcow_map *map, uint64_t *bits, uint64_t first,
 		       uint64_t end, bool on);
 bool pcow_map_bit_test(const uint64_t *bits, uint64_t b);
 
+/* The first block in [b, end) whose bit is on (or off); end if none, a
+ * word at a time where all 64 bits agree. */
+uint64_t pcow_map_bit_next(const uint64_t *bits, uint64_t b, uint64_t end,
+			   bool on);
+
 /* Marks blocks [first, end) inherited (on) or the active layer's. */
 void pcow_map_inherit_set(struct pcow_map *map, uint64_t first, uint64_t end,
 			  bool on);
@@ -132,6 +147,29 @@ uint64_t pcow_map_count_vmas(const struct pcow_map *map);
  * writable, to be filled in, then sealed by pcow_map_anon_seal. */
 int pcow_map_anon_open(struct pcow_map *map, uint64_t off, uint64_t len);
 int pcow_map_anon_seal(struct pcow_map *map, uint64_t off, uint64_t len);
+
+/* ---- Keeping pages through a snapshot (map_keep.c) ---- */
+
+/*
+ * Lists the ranges the map shows from the image file through a shared
+ * mapping that the view of the active layer inherits from the same file
+ * offsets: they need at most be write-protected.
+ */
+int pcow_map_keep_collect(struct pcow_map *map);
+
+/* Maps fd from file_start at prot over everything but the kept ranges. */
+int pcow_map_keep_gaps(struct pcow_map *map, int prot, int fd,
+		       uint64_t file_start);
+
+/* [off, off+len) is mapped anew by other means: no longer kept. */
+int pcow_map_keep_replace(struct pcow_map *map, uint64_t off, uint64_t len);
+
+/* Maps [off, off+len) as mmap(prot, flags, fd, file_off) would, changing
+ * only the protection of what is kept there. */
+int pcow_map_keep_reuse(struct pcow_map *map, uint64_t off, uint64_t len,
+			int prot, int flags, int fd, uint64_t file_off);
+
+void pcow_map_keep_free(struct pcow_map *map);
 
 /* ---- Faults and API changes (map_fault.c) ---- */
 
@@ -157,6 +195,10 @@ void pcow_map_kcow_fini(struct pcow_map *map);
  * again.  Caller holds img->lock.  Nothing to do for a fault-mode map.
  */
 int pcow_map_writeback(struct pcow_map *map, uint64_t off, uint64_t len);
+
+/* Counts the pages the kernel copied and nobody wrote back yet (0 for a
+ * fault-mode map).  Caller holds img->lock. */
+int pcow_map_count_copies(struct pcow_map *map, uint64_t *pages);
 
 /* True when bytes [off, off+n) of the map differ from the active region's. */
 int pcow_map_differs(struct pcow_map *map, uint64_t off, uint64_t n);

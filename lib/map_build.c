@@ -94,6 +94,21 @@ bool pcow_map_bit_test(const uint64_t *bits, uint64_t b)
 	return bits[b / 64] >> (b % 64) & 1;
 }
 
+uint64_t pcow_map_bit_next(const uint64_t *bits, uint64_t b, uint64_t end,
+			   bool on)
+{
+	while (b < end) {
+		uint64_t w = (on ? bits[b / 64] : ~bits[b / 64]) & ~0ull << (b % 64);
+
+		if (w) {
+			b = b / 64 * 64 + (uint64_t)__builtin_ctzll(w);
+			return b < end ? b : end;
+		}
+		b = (b / 64 + 1) * 64;
+	}
+	return end;
+}
+
 /* [off, off+len) of the map now shows something other than the active
  * region's pages: every block it touches is detached. */
 static void detach(struct pcow_map *map, uint64_t off, uint64_t len)
@@ -120,9 +135,18 @@ int pcow_map_at(struct pcow_map *map, uint64_t off, uint64_t len, int prot,
 		prot = PROT_READ | PROT_WRITE;
 	}
 	map->mmaps++;
-	/* A striped image's range: one mapping per stripe piece. */
-	if (pcow_stripe_mmap(map->base + off, len, prot, flags, fd, file_off) < 0)
-		return pcow_err_sys(-errno, "%s: mmap failed", img->path);
+	if (map->keep_n && !private && prot == PROT_READ && fd == img->fd) {
+		int ret = pcow_map_keep_reuse(map, off, len, prot, flags, fd, file_off);
+
+		if (ret < 0)
+			return ret;
+	} else {
+		/* A striped image's range: one mapping per stripe piece. */
+		if (pcow_stripe_mmap(map->base + off, len, prot, flags, fd, file_off) < 0)
+			return pcow_err_sys(-errno, "%s: mmap failed", img->path);
+		if (pcow_map_keep_replace(map, off, len) < 0)
+			return -ENOMEM;
+	}
 	if (private || fd != img->fd ||
 	    file_off != region_start(img, img->m.active) + off ||
 	    prot != (map->rdonly ? PROT_READ : PROT_READ | PROT_WRITE)) {
@@ -160,7 +184,7 @@ int pcow_map_anon_open(struct pcow_map *map, uint64_t off, uint64_t len)
 	if (p == MAP_FAILED)
 		return pcow_err_sys(-errno, "%s: mmap failed", map->img->path);
 	detach(map, off, len);
-	return 0;
+	return pcow_map_keep_replace(map, off, len);
 }
 
 int pcow_map_anon_seal(struct pcow_map *map, uint64_t off, uint64_t len)

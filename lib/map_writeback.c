@@ -61,6 +61,7 @@ struct pm_scan_arg {
 
 #define SCAN_BATCH 64
 #define WRITEBACK_RUN_MAX (256ull << 10)
+#define SCAN_BRIDGE (2ull << 20)
 
 int pcow_map_kcow_init(struct pcow_map *map)
 {
@@ -123,8 +124,22 @@ static int settle(struct pcow_map *map, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/*
+ * What a scan does with the anonymous pages of [off, off+len) it found:
+ * write them back, or (count non-NULL) only count them.
+ */
+static int found(struct pcow_map *map, uint64_t off, uint64_t len,
+		 uint64_t *count)
+{
+	if (!count)
+		return settle(map, off, len);
+	*count += len / (uint64_t)sysconf(_SC_PAGESIZE);
+	return 0;
+}
+
 /* The anonymous pages of [off, off+len), asked with PAGEMAP_SCAN. */
-static int scan_ioctl(struct pcow_map *map, uint64_t off, uint64_t len)
+static int scan_ioctl(struct pcow_map *map, uint64_t off, uint64_t len,
+		      uint64_t *count)
 {
 	struct page_region vec[SCAN_BATCH];
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
@@ -151,8 +166,8 @@ static int scan_ioctl(struct pcow_map *map, uint64_t off, uint64_t len)
 		/* Settling remaps what follows in a batch, never what the
 		 * kernel has yet to walk: walk_end holds. */
 		for (i = 0; i < n; i++) {
-			ret = settle(map, vec[i].start - (uintptr_t)map->base,
-				     vec[i].end - vec[i].start);
+			ret = found(map, vec[i].start - (uintptr_t)map->base,
+				    vec[i].end - vec[i].start, count);
 			if (ret < 0)
 				return ret;
 		}
@@ -164,7 +179,8 @@ static int scan_ioctl(struct pcow_map *map, uint64_t off, uint64_t len)
 }
 
 /* The same from /proc/self/pagemap, a batch of entries at a time. */
-static int scan_pagemap(struct pcow_map *map, uint64_t off, uint64_t len)
+static int scan_pagemap(struct pcow_map *map, uint64_t off, uint64_t len,
+			uint64_t *count)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), entries[512];
 	uint64_t first = off / page, end = (off + len + page - 1) / page, p, i;
@@ -183,7 +199,7 @@ static int scan_pagemap(struct pcow_map *map, uint64_t off, uint64_t len)
 			if (!(entries[i] & (PM_PRESENT | PM_SWAPPED)) ||
 			    (entries[i] & PM_FILE))
 				continue;
-			ret = settle(map, (p + i) * page, page);
+			ret = found(map, (p + i) * page, page, count);
 			if (ret < 0)
 				return ret;
 		}
@@ -191,14 +207,67 @@ static int scan_pagemap(struct pcow_map *map, uint64_t off, uint64_t len)
 	return 0;
 }
 
-int pcow_map_writeback(struct pcow_map *map, uint64_t off, uint64_t len)
+static int scan(struct pcow_map *map, uint64_t off, uint64_t len,
+		uint64_t *count)
 {
+	return map->pagemap_scan ? scan_ioctl(map, off, len, count)
+				 : scan_pagemap(map, off, len, count);
+}
+
+/*
+ * Kernel copies exist only in private mappings, and every block a private
+ * mapping shows is detached (map.h): only detached runs are scanned, so
+ * the pages the map shows from the active region, however many the
+ * page tables hold, cost nothing.  Runs less than SCAN_BRIDGE apart are
+ * scanned as one (fewer calls, at most that many attached pages more).
+ */
+static int scan_detached(struct pcow_map *map, uint64_t off, uint64_t len,
+			 uint64_t *count)
+{
+	uint64_t bs, b, e, last, from, to;
+	int ret;
+
 	if (!map || !map->kcow || len == 0 || off >= map->len)
 		return 0;
 	if (len > map->len - off)
 		len = map->len - off;
-	return map->pagemap_scan ? scan_ioctl(map, off, len)
-				 : scan_pagemap(map, off, len);
+	bs = map->img->block_size;
+	last = (off + len + bs - 1) / bs;
+	if (last > map->img->nblocks)
+		last = map->img->nblocks;
+	for (b = off / bs; b < last; b = e) {
+		b = pcow_map_bit_next(map->detached, b, last, true);
+		e = pcow_map_bit_next(map->detached, b, last, false);
+		while (e < last) {
+			uint64_t n = pcow_map_bit_next(map->detached, e, last, true);
+
+			if (n >= last || (n - e) * bs >= SCAN_BRIDGE)
+				break;
+			e = pcow_map_bit_next(map->detached, n, last, false);
+		}
+		if (e == b)
+			break;
+		from = b * bs > off ? b * bs : off;
+		to = e * bs < off + len ? e * bs : off + len;
+		/* The last block of the image ends at the end of the map. */
+		if (e == map->img->nblocks)
+			to = off + len;
+		ret = scan(map, from, to - from, count);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+int pcow_map_writeback(struct pcow_map *map, uint64_t off, uint64_t len)
+{
+	return scan_detached(map, off, len, NULL);
+}
+
+int pcow_map_count_copies(struct pcow_map *map, uint64_t *pages)
+{
+	*pages = 0;
+	return scan_detached(map, 0, map->len, pages);
 }
 
 int pcow_map_differs(struct pcow_map *map, uint64_t off, uint64_t n)

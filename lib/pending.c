@@ -240,6 +240,18 @@ uint64_t pcow_pending_word(const pcow_image *img, uint32_t region, uint64_t word
 	return shadow_word(ps, region, word);
 }
 
+uint64_t pcow_pending_blocks(const pcow_image *img)
+{
+	const struct pcow_pending *ps = img->pending;
+	uint64_t n = 0;
+	uint32_t i;
+
+	for (i = 0; ps && i < ps->count; i++)
+		n += (uint64_t)__builtin_popcountll(
+			shadow_word(ps, ps->list[i].region, ps->list[i].word));
+	return n;
+}
+
 bool pcow_pending_any(const pcow_image *img)
 {
 	return img->pending && img->pending->count;

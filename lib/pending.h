@@ -25,6 +25,9 @@ bool pcow_pending_test(const pcow_image *img, uint32_t region, uint64_t block);
 /* The pending bits of one bitmap word of region (0 when none). */
 uint64_t pcow_pending_word(const pcow_image *img, uint32_t region, uint64_t word);
 
+/* The blocks whose bits are pending (in memory: ours). */
+uint64_t pcow_pending_blocks(const pcow_image *img);
+
 /* True when some bits may be pending (ours, or a dead writer's). */
 bool pcow_pending_any(const pcow_image *img);
 

@@ -2,7 +2,10 @@
 #
 # Builds QEMU with pcow support for memory-backend-file.
 #
-# Usage: qemu/build.sh [PCOW_PKG_CONFIG_PATH]
+# Usage: qemu/build.sh [--qtest] [PCOW_PKG_CONFIG_PATH]
+#
+# --qtest also builds the series' qtest (tests/qtest/pcow-test) and runs it
+# against the QEMU just built (after an up-to-date check too).
 #
 # Fetches Debian trixie's QEMU source through a private apt configuration
 # (the system's apt state is left alone), applies qemu/patches/*.patch,
@@ -42,6 +45,11 @@ obj_dir="$src_dir/build"     # QEMU's build tree (inside the source)
 out_dir="$top/qemu"          # the results
 stamp="$out_dir/.stamp"
 
+run_qtest=
+if [ "${1:-}" = --qtest ]; then
+	run_qtest=1
+	shift
+fi
 pc_path=${1:-${PCOW_PKG_CONFIG_PATH:-$top/meson-uninstalled}}
 case $pc_path in
 /*) ;;
@@ -83,11 +91,26 @@ libpcow_newer() {
 	return 1
 }
 
+# Builds and runs the pcow qtest in QEMU's build tree (the private meson
+# must be found when ninja reconfigures).
+qtest() {
+	log "building and running tests/qtest/pcow-test"
+	PYTHONPATH="$tools_dir/meson/usr/lib/python3/dist-packages${PYTHONPATH:+:$PYTHONPATH}" \
+		ninja -C "$obj_dir" tests/qtest/pcow-test >/dev/null ||
+		die "cannot build tests/qtest/pcow-test"
+	(cd "$obj_dir" &&
+	 QTEST_QEMU_BINARY=./qemu-system-x86_64 tests/qtest/pcow-test --tap -k) ||
+		die "tests/qtest/pcow-test failed"
+}
+
 key=$(compute_key)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ] &&
    [ -x "$out_dir/qemu-system-x86_64" ] && [ -x "$out_dir/qemu-img" ] &&
    ! libpcow_newer; then
 	log "up to date ($out_dir/qemu-system-x86_64)"
+	if [ -n "$run_qtest" ]; then
+		qtest
+	fi
 	exit 0
 fi
 
@@ -237,3 +260,6 @@ apply_patches
 build_qemu
 echo "$key" > "$stamp"
 log "done: $out_dir/qemu-system-x86_64"
+if [ -n "$run_qtest" ]; then
+	qtest
+fi

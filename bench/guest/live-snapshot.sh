@@ -21,7 +21,11 @@
 #     then the same rounds again while the guest runs seqwrite over the
 #     first 16 MiB of the NVDIMM without a pause (4 KiB O_DIRECT|O_SYNC
 #     writes, about 0.5 GB/s under TCG).
-# BENCH_DATA=offline writes the pcow data with pcow-io before the boot
+# BENCH_COW lists the variants each boot is repeated with (default
+# "fault"): "fault" (pcow-kernel-cow=off: the snapshot write-protects the
+# pages of the layer it freezes), "remap" (the same with PCOW_NO_KEEP=1:
+# the map is rebuilt by mapping everything anew, as before that change)
+# and "kernel" (pcow-kernel-cow=on).  BENCH_DATA=offline writes the pcow data with pcow-io before the boot
 # instead.  BENCH_STRACE=1 takes the first snapshot under strace -T of
 # QEMU's main thread and adds the system calls of its pause to the results
 # (fdatasync, mmap...).  BENCH_DIR puts the work directory elsewhere (e.g.
@@ -47,6 +51,7 @@ BOOTS=${BENCH_BOOTS:-3}
 ROUNDS=${BENCH_ROUNDS:-10}
 DATA=${BENCH_DATA:-guest}
 read -r -a CONFIGS <<<"${BENCH_CONFIGS:-1G:1G 16G:1G 16G:8G}"
+read -r -a VARIANTS <<<"${BENCH_COW:-fault}"
 
 die() { echo "live-snapshot.sh: $*" >&2; exit 1; }
 mib() { numfmt --from=iec "$1" | awk '{ print $1 / 1048576 }'; }
@@ -81,6 +86,13 @@ for cfg in "${CONFIGS[@]}"; do
 	"$QEMU_IMG" bench -w -q -t none -d 16 -s 1M -c "$wmib" --pattern=165 \
 		-f qcow2 "$T/disk.qcow2" >/dev/null || die "qemu-img bench"
 	for ((b = 1; b <= BOOTS; b++)); do
+	for variant in "${VARIANTS[@]}"; do
+		case $variant in
+		fault) cow=off keep= ;;
+		remap) cow=off keep=1 ;;
+		kernel) cow=on keep= ;;
+		*) die "unknown BENCH_COW variant $variant" ;;
+		esac
 		rm -f "$T/pm.pcow"
 		"$PCOW_IMG" create -q "$T/pm.pcow" "$size" >/dev/null
 		if [[ $DATA == offline ]]; then
@@ -107,8 +119,8 @@ read -r go <&3
 kill \$!
 EOF
 		rm -f "$T/qmp.sock" "$T/ctl.sock"
-		VM_MEM="512M,slots=2,maxmem=$((${size%G} + 2))G" vm_boot "$QEMU" "$GUEST" "$T/guest.sh" \
-			-object "memory-backend-file,id=pm,mem-path=$T/pm.pcow,format=pcow,share=on" \
+		PCOW_NO_KEEP=$keep VM_MEM="512M,slots=2,maxmem=$((${size%G} + 2))G" vm_boot "$QEMU" "$GUEST" "$T/guest.sh" \
+			-object "memory-backend-file,id=pm,mem-path=$T/pm.pcow,format=pcow,share=on,pcow-kernel-cow=$cow" \
 			-device nvdimm,id=nv,memdev=pm \
 			-blockdev "driver=file,filename=$T/disk.qcow2,node-name=qfile" \
 			-blockdev driver=qcow2,file=qfile,node-name=qdisk \
@@ -117,7 +129,7 @@ EOF
 			-serial stdio -serial chardev:ctl \
 			-qmp "unix:$T/qmp.sock,server=on,wait=off" &
 		pid=$!
-		echo "{\"kind\": \"boot\", \"config\": \"$cfg\", \"boot\": $b, \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >>"$results"
+		echo "{\"kind\": \"boot\", \"config\": \"$cfg $variant\", \"boot\": $b, \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >>"$results"
 		qpid=
 		if [[ ${BENCH_STRACE:-0} == 1 ]]; then
 			for ((i = 0; i < 50; i++)); do
@@ -130,6 +142,7 @@ EOF
 		/usr/bin/python3 "$here/live_snapshot.py" "$T/qmp.sock" "$T/ctl.sock" "$ROUNDS" "$results" $qpid ||
 			echo "boot $b of $cfg: the driver failed" >&2
 		wait "$pid" || echo "boot $b of $cfg: guest rc $?" >&2
+	done
 	done
 	rm -f "$T/disk.qcow2" "$T/pm.pcow"
 done
@@ -166,7 +179,7 @@ for c, d in by.items():
         if not p:
             continue
         print("| %s | %s | %s | %s | %s | %s | %d / %d |" % (
-            c.replace(":", ", "), name, span(p, "pause-ns"), span(p, "switch-ns"),
+            c.replace(" ", ", ").replace(":", ", "), name, span(p, "pause-ns"), span(p, "switch-ns"),
             span(p, "flush-ns"), span(q, "wall-ns") if q else "", len(p), len(q)))
 traces = [(c, r) for c, d in by.items() for r in d.get("strace", [])]
 if traces:

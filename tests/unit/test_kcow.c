@@ -393,6 +393,46 @@ static void snapshots_while_mapped(unsigned flags)
 	free(data);
 }
 
+/* pcow_map_get_pending counts the kernel's copies until they are written
+ * back, then the copied blocks until a flush records their ownership. */
+static void pending_counted(unsigned flags)
+{
+	struct pcow_map_pending p = {0};
+	pcow_map *map;
+	pcow_image *img = overlay(flags ? "pend-kernel" : "pend-fault", 16 * BS, &map);
+	uint8_t *m = pcow_map_addr(map), buf[4];
+
+	if (!flags) {
+		OK(pcow_map_delete(&map));
+		OK(pcow_map_new(&map, img, 0));
+		m = pcow_map_addr(map);
+	}
+	OK(pcow_map_set_persist_interval(map, 0));
+	CHECK(pcow_map_get_pending(map, &p) == -EINVAL);
+	p.struct_size = sizeof(p);
+	OK(pcow_map_get_pending(map, &p));
+	CHECK(p.struct_size == sizeof(p) && p.blocks == 0 && p.kernel_copies == 0);
+	m[2 * BS] = 1;
+	m[3 * BS] = 2;
+	m[4 * BS + 100] = 3;
+	OK(pcow_map_get_pending(map, &p));
+	if (flags)
+		CHECK(p.kernel_copies == 3 && p.blocks == 0);
+	else
+		CHECK(p.kernel_copies == 0 && p.blocks == 3);
+	/* The byte API writes back the block it reads. */
+	OK(pcow_read(img, buf, sizeof(buf), 3 * BS));
+	OK(pcow_map_get_pending(map, &p));
+	if (flags)
+		CHECK(p.kernel_copies == 2 && p.blocks == 1);
+	OK(pcow_map_flush(map));
+	OK(pcow_map_get_pending(map, &p));
+	CHECK(p.blocks == 0 && p.kernel_copies == 0);
+	OK(pcow_map_delete(&map));
+	OK(pcow_close(&img));
+	printf("pending_counted (%s mode): ok\n", flags ? "kernel" : "fault");
+}
+
 /* Fills the file system under path up to the last few KiB. */
 static void fill(const char *path)
 {
@@ -503,6 +543,12 @@ int main(void)
 	compacted();
 	snapshots_while_mapped(0);
 	snapshots_while_mapped(PCOW_MAP_KERNEL_COW);
+	/* On DAX copies are made at the store and their ownership is
+	 * durable before it completes: nothing is ever pending. */
+	if (!test_dax()) {
+		pending_counted(0);
+		pending_counted(PCOW_MAP_KERNEL_COW);
+	}
 	out_of_space();
 	return 0;
 }

@@ -707,8 +707,82 @@ static bool run_case(int argc, char **argv, const char *name)
 
 /* test_map [CASE...]: all cases, or those named (e.g. the short ones in a
  * slow guest, tests/vm/pmhost.sh). */
+/* True when the page at addr is in the process's page tables. */
+static bool page_present(const void *addr)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uint64_t e = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+
+	CHECK(fd >= 0);
+	CHECK(pread(fd, &e, 8, (off_t)((uintptr_t)addr / (uintptr_t)pg * 8)) == 8);
+	close(fd);
+	return e >> 63;
+}
+
+/*
+ * A snapshot of a fault-mode map write-protects the pages of the layer it
+ * freezes where they are (map_keep.c): they stay in the page tables, the
+ * map ends up as it would after mapping everything anew (same VMAs, same
+ * content), and stores after the snapshot stay out of it.  keep = false
+ * maps anew (PCOW_NO_KEEP), for comparison.
+ */
+static unsigned snapshot_of_stores(bool keep)
+{
+	const uint64_t bs = 4096, n = 64;
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = n * bs,
+				     .block_size = (uint32_t)bs};
+	const char *path = test_path(keep ? "keep.pcow" : "nokeep.pcow");
+	pcow_image *img;
+	pcow_map *map;
+	uint8_t *m;
+	uint64_t b;
+	unsigned vmas;
+
+	if (keep)
+		unsetenv("PCOW_NO_KEEP");
+	else
+		setenv("PCOW_NO_KEEP", "1", 1);
+	unlink(path);
+	OK(pcow_create(path, &o));
+	OK(pcow_open(&img, path, 0));
+	OK(pcow_map_new(&map, img, 0));
+	m = pcow_map_addr(map);
+	/* Two runs of data with holes around them. */
+	for (b = 4; b < 20; b++)
+		m[b * bs] = (uint8_t)b;
+	for (b = 40; b < 44; b++)
+		m[b * bs + 7] = (uint8_t)b;
+	OK(pcow_snapshot_create(img, "s1"));
+	CHECK(page_present(m + 4 * bs) == keep && page_present(m + 41 * bs) == keep);
+	vmas = vmas_in(m, n * bs);
+	for (b = 0; b < n; b++)
+		CHECK(m[b * bs] == (b >= 4 && b < 20 ? b : 0) &&
+		      m[b * bs + 7] == (b >= 40 && b < 44 ? b : 0));
+	/* A later snapshot leaves the older layer's read-only pages alone. */
+	OK(pcow_snapshot_create(img, "s2"));
+	CHECK(page_present(m + 6 * bs) == keep && page_present(m + 42 * bs) == keep);
+	CHECK(vmas_in(m, n * bs) == vmas);
+	/* After the snapshot: a store into a frozen block is copied up, one
+	 * into a hole allocates; neither reaches s1. */
+	m[5 * bs] = 0xee;
+	m[30 * bs] = 0xdd;
+	OK(pcow_snapshot_apply(img, "s1"));
+	CHECK(m[5 * bs] == 5 && m[30 * bs] == 0 && m[41 * bs + 7] == 41);
+	OK(pcow_map_delete(&map));
+	OK(pcow_close(&img));
+	unsetenv("PCOW_NO_KEEP");
+	return vmas;
+}
+
 int main(int argc, char **argv)
 {
+	if (run_case(argc, argv, "snapshot_keeps_pages") && !test_dax()) {
+		unsigned kept = snapshot_of_stores(true);
+
+		CHECK(kept == snapshot_of_stores(false));
+		printf("snapshot_keeps_pages: ok (%u VMAs)\n", kept);
+	}
 	if (run_case(argc, argv, "api_changes_show")) {
 		api_changes_show(NULL);
 		api_changes_show("16");

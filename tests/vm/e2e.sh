@@ -458,6 +458,10 @@ EOF
 		test "$(jget "$T/live.json" snapshots_after 0 name) $(jget "$T/live.json" snapshots_after | tr -cd '{' | wc -c)" = "live2 1"
 	check "a second live2 is refused" grep -q "already exists" <<<"$(jget "$T/live.json" duplicate_error)"
 	check "HMP 'info pcow' shows the image and live2" grep -q "live2" <<<"$(jget "$T/live.json" hmp_info)"
+	check "query-pcow reports what waits to be made durable" \
+		test -n "$(jget "$T/live.json" before map pending blocks)" -a \
+		-n "$(jget "$T/live.json" before map pending kernel-copies)"
+	check "...and HMP 'info pcow' too" grep -q "not yet durable" <<<"$(jget "$T/live.json" hmp_info)"
 	before=$(jget "$T/live.json" before actual-size)
 	after=$(jget "$T/live.json" after actual-size)
 	size1=$(jget "$T/live.json" snapshots 0 allocated-size)
