@@ -754,14 +754,19 @@ static unsigned snapshot_of_stores(bool keep)
 	for (b = 40; b < 44; b++)
 		m[b * bs + 7] = (uint8_t)b;
 	OK(pcow_snapshot_create(img, "s1"));
-	CHECK(page_present(m + 4 * bs) == keep && page_present(m + 41 * bs) == keep);
+	/* (A striped image's pages come from several files: mapped anew.) */
+	if (test_vma_slack(img) == 0)
+		CHECK(page_present(m + 4 * bs) == keep &&
+		      page_present(m + 41 * bs) == keep);
 	vmas = vmas_in(m, n * bs);
 	for (b = 0; b < n; b++)
 		CHECK(m[b * bs] == (b >= 4 && b < 20 ? b : 0) &&
 		      m[b * bs + 7] == (b >= 40 && b < 44 ? b : 0));
 	/* A later snapshot leaves the older layer's read-only pages alone. */
 	OK(pcow_snapshot_create(img, "s2"));
-	CHECK(page_present(m + 6 * bs) == keep && page_present(m + 42 * bs) == keep);
+	if (test_vma_slack(img) == 0)
+		CHECK(page_present(m + 6 * bs) == keep &&
+		      page_present(m + 42 * bs) == keep);
 	CHECK(vmas_in(m, n * bs) == vmas);
 	/* After the snapshot: a store into a frozen block is copied up, one
 	 * into a hole allocates; neither reaches s1. */
