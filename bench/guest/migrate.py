@@ -22,7 +22,7 @@ on the source to resume on the destination), total-time, bytes sent.
             base; the destination a new empty overlay on that base
 
 Environment: PCOW_QEMU, PCOW_IMG, PCOW_IO, BENCH_DIR (work directory,
-default build/), BENCH_RUNS.  Prints a Markdown table; the raw results go
+default build/), BENCH_RUNS, BENCH_KINDS (default "raw shared stream").  Prints a Markdown table; the raw results go
 to RESULTS.jsonl in the work directory (kept with BENCH_KEEP=1).
 """
 import json
@@ -45,7 +45,7 @@ QEMU = os.environ.get("PCOW_QEMU",
 IMG = os.environ.get("PCOW_IMG", os.path.join(TOP, "build/tools/pcow-img"))
 IO = os.environ.get("PCOW_IO", os.path.join(TOP, "build/tools/pcow-io"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
-KINDS = ("raw", "shared", "stream")
+KINDS = tuple(os.environ.get("BENCH_KINDS", "raw shared stream").split())
 FIRMWARE = ["-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
             "-L", "/usr/lib/ipxe/qemu"]
 
@@ -153,7 +153,7 @@ def main():
     for conf in configs:
         size, written = (size_bytes(x) for x in conf.split(":"))
         for run in range(RUNS):
-            order = KINDS[run % 3:] + KINDS[:run % 3]
+            order = KINDS[run % len(KINDS):] + KINDS[:run % len(KINDS)]
             for kind in order:
                 r = one(root, kind, size, written)
                 r["config"] = conf

@@ -81,7 +81,10 @@ def wait_migration(vm, seconds, during=None):
     deadline = time.time() + seconds
     status = None
     while time.time() < deadline:
-        info = vm.qmp.cmd("query-migrate")["return"]
+        try:
+            info = vm.qmp.cmd("query-migrate")["return"]
+        except (ops.QmpTimeout, OSError):
+            return "QEMU died", {}
         status = info.get("status")
         if status in ("completed", "failed", "cancelled"):
             return status, info
@@ -144,8 +147,11 @@ def scenario_shared():
     src.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 30})
     r = src.qmp.cmd("migrate", uri=uri)
     status, info = wait_migration(src, 120, during)
-    check("the migration completes (%s)" % status, status == "completed",
-          "%s\n%s" % (info, src.log()))
+    if not check("the migration completes (%s)" % status,
+                 status == "completed", "%s\n%s" % (info, src.log())):
+        src.quit()
+        dst.quit()
+        return
     if "src" in seen:
         check("...during it, the source owns the image, not the destination",
               seen == {"src": True, "dst": False}, seen)
@@ -302,8 +308,11 @@ def scenario_stream():
     src.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 30})
     src.qmp.cmd("migrate", uri="unix:" + sock)
     status, info = wait_migration(src, 120)
-    check("the migration completes (%s)" % status, status == "completed",
-          "%s\n%s" % (info, src.log()))
+    if not check("the migration completes (%s)" % status,
+                 status == "completed", "%s\n%s" % (info, src.log())):
+        src.quit()
+        dst.quit()
+        return
     print("    stream: %s bytes, downtime %s ms, total %s ms"
           % (info.get("ram", {}).get("transferred"), info.get("downtime"),
              info.get("total-time")))
