@@ -77,7 +77,7 @@ def prepare(work, kind, size, written):
             with open(f, "wb") as fh:
                 fh.truncate(size)
         subprocess.check_call(["dd", "if=/dev/urandom", "of=" + src,
-                               "bs=1M", "count=%d" % mib, "conv=notrunc",
+                               "bs=1M", "count=%d" % mib, "conv=notrunc,fsync",
                                "status=none"])
         opts = "size=%d,share=on,mem-path=" % size
         return opts + src, opts + dst

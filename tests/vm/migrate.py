@@ -6,12 +6,16 @@ QEMUs on this host, the stream over a UNIX socket, TCG.
 
 Scenarios:
 
-    shared    source and destination map the same image; the guest stamps
-              4 KiB blocks with a sequence number (seqwrite) all through
-              the migration and finishes on the destination; the image
-              then holds the whole sequence (no gap, no lost block), the
-              source gave the image up (query-pcow, 'cont' refused), the
-              PM was not in the stream, pcow-img check is clean
+    shared    source and destination map the same image (an overlay on a
+              base with data); the guest stamps 4 KiB blocks with a
+              sequence number (seqwrite) all through the migration and
+              finishes on the destination; a live snapshot taken just
+              before the migration (after the destination opened the
+              image) makes its stores copy blocks up as the migration
+              starts; the image then holds the whole sequence (no gap, no
+              lost block), the destination lists the snapshot, the source
+              gave the image up (query-pcow, 'cont' refused), the PM was
+              not in the stream, pcow-img check is clean
     cancel    the same, but the migration is cancelled midway: the source
               keeps the image and its guest finishes there with every
               write in the image; the destination never owned it
@@ -124,8 +128,15 @@ def pair(name, img, seconds):
 # Shared storage: the image is handed over at switchover.
 def scenario_shared():
     print("migration over shared storage while the guest writes")
-    img = path("shared.pcow")
-    pcow_img("create", "-q", img, "128M")
+    base, img = path("shared-base.pcow"), path("shared.pcow")
+    for f in (base, img):
+        if os.path.exists(f):
+            os.unlink(f)
+    # A backing file with data under every block the guest writes.
+    pcow_img("create", "-q", base, "128M")
+    run(ops.IO, "-c", "write -P 0x5a 0 128M", base)
+    pcow_img("create", "-q", "-b", os.path.basename(base), "-F", "pcow",
+             img)
     src, dst, uri = pair("shared", img, 25)
     if not check("the destination starts on the image the source uses",
                  dst.qmp is not None, dst.log()):
@@ -145,6 +156,11 @@ def scenario_shared():
         seen["src"], seen["dst"] = pcow_active(src), pcow_active(dst)
 
     src.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 30})
+    # A snapshot the destination has not seen at its start; every block
+    # is inherited from it now, and the guest's next stores copy up.
+    r = src.qmp.cmd("pcow-snapshot-create", memdev="pm", name="before")
+    check("a live snapshot is taken just before the migration", "return" in r,
+          r)
     r = src.qmp.cmd("migrate", uri=uri)
     status, info = wait_migration(src, 120, during)
     if not check("the migration completes (%s)" % status,
@@ -167,6 +183,9 @@ def scenario_shared():
           dst.log())
     check("query-pcow: the destination owns the image, the source not",
           pcow_active(dst) is True and pcow_active(src) is False)
+    snaps = dst.qmp.cmd("query-pcow-snapshots", memdev="pm").get("return", [])
+    check("the destination sees the snapshot taken after it opened the image",
+          [x.get("name") for x in snaps] == ["before"], snaps)
     err = ops.error_of(src.qmp.cmd("cont"))
     check("'cont' on the source is refused: the image is the destination's",
           "pcow" in err and src.qmp.status() != "running", err)
