@@ -63,6 +63,19 @@ def guest_args(name, seconds):
             "-append", "console=ttyS0 panic=-1 quiet", "-no-reboot"]
 
 
+def qmp_call(vm, command, **args):
+    """A QMP command with an argument called 'name', which Qmp.cmd()
+    cannot pass."""
+    q = vm.qmp
+    q.sock.settimeout(30)
+    q.file.write(json.dumps({"execute": command, "arguments": args}) + "\n")
+    q.file.flush()
+    while True:
+        reply = json.loads(q.file.readline())
+        if "return" in reply or "error" in reply:
+            return reply
+
+
 def pcow_active(vm, memdev="pm"):
     r = vm.qmp.cmd("query-pcow", memdev=memdev)
     return r.get("return", {}).get("active")
@@ -158,7 +171,7 @@ def scenario_shared():
     src.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 30})
     # A snapshot the destination has not seen at its start; every block
     # is inherited from it now, and the guest's next stores copy up.
-    r = src.qmp.cmd("pcow-snapshot-create", memdev="pm", name="before")
+    r = qmp_call(src, "pcow-snapshot-create", memdev="pm", name="before")
     check("a live snapshot is taken just before the migration", "return" in r,
           r)
     r = src.qmp.cmd("migrate", uri=uri)
