@@ -17,8 +17,12 @@ Scenarios:
               gave the image up (query-pcow, 'cont' refused), the PM was
               not in the stream, pcow-img check is clean
     cancel    the same, but the migration is cancelled midway: the source
-              keeps the image and its guest finishes there with every
-              write in the image; the destination never owned it
+              keeps the image; then a second migration fails after the
+              source handed the image over (the destination is killed
+              while the source waits before the switchover,
+              pause-before-switchover): the source takes the image back;
+              its guest runs on and finishes there with every write in
+              the image; no destination ever owned it
     stream    no shared storage (pcow-migration=stream): the source's
               overlay and a new one on the destination share a base; after
               the migration the new overlay holds exactly the blocks the
@@ -92,9 +96,9 @@ def wait_writing(vm, seconds=90):
     return False
 
 
-def wait_migration(vm, seconds, during=None):
-    """The final status of the outgoing migration; calls during() while it
-    is active."""
+def wait_migration(vm, seconds, during=None, stop_at=None):
+    """The final status of the outgoing migration (or stop_at once it has
+    it); calls during() while it is active."""
     deadline = time.time() + seconds
     status = None
     while time.time() < deadline:
@@ -103,7 +107,7 @@ def wait_migration(vm, seconds, during=None):
         except (ops.QmpTimeout, OSError):
             return "QEMU died", {}
         status = info.get("status")
-        if status in ("completed", "failed", "cancelled"):
+        if status in ("completed", "failed", "cancelled", stop_at):
             return status, info
         if status == "active" and during:
             during()
@@ -126,16 +130,21 @@ def image_holds_sequence(img, last):
     return r
 
 
+def destination(name, args):
+    """A QEMU waiting for a migration on the UNIX socket name.mig."""
+    sock = path(name + ".mig")
+    if os.path.exists(sock):
+        os.unlink(sock)
+    return Vm(name, args + ["-incoming", "unix:" + sock])
+
+
 def pair(name, img, seconds):
     """A source running the guest on img and a destination waiting for it
     (-incoming on a UNIX socket); returns (src, dst, uri)."""
     args = guest_args(name, seconds) + nvdimm(img)
-    sock = path(name + ".mig")
-    if os.path.exists(sock):
-        os.unlink(sock)
+    sock = path(name + "-dst.mig")
     src = Vm(name + "-src", args)
-    dst = Vm(name + "-dst", args + ["-incoming", "unix:" + sock])
-    return src, dst, "unix:" + sock
+    return src, destination(name + "-dst", args), "unix:" + sock
 
 
 # Shared storage: the image is handed over at switchover.
@@ -220,10 +229,10 @@ def scenario_shared():
 
 # Cancelled midway: the source takes its image back and carries on.
 def scenario_cancel():
-    print("migration cancelled midway")
+    print("migration cancelled midway, and failed at the switchover")
     img = path("cancel.pcow")
     pcow_img("create", "-q", img, "128M")
-    src, dst, uri = pair("cancel", img, 20)
+    src, dst, uri = pair("cancel", img, 35)
     if not check("the guest writes on the source", wait_writing(src),
                  src.log()):
         src.quit()
@@ -245,6 +254,29 @@ def scenario_cancel():
           src.log())
     check("query-pcow: the source owns the image; the destination never did",
           pcow_active(src) is True and dst_active is False)
+    dst.quit()
+
+    # A failure after the hand-over: the destination dies while the source
+    # waits before the switchover; the source then hands the image over,
+    # fails to send the rest, takes the image back and resumes.
+    dst = destination("cancel-dst2", guest_args("cancel", 35) + nvdimm(img))
+    src.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 30})
+    src.qmp.cmd("migrate-set-capabilities", capabilities=[
+        {"capability": "pause-before-switchover", "state": True}])
+    src.qmp.cmd("migrate", uri="unix:" + path("cancel-dst2.mig"))
+    status, info = wait_migration(src, 60, stop_at="pre-switchover")
+    check("the second migration waits before the switchover (%s)" % status,
+          status == "pre-switchover", info)
+    dst.proc.kill()
+    dst.wait(10)
+    src.qmp.cmd("migrate-continue", state="pre-switchover")
+    status, info = wait_migration(src, 30)
+    check("...and fails once the destination is gone (%s)" % status,
+          status == "failed", info)
+    check("the source guest runs on after the failed switchover",
+          src.qmp.wait_status("running", 10), src.log())
+    check("query-pcow: the source took the image back",
+          pcow_active(src) is True)
     code = src.wait(120)
     last = seq_last(src)
     check("the guest finished on the source (SEQWRITE last=%s)" % last,
