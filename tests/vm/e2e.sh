@@ -582,10 +582,11 @@ migrate_py() { # SCENARIO
 scenario_migshared() { migrate_py shared; } # shared image, guest writing
 scenario_migcancel() { migrate_py cancel; } # cancelled midway
 scenario_migstream() { migrate_py stream; } # no shared storage
+scenario_migmismatch() { migrate_py mismatch; } # the sides disagree
 
 all=(thin snapshot overlay copy persist dax errors enospc livesnap savevm
 	live reset raw migrate rovirtio inuse truncate migshared migcancel
-	migstream)
+	migstream migmismatch)
 for s in "${@:-${all[@]}}"; do
 	"scenario_$s"
 done

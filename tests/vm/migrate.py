@@ -29,6 +29,10 @@ Scenarios:
               source's holds (pcow-img map), the guest's checksum of the
               device is the same before and after, the source image and
               the base are unchanged
+    mismatch  source and destination disagree on pcow-migration (either
+              way): the destination refuses to load, with the reason; the
+              source runs on with its image (after 'cont' when it had
+              completed: precopy does not wait for the destination)
 
 Environment: as ops.py (PCOW_QEMU, PCOW_IMG, PCOW_IO, PCOW_GUEST, OPS_DIR),
 and SEQWRITE, the static seqwrite program (seqwrite.c).  Prints one
@@ -405,6 +409,51 @@ def scenario_stream():
         r = run(ops.IMG, "check", img)
         check("pcow-img check %s is clean" % os.path.basename(img),
               r.returncode == 0, r.stdout + r.stderr)
+
+
+# Both sides must use the same pcow-migration.
+def scenario_mismatch():
+    print("source and destination disagree on pcow-migration")
+    base = path("mm-base.pcow")
+    if os.path.exists(base):
+        os.unlink(base)
+    pcow_img("create", "-q", base, "64M")
+    for src_mode, dst_mode in (("shared", "stream"), ("stream", "shared")):
+        why = ("the source migrates it with pcow-migration=%s, but this"
+               " QEMU has pcow-migration=%s" % (src_mode, dst_mode))
+        imgs = []
+        for side in ("src", "dst"):
+            imgs.append(path("mm-%s-%s.pcow" % (src_mode, side)))
+            if os.path.exists(imgs[-1]):
+                os.unlink(imgs[-1])
+            pcow_img("create", "-q", "-b", os.path.basename(base), "-F",
+                     "pcow", imgs[-1])
+        name = "mm-" + src_mode
+        src = Vm(name + "-src", nvdimm(
+            imgs[0], "format=pcow,share=on,pcow-migration=" + src_mode))
+        dst = destination(name + "-dst", nvdimm(
+            imgs[1], "format=pcow,share=on,pcow-migration=" + dst_mode))
+        src.qmp.cmd("migrate", uri="unix:" + path(name + "-dst.mig"))
+        status, info = wait_migration(src, 60)
+        code = dst.wait(10)
+        log = dst.log()
+        check("%s to %s: the destination refuses the migration, and says"
+              " why" % (src_mode, dst_mode),
+              code not in (None, 0) and (why in log or
+                                         "should not be migrated" in log),
+              log)
+        # Precopy does not wait for the destination to load: the source
+        # may have completed (and handed a shared image over); 'cont'
+        # takes it back, as after any failed load on the destination.
+        if status == "completed":
+            src.qmp.cmd("cont")
+        check("...and the source runs on (%s, then %s), owning its image"
+              % (status, src.qmp.status()),
+              status in ("failed", "completed") and
+              src.qmp.wait_status("running", 10) and
+              pcow_active(src) is True, src.log())
+        src.quit()
+        dst.quit()
 
 
 def main():
