@@ -583,10 +583,11 @@ scenario_migshared() { migrate_py shared; } # shared image, guest writing
 scenario_migcancel() { migrate_py cancel; } # cancelled midway
 scenario_migstream() { migrate_py stream; } # no shared storage
 scenario_migmismatch() { migrate_py mismatch; } # the sides disagree
+scenario_migoldsnap() { migrate_py oldsnap; } # loadvm keeps the PM stream
 
 all=(thin snapshot overlay copy persist dax errors enospc livesnap savevm
 	live reset raw migrate rovirtio inuse truncate migshared migcancel
-	migstream migmismatch)
+	migstream migmismatch migoldsnap)
 for s in "${@:-${all[@]}}"; do
 	"scenario_$s"
 done

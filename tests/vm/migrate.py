@@ -29,6 +29,9 @@ Scenarios:
               source's holds (pcow-img map), the guest's checksum of the
               device is the same before and after, the source image and
               the base are unchanged
+    oldsnap   loadvm of a VM snapshot whose stream holds the PM (taken
+              with a raw backend of the same id, as before patch 23) onto
+              a pcow image with a snapshot of that name still works
     mismatch  source and destination disagree on pcow-migration (either
               way): the destination refuses to load, with the reason; the
               source runs on with its image (after 'cont' when it had
@@ -454,6 +457,42 @@ def scenario_mismatch():
               pcow_active(src) is True, src.log())
         src.quit()
         dst.quit()
+
+
+# A VM snapshot whose stream holds the PM (taken without patch 23, here
+# with a raw backend of the same id) still loads onto a pcow image that has
+# a snapshot of its name: the PM is left out of live migration, not of
+# loadvm.
+def scenario_oldsnap():
+    print("loadvm of a VM snapshot whose stream holds the PM")
+    raw, img, vms = path("old.raw"), path("old.pcow"), path("old.qcow2")
+    for f in (img, vms):
+        if os.path.exists(f):
+            os.unlink(f)
+    with open(raw, "wb") as f:
+        f.truncate(64 << 20)
+        f.write(b"OLDSTATE" * 512)
+    subprocess.check_call([os.path.join(os.path.dirname(ops.QEMU),
+                                        "qemu-img"), "create", "-q", "-f",
+                           "qcow2", vms, "1G"])
+    disk = ["-blockdev", "driver=file,filename=%s,node-name=vmsf" % vms,
+            "-blockdev", "driver=qcow2,file=vmsf,node-name=vms"]
+    vm = Vm("oldsnap-raw", nvdimm(raw, "size=64M,share=on") + disk)
+    out = vm.qmp.hmp("savevm old1")
+    vm.quit()
+    check("savevm with a raw NVDIMM (its memory in the stream)", out == "",
+          out)
+    pcow_img("create", "-q", img, "64M")
+    pcow_img("snapshot", "-c", "old1", img)
+    vm = Vm("oldsnap-pcow", nvdimm(img) + disk)
+    out = vm.qmp.hmp("loadvm old1", timeout=60)
+    vm.quit()
+    check("loadvm onto a pcow image with a snapshot of that name", out == "",
+          out + vm.log())
+    r = run(ops.IO, "-c", "read -P 0x4f 0 1", img)
+    check("the PM content of the stream is in the image",
+          r.returncode == 0 and "failed" not in r.stdout + r.stderr,
+          r.stdout + r.stderr)
 
 
 def main():
