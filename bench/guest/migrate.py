@@ -12,8 +12,10 @@ QEMU (TCG, 512 MiB of RAM, no guest kernel: the firmware idles) with an
 NVDIMM of SIZE of which WRITTEN holds data, written before the start
 (pcow-io for pcow, dd for raw), and a destination QEMU on this host
 (-incoming over a UNIX socket); max-bandwidth 8 GiB/s, the default
-downtime limit.  Reported from query-migrate on the source: downtime (stop
-on the source to resume on the destination), total-time, bytes sent.
+downtime limit.  Reported: the time from the source's STOP event to the
+destination's RESUME event (their QMP timestamps: one host, one clock),
+and from query-migrate on the source its downtime (stop to the end of
+the switchover on the source), total-time and bytes sent.
 
     raw     the source's file holds the data; the destination maps a new
             sparse file of SIZE, which the stream fills
@@ -101,6 +103,15 @@ def prepare(work, kind, size, written):
             pcow + imgs[1] + ",pcow-migration=stream")
 
 
+def event_time(q, name):
+    """When QEMU sent the first event name (seconds), or None."""
+    for e in q.events:
+        if e.get("event") == name:
+            t = e["timestamp"]
+            return t["seconds"] + t["microseconds"] / 1e6
+    return None
+
+
 def one(root, kind, size, written):
     work = tempfile.mkdtemp(prefix="mig-", dir=root)
     procs = []
@@ -121,8 +132,17 @@ def one(root, kind, size, written):
                 break
             time.sleep(0.05)
         ram = info.get("ram", {})
+        # Stop on the source to resume on the destination, from the
+        # timestamps of their QMP events (one host, one clock).
+        while time.time() < deadline and \
+                dst.cmd("query-status")["status"] != "running" and \
+                info.get("status") == "completed":
+            time.sleep(0.02)
+        stop, resume = event_time(src, "STOP"), event_time(dst, "RESUME")
         return {"kind": kind, "size": size, "written": written,
                 "status": info.get("status"),
+                "stop_to_resume_ms": round((resume - stop) * 1000, 1)
+                if stop and resume else None,
                 "downtime_ms": info.get("downtime"),
                 "total_ms": info.get("total-time"),
                 "setup_ms": info.get("setup-time"),
@@ -162,18 +182,19 @@ def main():
                 out.flush()
                 results.append(r)
     print()
-    print("| PM, written | memory backend | downtime, ms | total time, ms"
-          " | sent, MiB |")
-    print("|---|---|---:|---:|---:|")
+    print("| PM, written | memory backend | stop to resume, ms |"
+          " downtime (QEMU), ms | total time, ms | sent, MiB |")
+    print("|---|---|---:|---:|---:|---:|")
     for conf in configs:
         for kind in KINDS:
             rs = [r for r in results if r["config"] == conf and
                   r["kind"] == kind and r["status"] == "completed"]
             bad = sum(1 for r in results if r["config"] == conf and
                       r["kind"] == kind and r["status"] != "completed")
-            print("| %s | %s%s | %s | %s | %s |" % (
+            print("| %s | %s%s | %s | %s | %s | %s |" % (
                 conf.replace(":", ", "), kind,
                 " (%d failed)" % bad if bad else "",
+                fmt([r["stop_to_resume_ms"] for r in rs]),
                 fmt([r["downtime_ms"] for r in rs]),
                 fmt([r["total_ms"] for r in rs]),
                 fmt([round(r["transferred"] / 1048576)
