@@ -173,6 +173,9 @@ def scenario_shared():
         return
     check("query-pcow: the destination does not own the image yet",
           pcow_active(dst) is False and pcow_active(src) is True)
+    out = dst.qmp.hmp("info pcow pm")
+    check("...and 'info pcow' says so", "(inactive" in out and
+          "(inactive" not in src.qmp.hmp("info pcow pm"), out)
     if not check("the guest writes on the source", wait_writing(src),
                  src.log()):
         src.quit()
