@@ -380,16 +380,20 @@ EOF
 # Issue 21: what an operator does to a running VM, driven over QMP by
 # ops.py, which says what each scenario checks and prints one line per
 # check.
-ops() { # SCENARIO
-	local rc=0
-	mkdir -p "$T/ops"
-	PCOW_QEMU=$QEMU PCOW_IMG=$IMG PCOW_IO=$IO PCOW_GUEST=$GUEST OPS_DIR=$T/ops \
-		/usr/bin/python3 "$here/ops.py" "$1" >"$T/ops.out" 2>&1 || rc=$?
-	cat "$T/ops.out"
-	passed=$((passed + $(grep -c '^  ok: ' "$T/ops.out")))
-	failed=$((failed + $(grep -c '^  FAIL: ' "$T/ops.out")))
-	if ((rc)) && ! grep -q '^  FAIL: ' "$T/ops.out"; then
-		bad "ops.py $1 exited with status $rc"
+ops() { pydrive ops.py "$1"; }
+
+# pydrive SCRIPT SCENARIO: a Python driver (ops.py, migrate.py) that prints
+# one '  ok: ' or '  FAIL: ' line per check, counted here.
+pydrive() {
+	local rc=0 out=$T/${1%.py}.out
+	mkdir -p "$T/${1%.py}"
+	PCOW_QEMU=$QEMU PCOW_IMG=$IMG PCOW_IO=$IO PCOW_GUEST=$GUEST OPS_DIR=$T/${1%.py} \
+		/usr/bin/python3 "$here/$1" "$2" >"$out" 2>&1 || rc=$?
+	cat "$out"
+	passed=$((passed + $(grep -c '^  ok: ' "$out")))
+	failed=$((failed + $(grep -c '^  FAIL: ' "$out")))
+	if ((rc)) && ! grep -q '^  FAIL: ' "$out"; then
+		bad "$1 $2 exited with status $rc"
 	fi
 }
 scenario_live() { ops live; }         # 1, 2: qom-set on a running VM
@@ -411,6 +415,17 @@ for k in sys.argv[2:]:
 print(json.dumps(v) if isinstance(v, (dict, list)) else v)' "$@"
 }
 
+# $T/seqwrite, the static guest program that stamps blocks with a sequence
+# number; says SKIP and fails when it cannot be built.
+build_seqwrite() {
+	[[ -x $T/seqwrite ]] && return 0
+	if ! gcc -O2 -static -o "$T/seqwrite" "$here/seqwrite.c" 2>"$T/gcc.log"; then
+		echo "  SKIP: cannot build seqwrite.c statically"
+		sed 's/^/      /' "$T/gcc.log"
+		return 1
+	fi
+}
+
 # 7. Live snapshots (QMP) of a guest that writes all the time: seqwrite
 # stamps 4 KiB blocks with a sequence number, O_DIRECT, wrapping around the
 # device.  live1 is taken once it writes, live2 a few seconds later, live1
@@ -420,11 +435,7 @@ print(json.dumps(v) if isinstance(v, (dict, list)) else v)' "$@"
 scenario_livesnap() {
 	echo "live snapshots while the guest writes"
 	local img=$T/live.pcow sock=$T/live.qmp pid rc last k2 before after size1
-	if ! gcc -O2 -static -o "$T/seqwrite" "$here/seqwrite.c" 2>"$T/gcc.log"; then
-		echo "  SKIP: cannot build seqwrite.c statically"
-		sed 's/^/      /' "$T/gcc.log"
-		return
-	fi
+	build_seqwrite || return
 	# LIVE_CREATE_OPTS: -o options of the image (scenario_livestriped),
 	# whose names relative to $T then stay relative in the image.
 	(cd "$T" && "$IMG" create -q ${LIVE_CREATE_OPTS:+-o "$LIVE_CREATE_OPTS"} live.pcow 64M >/dev/null)
@@ -615,8 +626,21 @@ EOF
 	mv "$T/stB/moved" "$T/stB/st.pcow.1"
 }
 
+# Issue 16: live migration with a pcow NVDIMM, driven by migrate.py, which
+# says what each scenario checks and prints one line per check.
+migrate_py() { # SCENARIO
+	build_seqwrite || return
+	SEQWRITE=$T/seqwrite pydrive migrate.py "$1"
+}
+scenario_migshared() { migrate_py shared; } # shared image, guest writing
+scenario_migcancel() { migrate_py cancel; } # cancelled midway
+scenario_migstream() { migrate_py stream; } # no shared storage
+scenario_migmismatch() { migrate_py mismatch; } # the sides disagree
+scenario_migoldsnap() { migrate_py oldsnap; } # loadvm keeps the PM stream
+
 all=(thin snapshot overlay copy persist dax errors enospc livesnap savevm
-	live reset raw migrate rovirtio inuse truncate striped livestriped)
+	live reset raw migrate rovirtio inuse truncate striped livestriped
+	migshared migcancel migstream migmismatch migoldsnap)
 for s in "${@:-${all[@]}}"; do
 	"scenario_$s"
 done
