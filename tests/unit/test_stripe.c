@@ -462,7 +462,7 @@ static void check_policies(const uint8_t *m, const char *name, uint32_t n,
 }
 
 /*
- * NUMA placement (docs/design.md): every map of extent file i is bound to
+ * [R-084] NUMA placement (docs/design.md): every map of extent file i is bound to
  * its node, also one a copy-up maps anew; a node this host lacks is kept
  * and shown but binds nothing; no nodes: no binding.
  */
