@@ -83,7 +83,17 @@ struct pcow_create_opts {
 	const char *const *extent_files;
 	uint32_t extent_count;
 	uint64_t stripe_size;
+	/*
+	 * Added later: NULL, or the host NUMA node (0 to 1023, or
+	 * PCOW_NODE_NONE) of each of the extent_count extent files.  A hint
+	 * kept in the image: every map of extent file i is bound to node i
+	 * (mbind MPOL_BIND) where the host has that node, and not bound where
+	 * it does not (docs/design.md, "NUMA placement").
+	 */
+	const uint32_t *extent_nodes;
 };
+
+#define PCOW_NODE_NONE 0xffffu
 
 #define PCOW_STRIPE_SIZE_DEFAULT (2u << 20)
 
@@ -188,6 +198,11 @@ pcow_image *pcow_backing_image(pcow_image *img);
 /* The name of extent file i of a striped image, as stored (relative names
  * resolve against the image's directory); NULL past the last. */
 const char *pcow_extent_file(pcow_image *img, uint32_t i);
+
+/* The NUMA node stored for extent file i (-1: none; -ENOENT past the
+ * last); *applied (when not NULL) is 1 when this host has the node, so
+ * that maps of the file are bound to it. */
+int pcow_extent_node(pcow_image *img, uint32_t i, int *applied);
 
 /* Byte-granular I/O through the layers and the backing chain. */
 int pcow_read(pcow_image *img, void *buf, uint64_t len, uint64_t offset);

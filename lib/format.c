@@ -100,6 +100,54 @@ static int validate_stripes(const struct pcow_meta *m)
 	return 0;
 }
 
+uint32_t pcow_meta_stripe_node(const struct pcow_meta *m, uint32_t i)
+{
+	if (m->extra_header_len < PCOW_STRIPE_NODES_SIZE || i >= PCOW_EXTENTS_MAX)
+		return PCOW_NODE_NONE;
+	return pcow_le16(m->extra_header + 2 * i);
+}
+
+int pcow_meta_set_stripe_nodes(struct pcow_meta *m, const uint32_t *nodes)
+{
+	uint32_t i;
+
+	if (!nodes && m->extra_header_len < PCOW_STRIPE_NODES_SIZE)
+		return 0;
+	for (i = 0; nodes && i < m->extent_count; i++)
+		if (nodes[i] > PCOW_NODE_MAX && nodes[i] != PCOW_NODE_NONE)
+			return pcow_err(-EINVAL, "invalid node %u of extent file %u (0 to %u)",
+					nodes[i], i, PCOW_NODE_MAX);
+	if (m->extra_header_len < PCOW_STRIPE_NODES_SIZE) {
+		uint8_t *h = realloc(m->extra_header, PCOW_STRIPE_NODES_SIZE);
+
+		if (!h)
+			return pcow_err(-ENOMEM, "out of memory");
+		m->extra_header = h;
+		m->extra_header_len = PCOW_STRIPE_NODES_SIZE;
+	}
+	for (i = 0; i < PCOW_EXTENTS_MAX; i++)
+		pcow_put_le16(m->extra_header + 2 * i,
+			      nodes && i < m->extent_count ? nodes[i] : PCOW_NODE_NONE);
+	return 0;
+}
+
+/*
+ * The stripe nodes (format.md 3.6) are a hint, but bounded like every
+ * field: a node the kernel cannot have, or one for an extent file that
+ * does not exist, is a corrupt header.
+ */
+static int validate_stripe_nodes(const struct pcow_meta *m)
+{
+	for (uint32_t i = 0; m->extra_header_len >= PCOW_STRIPE_NODES_SIZE &&
+	     i < PCOW_EXTENTS_MAX; i++) {
+		uint32_t node = pcow_meta_stripe_node(m, i);
+
+		if (node != PCOW_NODE_NONE && (i >= m->extent_count || node > PCOW_NODE_MAX))
+			return pcow_err(-EINVAL, "invalid node %u of extent file %u", node, i);
+	}
+	return 0;
+}
+
 /* Reads the stripe table of a blob with the striped bit (format.md 3.6). */
 static int decode_stripes(const uint8_t *buf, uint32_t meta_len,
 			  struct pcow_meta *m)
@@ -185,6 +233,8 @@ int pcow_meta_validate(const struct pcow_meta *m)
 	ret = validate_layout(m);
 	if (ret == 0)
 		ret = validate_stripes(m);
+	if (ret == 0)
+		ret = validate_stripe_nodes(m);
 	if (ret < 0)
 		return ret;
 	if (m->layer_count == 0 || m->layer_count > PCOW_MAX_LAYERS)

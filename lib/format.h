@@ -101,6 +101,17 @@ enum {
  */
 #define PCOW_STRIPES_PER_SPAN_MAX 4096u
 
+/*
+ * The host NUMA node of each extent file (format.md 3.6), a hint: header
+ * bytes 128-255, present when header_length >= 256, one 16-bit node per
+ * extent file (PCOW_NODE_NONE: none, and in every entry past the last
+ * extent file).  In the header, not the stripe table, so that a reader that
+ * knows only 128 header bytes keeps them through a rewrite and reads the
+ * image as before.
+ */
+#define PCOW_NODE_MAX 1023u
+#define PCOW_STRIPE_NODES_SIZE (2u * PCOW_EXTENTS_MAX)
+
 /* Layer flag: blocks written where nothing lay below may not have their
  * bit yet (format.md 4.1); pcow_layer_record gives them one. */
 #define PCOW_LAYER_UNRECORDED (1u << 0)
@@ -181,6 +192,13 @@ int pcow_meta_validate(const struct pcow_meta *m);
 int pcow_meta_copy(struct pcow_meta *dst, const struct pcow_meta *src);
 void pcow_meta_free(struct pcow_meta *m);
 
+/* The node stored for extent file i of m (PCOW_NODE_NONE: none). */
+uint32_t pcow_meta_stripe_node(const struct pcow_meta *m, uint32_t i);
+
+/* Stores nodes[0 .. extent_count - 1] (PCOW_NODE_NONE: none) in m's
+ * header, growing it to 256 bytes; NULL: no node for any extent file. */
+int pcow_meta_set_stripe_nodes(struct pcow_meta *m, const uint32_t *nodes);
+
 /*
  * A region is its data span of data_capacity bytes (at least the virtual
  * size rounded up to the alignment, max(block size, 2 MiB)) followed by the
@@ -197,6 +215,17 @@ uint64_t pcow_region_offset(uint64_t region_base, uint64_t stride,
 /* The file offset just past the last of PCOW_MAX_REGIONS regions must fit
  * in off_t; pcow_meta_validate refuses layouts beyond this. */
 #define PCOW_MAX_FILE_END ((uint64_t)INT64_MAX)
+
+static inline uint32_t pcow_le16(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
+static inline void pcow_put_le16(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
 
 static inline uint32_t pcow_le32(const uint8_t *p)
 {

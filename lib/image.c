@@ -284,9 +284,11 @@ static int stripes_of_opts(const struct pcow_create_opts *opts, struct pcow_meta
 {
 	uint64_t s = opts->stripe_size;
 	uint32_t bits = 0;
+	int ret;
 
 	if (!opts->extent_count)
-		return 0;
+		return opts->extent_nodes ?
+		       pcow_err(-EINVAL, "extent file nodes given for an image without extent files") : 0;
 	/* By default 2 MiB (a DAX PMD), or the smallest size that keeps the
 	 * stripes of the capacity within the map's VMA budget. */
 	if (!s)
@@ -304,6 +306,9 @@ static int stripes_of_opts(const struct pcow_create_opts *opts, struct pcow_meta
 	m->extent_count = opts->extent_count;
 	m->extents = (char **)opts->extent_files;
 	m->stripe_bits = bits;
+	ret = pcow_meta_set_stripe_nodes(m, opts->extent_nodes);
+	if (ret < 0)
+		return ret;
 	if (getrandom(m->uuid, sizeof(m->uuid), 0) != (ssize_t)sizeof(m->uuid))
 		return pcow_err_sys(-errno, "cannot get random bytes for the image's UUID");
 	return 0;
@@ -367,8 +372,10 @@ static int create_image(const char *path, const struct pcow_create_opts *opts)
 	m.data_capacity = capacity;
 	m.block_bits = (uint32_t)bits;
 	ret = stripes_of_opts(opts, &m);
-	if (ret < 0)
+	if (ret < 0) {
+		free(m.extra_header);
 		return ret;
+	}
 	m.region_base = PCOW_DATA_OFFSET;
 	m.block_bits = (uint32_t)bits;
 	m.layer_count = 1;
@@ -379,17 +386,20 @@ static int create_image(const char *path, const struct pcow_create_opts *opts)
 	stride = pcow_region_stride(capacity, m.block_bits);
 
 	ret = pcow_meta_validate(&m);
-	if (ret < 0)
+	fd = ret < 0 ? -1 : open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		if (ret == 0)
+			ret = pcow_err_sys(-errno, "%s: cannot create", path);
+		free(m.extra_header);
 		return ret;
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return pcow_err_sys(-errno, "%s: cannot create", path);
+	}
 	/* The extent files are complete and durable before the image file
 	 * names them; a failure removes them with it. */
 	ret = pcow_stripes_create(path, &m, pcow_region_offset(m.region_base, stride, 1));
 	if (ret < 0) {
 		close(fd);
 		unlink(path);
+		free(m.extra_header);
 		return ret;
 	}
 	buf = malloc(PCOW_META_SLOT_SIZE);
@@ -425,6 +435,7 @@ static int create_image(const char *path, const struct pcow_create_opts *opts)
 	if (ret < 0)
 		goto fail;
 	free(buf);
+	free(m.extra_header);
 	close(fd);
 	return 0;
 fail:
@@ -432,6 +443,7 @@ fail:
 	close(fd);
 	unlink(path);
 	pcow_stripes_unlink(path, &m);
+	free(m.extra_header);
 	return ret;
 }
 
@@ -439,6 +451,7 @@ fail:
  * built before their last fields were added pass. */
 #define CREATE_OPTS_SIZE_0_1 offsetof(struct pcow_create_opts, flags)
 #define CREATE_OPTS_SIZE_0_2 offsetof(struct pcow_create_opts, extent_files)
+#define CREATE_OPTS_SIZE_0_3 offsetof(struct pcow_create_opts, extent_nodes)
 #define INFO_SIZE_0_1 offsetof(struct pcow_info, end_offset)
 #define INFO_SIZE_0_2 offsetof(struct pcow_info, extent_count)
 
@@ -450,7 +463,8 @@ int pcow_create(const char *path, const struct pcow_create_opts *opts)
 	 * the fields it does not know zero. */
 	if (!opts || (opts->struct_size != sizeof(*opts) &&
 		      opts->struct_size != CREATE_OPTS_SIZE_0_1 &&
-		      opts->struct_size != CREATE_OPTS_SIZE_0_2))
+		      opts->struct_size != CREATE_OPTS_SIZE_0_2 &&
+		      opts->struct_size != CREATE_OPTS_SIZE_0_3))
 		return pcow_err(-EINVAL, "struct pcow_create_opts: struct_size %zu is not %zu (set it to sizeof)",
 				opts ? opts->struct_size : 0, sizeof(*opts));
 	memcpy(&o, opts, opts->struct_size);
@@ -805,6 +819,17 @@ pcow_image *pcow_backing_image(pcow_image *img)
 const char *pcow_extent_file(pcow_image *img, uint32_t i)
 {
 	return i < img->m.extent_count ? img->m.extents[i] : NULL;
+}
+
+int pcow_extent_node(pcow_image *img, uint32_t i, int *applied)
+{
+	uint32_t node = pcow_meta_stripe_node(&img->m, i);
+
+	if (i >= img->m.extent_count)
+		return -ENOENT;
+	if (applied)
+		*applied = img->stripes && img->stripes->nodes[i] >= 0;
+	return node == PCOW_NODE_NONE ? -1 : (int)node;
 }
 
 /* Layers a read of img looks through (struct pcow_info.view_layers). */

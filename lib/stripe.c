@@ -11,6 +11,7 @@
 #include <zlib.h>
 
 #include "error.h"
+#include "numa.h"
 #include "persist.h"
 #include "stripe.h"
 
@@ -167,6 +168,10 @@ int pcow_stripe_mmap(void *addr, uint64_t len, int prot, int flags, int fd,
 		n = end - off < len ? end - off : len;
 		if (mmap(p, n, prot, flags | MAP_FIXED, file, (off_t)off) == MAP_FAILED)
 			return -1;
+		for (uint32_t i = 0; i < s->n; i++)
+			if (s->fds[i] == file && s->nodes[i] >= 0 &&
+			    pcow_numa_bind(p, n, (unsigned)s->nodes[i]) < 0)
+				return -1;
 		p += n;
 		off += n;
 		len -= n;
@@ -314,8 +319,14 @@ int pcow_stripes_open(pcow_image *img, bool write, bool lock, bool for_writer)
 	s->fd = img->fd;
 	s->img = img;
 	s->bits = img->m.stripe_bits;
-	for (i = 0; i < img->m.extent_count; i++)
+	for (i = 0; i < img->m.extent_count; i++) {
+		uint32_t node = pcow_meta_stripe_node(&img->m, i);
+
 		s->fds[i] = -1;
+		/* A hint: a node this host lacks (the image was made for
+		 * another) leaves the maps unbound; info shows it. */
+		s->nodes[i] = node != PCOW_NODE_NONE && pcow_numa_has_node(node) ? (int)node : -1;
+	}
 	for (i = 0; i < img->m.extent_count && ret == 0; i++, s->n = i)
 		ret = open_one(img, i, write, lock, for_writer, &s->fds[i]);
 	if (ret == 0 && publish(s) < 0)

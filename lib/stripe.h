@@ -36,6 +36,9 @@ struct pcow_stripes {
 	/* The layout a resize moves the regions to (resize.c), routing the
 	 * offsets from next_base on until it is the image's; 0: none. */
 	uint64_t next_base, next_stride, next_span;
+	/* The node each extent file's maps are bound to: the stored one where
+	 * this host has it, else -1 (docs/design.md, "NUMA placement"). */
+	int nodes[PCOW_EXTENTS_MAX];
 	int fds[];              /* their descriptors */
 };
 

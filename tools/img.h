@@ -60,6 +60,13 @@ int parse_create_options(const char *file, const char *opts,
  * file; prints one line and returns -1 when they are wrong. */
 int stripe_names(const char *file, const char *dirs, struct pcow_create_opts *o);
 
+/* The largest NUMA node the format keeps. */
+#define PCOW_NODE_MAX_ALLOWED 1023u
+
+/* Sets o's extent file nodes from "-o stripe_nodes=N1:N2[:...]"; returns
+ * how many, or prints one line and returns -1 when they are wrong. */
+int stripe_nodes(const char *file, const char *list, struct pcow_create_opts *o);
+
 int cmd_convert(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
 int cmd_resize(int argc, char **argv);

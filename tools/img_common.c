@@ -73,6 +73,8 @@ void print_options_help(const char *title, unsigned verb)
 		 OPTS_CREATE | OPTS_CONVERT},
 		{"cluster_size=<size>", "The same as block_size", OPTS_CREATE | OPTS_CONVERT},
 		{"size=<size>", "Virtual disk size", OPTS_CREATE | OPTS_AMEND},
+		{"stripe_nodes=<nodes>", "Host NUMA node of each extent file (N1:N2[:...]; a node or none)",
+		 OPTS_CREATE | OPTS_CONVERT},
 		{"stripe_size=<size>", "Stripe size of a striped image (a power of two; 2 MiB)",
 		 OPTS_CREATE | OPTS_CONVERT},
 		{"stripes=<dirs>", "Stripe the data over one extent file per directory (DIR1:DIR2[:...])",

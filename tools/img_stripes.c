@@ -1,7 +1,9 @@
 /*
  * img_stripes.c -- create's "-o stripes=DIR1:DIR2[:...]": the names of a
- * striped image's extent files, one per directory.
+ * striped image's extent files, one per directory; and its
+ * "-o stripe_nodes=N1:N2[:...]": their host NUMA nodes.
  */
+#include <errno.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -69,4 +71,46 @@ out:
 	free(copy);
 	free(fcopy);
 	return ret;
+}
+
+/* One host NUMA node per extent file, "none" for none. */
+int stripe_nodes(const char *file, const char *list, struct pcow_create_opts *o)
+{
+	uint32_t *nodes = calloc(PCOW_EXTENTS_ALLOWED, sizeof(*nodes));
+	const char *p = list;
+	int n = 0;
+
+	if (!nodes) {
+		die_msg("%s: out of memory", file);
+		return -1;
+	}
+	for (;;) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(p, &end, 10);
+		if (!strncmp(p, "none", 4) && (p[4] == ':' || !p[4])) {
+			v = PCOW_NODE_NONE;
+			end = (char *)p + 4;
+		} else if (end == p || errno || *p == '-' || *p == '+' || v > PCOW_NODE_MAX_ALLOWED ||
+			   (*end && *end != ':')) {
+			die_msg("%s: invalid stripe node '%s' (0 to %u or none, one per stripe directory)",
+				file, list, PCOW_NODE_MAX_ALLOWED);
+			break;
+		}
+		if (n == (int)PCOW_EXTENTS_ALLOWED) {
+			die_msg("%s: too many stripe nodes (at most %u)", file, PCOW_EXTENTS_ALLOWED);
+			break;
+		}
+		nodes[n++] = (uint32_t)v;
+		if (!*end) {
+			free((void *)o->extent_nodes);
+			o->extent_nodes = nodes;
+			return n;
+		}
+		p = end + 1;
+	}
+	free(nodes);
+	return -1;
 }

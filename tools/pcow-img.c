@@ -29,7 +29,7 @@ void usage(FILE *f)
 		"usage: pcow-img COMMAND [OPTIONS] ...\n"
 		"\n"
 		"Commands:\n"
-		"  create [-f pcow] [-q] [-u] [-b BACKING -F FMT] [-o block_size=SIZE,capacity=SIZE,stripes=DIR1:DIR2[:...],stripe_size=SIZE] FILE [SIZE]\n"
+		"  create [-f pcow] [-q] [-u] [-b BACKING -F FMT] [-o block_size=SIZE,capacity=SIZE,stripes=DIR1:DIR2[:...],stripe_nodes=N1:N2[:...],stripe_size=SIZE] FILE [SIZE]\n"
 		"  info [-f pcow|raw|qcow2] [--output=human|json] [--backing-chain | --no-backing] [-U] FILE\n"
 		"  snapshot [-f pcow] [-q] [-U] [-l | -c NAME | -a NAME | -d NAME] FILE\n"
 		"  rebase [-f pcow] [-u] [-p] [-q] -b BACKING [-F FMT] FILE\n"
@@ -58,13 +58,13 @@ static bool parse_image_size(const char *file, const char *arg, uint64_t *size)
 }
 
 /* Parses "-o key=value,key=value" (block_size, capacity, size,
- * backing_file, backing_fmt, stripes, stripe_size). */
+ * backing_file, backing_fmt, stripes, stripe_nodes, stripe_size). */
 int parse_create_options(const char *file, const char *opts,
 				struct pcow_create_opts *o, char **backing,
 				char **backing_fmt)
 {
 	char *copy = strdup(opts), *save = NULL, *tok;
-	int ret = 0;
+	int ret = 0, nodes = 0;
 
 	for (tok = strtok_r(copy, ",", &save); tok && !ret;
 	     tok = strtok_r(NULL, ",", &save)) {
@@ -98,6 +98,10 @@ int parse_create_options(const char *file, const char *opts,
 		} else if (!strcmp(tok, "stripes")) {
 			if (stripe_names(file, eq, o) < 0)
 				ret = -1;
+		} else if (!strcmp(tok, "stripe_nodes")) {
+			nodes = stripe_nodes(file, eq, o);
+			if (nodes < 0)
+				ret = -1;
 		} else if (!strcmp(tok, "stripe_size")) {
 			if (!parse_size(eq, &o->stripe_size) || !o->stripe_size ||
 			    (o->stripe_size & (o->stripe_size - 1))) {
@@ -113,6 +117,14 @@ int parse_create_options(const char *file, const char *opts,
 			die_msg("%s: invalid option '%s' for format 'pcow'", file, tok);
 			ret = -1;
 		}
+	}
+	if (!ret && nodes && !o->extent_count) {
+		die_msg("%s: stripe_nodes needs stripes=DIR1:DIR2[:...]", file);
+		ret = -1;
+	} else if (!ret && nodes && (uint32_t)nodes != o->extent_count) {
+		die_msg("%s: stripe_nodes needs one node per stripe directory (%d for %u)",
+			file, nodes, o->extent_count);
+		ret = -1;
 	}
 	free(copy);
 	return ret;
@@ -286,6 +298,29 @@ static void print_snapshots(pcow_image *img)
 	free(list);
 }
 
+/* "extent-nodes" (a node or null per extent file) and
+ * "extent-nodes-bound" (whether this host binds to it), when any is set. */
+static void extent_nodes_json(pcow_image *img, uint32_t n, json_object *data)
+{
+	json_object *nodes = json_object_new_array(), *bound = json_object_new_array();
+	bool any = false;
+
+	for (uint32_t k = 0; k < n; k++) {
+		int applied, node = pcow_extent_node(img, k, &applied);
+
+		any |= node >= 0;
+		json_object_array_add(nodes, node >= 0 ? json_object_new_int(node) : NULL);
+		json_object_array_add(bound, json_object_new_boolean(node >= 0 && applied));
+	}
+	if (!any) {
+		json_object_put(nodes);
+		json_object_put(bound);
+		return;
+	}
+	json_object_object_add(data, "extent-nodes", nodes);
+	json_object_object_add(data, "extent-nodes-bound", bound);
+}
+
 static json_object *info_json(pcow_image *img, const char *file)
 {
 	struct pcow_info info = {.struct_size = sizeof(info)};
@@ -354,6 +389,7 @@ static json_object *info_json(pcow_image *img, const char *file)
 		for (k = 0; k < info.extent_count; k++)
 			json_object_array_add(arr, json_object_new_string(pcow_extent_file(img, k)));
 		json_object_object_add(data, "extent-files", arr);
+		extent_nodes_json(img, info.extent_count, data);
 	}
 	json_object_object_add(spec, "type", json_object_new_string("pcow"));
 	json_object_object_add(spec, "data", data);
@@ -392,8 +428,14 @@ static void info_human(pcow_image *img, const char *file)
 		human_size(info.stripe_size, a, sizeof(a));
 		printf("    stripe size: %s (%" PRIu64 " bytes)\n    extent files:\n",
 		       a, info.stripe_size);
-		for (k = 0; k < info.extent_count; k++)
-			printf("        [%u]: %s\n", k, pcow_extent_file(img, k));
+		for (k = 0; k < info.extent_count; k++) {
+			int applied, node = pcow_extent_node(img, k, &applied);
+
+			printf("        [%u]: %s", k, pcow_extent_file(img, k));
+			if (node >= 0)
+				printf(" (node %d%s)", node, applied ? "" : ", not on this host: not bound");
+			printf("\n");
+		}
 	}
 }
 

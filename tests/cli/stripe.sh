@@ -1,8 +1,8 @@
 #!/bin/bash
 # Striped images (docs/format.md 3.6): create over two and three
 # directories, info (text and JSON), I/O, snapshots, check (and a leak in
-# an extent file), convert to and from raw, and the extent files an open
-# refuses: missing, swapped, another image's.
+# an extent file), convert to and from raw, the extent files an open
+# refuses: missing, swapped, another image's; and stripe_nodes.
 source "$(dirname "$0")/lib.sh"
 
 SIZE=$((16 * MiB))
@@ -83,6 +83,25 @@ ok "$PCOW_IMG" check s3.pcow
 hold_start s3.pcow
 expect_fail --grep "in use" "$PCOW_IO" -c "write 0 4K" s3.pcow
 hold_stop
+
+# A NUMA node per extent file: shown per extent (one this host lacks as
+# not bound), kept through metadata rewrites; none: nothing shown.
+ok "$PCOW_IMG" create -f pcow -o stripes=d0:d1,stripe_nodes=0:1000 numa.pcow $SIZE
+ok "$PCOW_IMG" snapshot -c one numa.pcow
+pio numa.pcow "write -P 0x44 0 $SIZE"
+ok "$PCOW_IMG" info numa.pcow
+check_out "\[0\]: d0/numa.pcow.0 \(node 0\)$" "info: the node of extent file 0"
+check_out "\[1\]: d1/numa.pcow.1 \(node 1000, not on this host: not bound\)" "info: a node the host lacks"
+check_eq "$(info_get numa.pcow 'd["format-specific"]["data"]["extent-nodes"]')" "[0, 1000]" "info: JSON nodes"
+check_eq "$(info_get numa.pcow 'd["format-specific"]["data"]["extent-nodes-bound"]')" "[true, false]" "info: JSON bound"
+ok "$PCOW_IMG" check numa.pcow
+check_out "No errors were found" "check: nodes are valid"
+ok "$PCOW_IMG" info s2.pcow
+check_true "info: no nodes, none shown" not grep -q "(node" "$T/.out"
+check_eq "$(info_get s2.pcow '"extent-nodes" in d["format-specific"]["data"]')" "false" "info: no JSON nodes"
+expect_fail --file n1.pcow --grep "one node per stripe directory" "$PCOW_IMG" create -f pcow -o stripes=d0:d1,stripe_nodes=0 n1.pcow 1M
+expect_fail --file n2.pcow --grep "needs stripes" "$PCOW_IMG" create -f pcow -o stripe_nodes=0:0 n2.pcow 1M
+expect_fail --file n3.pcow --grep "invalid stripe node" "$PCOW_IMG" create -f pcow -o stripes=d0:d1,stripe_nodes=0:1024 n3.pcow 1M
 
 # Options the format refuses, each one line.
 expect_fail --file big.pcow --grep "stripe size" "$PCOW_IMG" create -f pcow -o stripes=d0:d1,stripe_size=64K big.pcow 1T

@@ -93,6 +93,52 @@ static void not_leaf(struct pcow_meta *m)
 static void flag_layer(struct pcow_meta *m) { m->layers[1].flags = PCOW_LAYER_UNRECORDED; }
 static void unknown_flag(struct pcow_meta *m) { m->layers[1].flags = 1u << 7; }
 
+/* A striped sample with stripe nodes (format.md 3.2, 3.6). */
+static uint8_t nodes_hdr[PCOW_STRIPE_NODES_SIZE];
+static char *two_extents[2] = {"e0", "e1"};
+
+static void striped(struct pcow_meta *m)
+{
+	m->extent_count = 2;
+	m->extents = two_extents;
+	m->stripe_bits = 21;
+	m->extra_header = nodes_hdr;
+	m->extra_header_len = sizeof(nodes_hdr);
+}
+
+static void set_nodes(uint32_t e0, uint32_t e1, uint32_t e2)
+{
+	memset(nodes_hdr, 0xff, sizeof(nodes_hdr));
+	pcow_put_le16(nodes_hdr, e0);
+	pcow_put_le16(nodes_hdr + 2, e1);
+	pcow_put_le16(nodes_hdr + 4, e2);
+}
+
+/* [R-084] Stripe nodes are read back, kept through a rewrite, and
+ * bounded: at most 1023, none past the last extent file. */
+static void stripe_nodes(void)
+{
+	struct pcow_layer layers[3];
+	struct pcow_snapshot snaps[2];
+	struct pcow_meta m, out;
+
+	sample(&m, layers, snaps);
+	set_nodes(3, 1023, PCOW_NODE_NONE);
+	striped(&m);
+	OK(pcow_meta_encode(&m, buf, sizeof(buf)));
+	CHECK(pcow_le32(buf + HDR_HEADER_LENGTH) == 256);
+	OK(pcow_meta_decode(buf, sizeof(buf), &out, NULL));
+	CHECK(pcow_meta_stripe_node(&out, 0) == 3 && pcow_meta_stripe_node(&out, 1) == 1023);
+	CHECK(pcow_meta_stripe_node(&out, 2) == PCOW_NODE_NONE);
+	pcow_meta_free(&out);
+	set_nodes(3, 1024, PCOW_NODE_NONE);
+	CHECK(decode_modified(striped) == -EUCLEAN && strstr(pcow_errormsg(), "node 1024"));
+	set_nodes(3, 1, 0);
+	CHECK(decode_modified(striped) == -EUCLEAN && strstr(pcow_errormsg(), "extent file 2"));
+	set_nodes(PCOW_NODE_NONE, PCOW_NODE_NONE, PCOW_NODE_NONE);
+	CHECK(decode_modified(striped) == 0);
+}
+
 static void fix_crc(int len)
 {
 	uLong crc;
@@ -284,6 +330,7 @@ int main(void)
 	CHECK(pcow_data_span((1ull << 30) + 512, 30) == 2ull << 30);
 	/* 1 TiB of 4 KiB blocks: 2^28 bits = 32 MiB of bitmap */
 	CHECK(pcow_bitmap_span(1ull << 40, 12) == 32ull << 20);
+	stripe_nodes();
 	printf("format: ok\n");
 	return 0;
 }

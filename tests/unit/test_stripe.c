@@ -18,11 +18,13 @@
 static char names[4][64];
 static const char *ptrs[4];
 
-/* Creates test_path(name) striped over n files "dI/name.I" (relative). */
-static void create(const char *name, uint32_t n)
+/* Creates test_path(name) striped over n files "dI/name.I" (relative),
+ * extent file i bound to nodes[i] (nodes NULL: none). */
+static void create_on(const char *name, uint32_t n, const uint32_t *nodes)
 {
 	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = SIZE, .block_size = BS,
-				     .extent_count = n, .stripe_size = STRIPE};
+				     .extent_count = n, .stripe_size = STRIPE,
+				     .extent_nodes = nodes};
 	uint32_t i;
 
 	for (i = 0; i < n; i++) {
@@ -35,6 +37,11 @@ static void create(const char *name, uint32_t n)
 	}
 	o.extent_files = ptrs;
 	OK(pcow_create(test_path(name), &o));
+}
+
+static void create(const char *name, uint32_t n)
+{
+	create_on(name, n, NULL);
 }
 
 static const char *extent_path(const char *name, uint32_t i)
@@ -405,6 +412,125 @@ static void mixed_chain(bool base_striped, bool top_striped)
 	free(want);
 }
 
+/*
+ * The memory policy /proc/self/numa_maps shows for the VMA that starts at
+ * addr ("bind:0", "default", ...), and in *file whether it maps a file
+ * whose name ends in suffix; NULL when no VMA starts there.
+ */
+static const char *policy_at(const void *addr, const char *suffix, bool *file)
+{
+	static char policy[64];
+	char line[4096];
+	FILE *f = fopen("/proc/self/numa_maps", "r");
+	const char *found = NULL;
+
+	CHECK(f);
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *fn = strstr(line, " file=");
+
+		if (strtoull(line, NULL, 16) != (uintptr_t)addr ||
+		    sscanf(line, "%*x %63s", policy) != 1)
+			continue;
+		if (fn)
+			fn[1 + strcspn(fn + 1, " \n")] = '\0';
+		*file = fn && strlen(fn) >= strlen(suffix) &&
+			!strcmp(fn + strlen(fn) - strlen(suffix), suffix);
+		found = policy;
+	}
+	fclose(f);
+	return found;
+}
+
+/* Every stripe of the map m of the n-extent image name has the policy
+ * want[i % n] of its extent file i, and maps that file. */
+static void check_policies(const uint8_t *m, const char *name, uint32_t n,
+			   const char *const *want)
+{
+	for (uint32_t k = 0; k < SIZE / STRIPE; k++) {
+		char suffix[64];
+		const char *p;
+		bool file;
+
+		snprintf(suffix, sizeof(suffix), "/d%u/%s.%u", k % n, name, k % n);
+		p = policy_at(m + (size_t)k * STRIPE, suffix, &file);
+		if (!p || !file || strcmp(p, want[k % n])) {
+			fprintf(stderr, "stripe %u: policy %s (want %s), file %s\n", k,
+				p ? p : "(no VMA)", want[k % n], p && file ? "right" : "wrong");
+			CHECK(0);
+		}
+	}
+}
+
+/*
+ * [R-084] NUMA placement (docs/design.md): every map of extent file i is bound to
+ * its node, also one a copy-up maps anew; a node this host lacks is kept
+ * and shown but binds nothing; no nodes: no binding.
+ */
+static void numa_nodes(void)
+{
+	static const char *const bound[] = {"bind:0", "bind:0"};
+	static const char *const half[] = {"bind:0", "default"};
+	static const char *const none[] = {"default", "default"};
+	const uint32_t zero[2] = {0, 0}, far[2] = {0, 1000}, bad[2] = {0, 1024};
+	struct pcow_create_opts o = {.struct_size = sizeof(o), .size = SIZE, .block_size = BS,
+				     .extent_count = 2, .stripe_size = STRIPE,
+				     .extent_files = ptrs, .extent_nodes = bad};
+	pcow_image *img;
+	pcow_map *map;
+	uint8_t *m;
+	int applied;
+
+	create_on("n0.pcow", 2, zero);
+	OK(pcow_open(&img, test_path("n0.pcow"), 0));
+	CHECK(pcow_extent_node(img, 0, &applied) == 0 && applied == 1);
+	CHECK(pcow_extent_node(img, 1, &applied) == 0 && applied == 1);
+	CHECK(pcow_extent_node(img, 2, &applied) == -ENOENT);
+	OK(pcow_map_new(&map, img, 0));
+	m = pcow_map_addr(map);
+	memset(m, 1, BS);                       /* extent 0 */
+	memset(m + STRIPE, 2, BS);              /* extent 1 */
+	check_policies(m, "n0.pcow", 2, bound);
+	OK(pcow_map_delete(&map));
+	/* A copy-up maps the copied block anew: bound again. */
+	OK(pcow_snapshot_create(img, "s"));
+	OK(pcow_map_new(&map, img, 0));
+	m = pcow_map_addr(map);
+	memset(m + STRIPE, 3, BS);
+	CHECK(m[STRIPE] == 3 && m[0] == 1);
+	check_policies(m, "n0.pcow", 2, bound);
+	OK(pcow_map_delete(&map));
+	OK(pcow_close(&img));
+
+	create("n1.pcow", 2);
+	OK(pcow_open(&img, test_path("n1.pcow"), 0));
+	CHECK(pcow_extent_node(img, 0, &applied) == -1 && applied == 0);
+	OK(pcow_map_new(&map, img, 0));
+	m = pcow_map_addr(map);
+	memset(m, 1, STRIPE * 2);
+	check_policies(m, "n1.pcow", 2, none);
+	OK(pcow_map_delete(&map));
+	OK(pcow_close(&img));
+
+	create_on("n2.pcow", 2, far);
+	OK(pcow_open(&img, test_path("n2.pcow"), 0));
+	CHECK(pcow_extent_node(img, 0, &applied) == 0 && applied == 1);
+	CHECK(pcow_extent_node(img, 1, &applied) == 1000 && applied == 0);
+	OK(pcow_map_new(&map, img, 0));
+	m = pcow_map_addr(map);
+	CHECK(m[0] == 0 && m[STRIPE] == 0);
+	check_policies(m, "n2.pcow", 2, half);
+	OK(pcow_map_delete(&map));
+	OK(pcow_close(&img));
+
+	/* Past the format's largest node, or nodes without extent files. */
+	CHECK(pcow_create(test_path("n3.pcow"), &o) == -EINVAL);
+	CHECK(strstr(pcow_errormsg(), "invalid node 1024"));
+	o.extent_count = 0;
+	o.extent_nodes = zero;
+	CHECK(pcow_create(test_path("n3.pcow"), &o) == -EINVAL);
+	CHECK(access(test_path("n3.pcow"), F_OK) != 0);
+}
+
 int main(void)
 {
 	run(2);
@@ -416,6 +542,7 @@ int main(void)
 	mixed_chain(false, true);
 	mixed_chain(true, false);
 	mixed_chain(true, true);
+	numa_nodes();
 	printf("ok\n");
 	return 0;
 }
