@@ -112,3 +112,14 @@ uint64_t test_file_sum(const char *path)
 	close(fd);
 	return s;
 }
+
+uint8_t *test_read_file(const char *path, uint64_t len)
+{
+	uint8_t *b = calloc(1, len ? len : 1);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	CHECK(b && fd >= 0);
+	test_read_all(fd, b, len, 0);
+	close(fd);
+	return b;
+}

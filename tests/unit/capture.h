@@ -33,4 +33,7 @@ void test_write_all(int fd, const void *buf, uint64_t len, uint64_t off);
 /* A checksum of a file's whole content, to tell whether it changed. */
 uint64_t test_file_sum(const char *path);
 
+/* The first len bytes of a file (zeros past its end), malloc'd. */
+uint8_t *test_read_file(const char *path, uint64_t len);
+
 #endif

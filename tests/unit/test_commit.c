@@ -34,17 +34,6 @@ static uint8_t *read_all(pcow_image *img)
 		free(got_);                                                   \
 	} while (0)
 
-static uint8_t *read_file(const char *path, uint64_t len)
-{
-	uint8_t *b = calloc(1, len);
-	int fd = open(path, O_RDONLY);
-
-	CHECK(b && fd >= 0);
-	CHECK(pread(fd, b, len, 0) >= 0);
-	close(fd);
-	return b;
-}
-
 /* Content of an image as a fresh opener sees it. */
 static uint8_t *read_image(const char *path)
 {
@@ -193,7 +182,7 @@ static void test_raw(uint32_t bs, unsigned flags)
 	OK(pcow_commit(img, NULL, flags));
 	CHECK(!pr.bad && pr.calls >= 1 && pr.last == pr.total && pr.total > 0);
 	EXPECT_SAME(before, read_all(img));
-	raw = read_file(test_path("r.raw"), SIZE);
+	raw = test_read_file(test_path("r.raw"), SIZE);
 	CHECK(memcmp(before, raw, SIZE) == 0);
 	free(raw);
 	{
@@ -410,7 +399,7 @@ static void test_sizes(void)
 	EXPECT_SAME(before, read_all(img));
 	OK(pcow_close(&img));
 	CHECK(stat(test_path("s.raw"), &st) == 0 && (uint64_t)st.st_size == SIZE);
-	EXPECT_SAME(before, read_file(test_path("s.raw"), SIZE));
+	EXPECT_SAME(before, test_read_file(test_path("s.raw"), SIZE));
 	free(before);
 }
 
@@ -585,7 +574,7 @@ static void verify_state(struct crash *c, bool complete, bool leaks_ok, size_t c
 			OK(pcow_close(&img));
 		} else {
 			free(now);
-			now = read_file(t, CRASH_SIZE);
+			now = test_read_file(t, CRASH_SIZE);
 		}
 		CHECK(memcmp(now, c->before, CRASH_SIZE) == 0);
 	}

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "capture.h"
 #include "test.h"
 
 #define SIZE (4ull << 20)
@@ -167,30 +168,18 @@ static void run(uint32_t n)
 	free(b);
 }
 
-/* The bytes of the file at path. */
-static uint8_t *slurp(const char *path, size_t len)
-{
-	uint8_t *buf = calloc(1, len);
-	int fd = open(path, O_RDONLY);
-
-	CHECK(buf && fd >= 0);
-	CHECK(pread(fd, buf, len, 0) >= 0);
-	close(fd);
-	return buf;
-}
-
 /* [R-082] The open fails with err, naming what, and leaves the image file
  * as it was (nothing is written before the extent files are known good). */
 static void refused(const char *name, int err, const char *what)
 {
-	uint8_t *before = slurp(test_path(name), 1 << 20), *after;
+	uint8_t *before = test_read_file(test_path(name), 1 << 20), *after;
 	pcow_image *img;
 	int ret = pcow_open(&img, test_path(name), 0);
 
 	printf("refused: %s\n", pcow_errormsg());
 	CHECK(ret == err);
 	CHECK(strstr(pcow_errormsg(), what));
-	after = slurp(test_path(name), 1 << 20);
+	after = test_read_file(test_path(name), 1 << 20);
 	CHECK(memcmp(before, after, 1 << 20) == 0);
 	free(before);
 	free(after);
