@@ -45,7 +45,7 @@ static void note(struct pcow_check_result *res, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Bytes of data the file holds in [start, end). */
+/* Bytes of data the file holds in [start, end): none when all of it is zeros. */
 static int data_bytes(int fd, uint64_t start, uint64_t end, uint64_t *bytes)
 {
 	uint64_t pos = start, n = 0, d, h;
@@ -57,6 +57,13 @@ static int data_bytes(int fd, uint64_t start, uint64_t end, uint64_t *bytes)
 	}
 	if (ret < 0)
 		return ret;
+	/* Zeros read as a hole does: a copy that filled the holes (cp
+	 * --sparse=never, a copy to another machine) leaks nothing. */
+	if (n && (ret = pcow_file_nonzero(fd, start, end - start)) <= 0) {
+		if (ret < 0)
+			return ret;
+		n = 0;
+	}
 	*bytes = n;
 	return 0;
 }

@@ -346,4 +346,26 @@ check_eq "$(word_of dirty.pcow "$(meta dirty.pcow 'bitmap(2)')")" "$(printf '0x%
 verify dirty.pcow "${CONTENT[@]:0:6}" "0x23 2M 64K" "0 $((2 * MiB + BS)) $((512 * KiB - BS))" \
     "0x55 $((40 * BS)) 4K" "0 $((40 * BS + 4096)) $((3 * MiB / 2 - 4096))"
 
+# ---- A copy that filled the holes -------------------------------------------
+
+# Zeros where the format wants holes read as holes do: a copy made with
+# cp --sparse=never (or by a transfer that does not keep holes) checks clean
+# and reads the same.  In it the reserved area, each region's room past
+# the virtual size (capacity 8M) and the deleted snapshot's layer are zero
+# data.
+rm -f full.pcow
+ok "$PCOW_IMG" create -q -o block_size=$BS,capacity=8M full.pcow 4M
+pio full.pcow "write -P 0x21 64K 64K"
+ok "$PCOW_IMG" snapshot -c s1 full.pcow
+pio full.pcow "write -P 0x22 1M 64K"
+ok "$PCOW_IMG" snapshot -c s2 full.pcow
+ok "$PCOW_IMG" snapshot -d s1 full.pcow
+ok "$PCOW_IMG" check full.pcow
+cp --sparse=never full.pcow fullcopy.pcow
+check_true "a non-sparse copy has no holes" test "$(stat -c %b fullcopy.pcow)" -ge "$(($(stat -c %s fullcopy.pcow) / 512))"
+ok "$PCOW_IMG" check fullcopy.pcow
+check_out "^No errors were found on the image.$" "a non-sparse copy: check"
+verify fullcopy.pcow "0 0 64K" "0x21 64K 64K" "0 128K 896K" "0x22 1M 64K" \
+    "0 $((MiB + 64 * KiB)) $((3 * MiB - 64 * KiB))"
+
 finish
