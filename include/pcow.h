@@ -445,6 +445,14 @@ typedef void (*pcow_map_error_fn)(pcow_map *map, void *addr, int err,
 				  void *opaque);
 void pcow_map_set_error_handler(pcow_map *map, pcow_map_error_fn fn,
 				void *opaque);
+/*
+ * Inside the error handler: the context of the signal (a ucontext_t *,
+ * with the registers of the faulting thread), so that the handler can
+ * tell which instruction made the access, and leave the signal handler
+ * with siglongjmp() to restart it later instead of waiting inside it.
+ * Only meaningful inside the handler (NULL in a thread that never ran one).
+ */
+void *pcow_map_fault_context(void);
 
 /*
  * What the first store to an inherited block copies up: the copy_size
