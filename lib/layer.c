@@ -515,6 +515,11 @@ int pcow_copy_up_run(pcow_image *img, uint32_t dst_layer, uint64_t first,
 	ret = src ? copy_pieces(img, region_start(img, dst_layer), src, start,
 				end - start, chunk)
 		  : copy_from_below(img, dst_layer, start, end, chunk);
+	/* The blocks are not the layer's yet: what a failed copy (no room)
+	 * wrote of them is nobody's data, and would only leak. */
+	if (ret < 0)
+		(void)pcow_io_punch(img->fd, region_start(img, dst_layer) + start,
+				    end - start);
 	return ret ? ret : pcow_claim_blocks(img, dst_layer, first, n);
 }
 
