@@ -3,8 +3,11 @@
  * stored to, against the kernel's own cost of taking write access away
  * from the same number of pages (docs/benchmarks.md, "Live snapshots").
  *
- * Usage: map_snap DIR SIZE_GIB WRITTEN_GIB MODE [ROUNDS]
+ * Usage: map_snap DIR SIZE_GIB WRITTEN_GIB MODE [ROUNDS [halves]]
  *   MODE is fault or kernel (PCOW_MAP_KERNEL_COW).
+ *   halves: each snapshot as QEMU takes one of a running VM, prepared
+ *   before the timed part (pcow_snapshot_prepare) and flushed after it
+ *   (PCOW_SNAPSHOT_SYNC_LATER); the flush after is printed as "sync".
  *
  * Creates DIR/map_snap.pcow of SIZE_GIB GiB (64 KiB blocks), maps it,
  * stores to every page of its first WRITTEN_GIB GiB (as a guest writing
@@ -21,6 +24,7 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +55,28 @@ static void touch(uint8_t *p, uint64_t len)
 {
 	for (uint64_t o = 0; o < len; o += 4096)
 		p[o] = (uint8_t)(o >> 12 | 1);
+}
+
+/* One snapshot; returns the milliseconds a running VM's vCPUs would be
+ * stopped for. */
+static double snapshot(pcow_image *img, const char *name, bool halves)
+{
+	double t0, t;
+
+	if (halves && pcow_snapshot_prepare(img) < 0)
+		die("prepare");
+	t0 = now_ms();
+	if (pcow_snapshot_create_flags(img, name,
+				       halves ? PCOW_SNAPSHOT_SYNC_LATER : 0) < 0)
+		die("snapshot");
+	t = now_ms() - t0;
+	if (halves) {
+		t0 = now_ms();
+		if (pcow_flush(img) < 0)
+			die("flush");
+		printf("sync %.3f\n", now_ms() - t0);
+	}
+	return t;
 }
 
 static void baseline(const char *dir, uint64_t written)
@@ -97,11 +123,11 @@ int main(int argc, char **argv)
 	pcow_map *map;
 	uint64_t size, written;
 	unsigned rounds = 10, flags = 0;
-	double t0;
+	bool halves;
 	uint8_t *p;
 
 	if (argc < 5) {
-		fprintf(stderr, "usage: map_snap DIR SIZE_GIB WRITTEN_GIB fault|kernel [ROUNDS]\n");
+		fprintf(stderr, "usage: map_snap DIR SIZE_GIB WRITTEN_GIB fault|kernel [ROUNDS [halves]]\n");
 		return 2;
 	}
 	size = strtoull(argv[2], NULL, 10) * GIB;
@@ -110,6 +136,7 @@ int main(int argc, char **argv)
 		flags = PCOW_MAP_KERNEL_COW;
 	if (argc > 5)
 		rounds = (unsigned)atoi(argv[5]);
+	halves = argc > 6 && !strcmp(argv[6], "halves");
 	snprintf(path, sizeof(path), "%s/map_snap.pcow", argv[1]);
 	unlink(path);
 	o.size = size;
@@ -123,19 +150,13 @@ int main(int argc, char **argv)
 	touch(p, written);
 	if (pcow_map_flush(map) < 0)
 		die("flush");
-	t0 = now_ms();
-	if (pcow_snapshot_create(img, "first") < 0)
-		die("snapshot");
-	printf("first %.3f\n", now_ms() - t0);
+	printf("first %.3f\n", snapshot(img, "first", halves));
 	for (unsigned i = 0; i < rounds; i++) {
 		p[(uint64_t)i * 4096 * 17 % written] ^= 1;
 		if (pcow_map_flush(map) < 0)
 			die("flush");
 		snprintf(name, sizeof(name), "s%u", i);
-		t0 = now_ms();
-		if (pcow_snapshot_create(img, name) < 0)
-			die("snapshot");
-		printf("later %.3f\n", now_ms() - t0);
+		printf("later %.3f\n", snapshot(img, name, halves));
 	}
 	if (pcow_map_delete(&map) < 0 || pcow_close(&img) < 0)
 		die("close");

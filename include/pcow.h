@@ -263,6 +263,24 @@ struct pcow_snapshot_info {
 int pcow_snapshot_list(pcow_image *img, struct pcow_snapshot_info **list,
 		       size_t *count);
 int pcow_snapshot_create(pcow_image *img, const char *name);
+
+/*
+ * For a caller that holds stores off while a snapshot is taken (the vCPUs
+ * of a running VM), so that they are held off only for the switch itself:
+ * pcow_snapshot_prepare() does beforehand what does not depend on the
+ * moment of the snapshot (a clean area of the file for the next layer,
+ * made durable), and the next snapshot taken with the metadata unchanged
+ * meanwhile uses it.  With PCOW_SNAPSHOT_SYNC_LATER,
+ * pcow_snapshot_create_flags() returns once the snapshot is taken, before
+ * its last flush: the snapshot, and whatever is stored after it, becomes
+ * durable at the next pcow_flush() or pcow_map_flush() (or any later
+ * change of the metadata, or pcow_close()); a power failure before that
+ * leaves the image as it was just before the snapshot.
+ */
+#define PCOW_SNAPSHOT_SYNC_LATER 0x1u
+int pcow_snapshot_prepare(pcow_image *img);
+int pcow_snapshot_create_flags(pcow_image *img, const char *name,
+			       unsigned flags);
 /* name may also be a snapshot's numeric id, as with qemu-img. */
 int pcow_snapshot_apply(pcow_image *img, const char *name);
 int pcow_snapshot_delete(pcow_image *img, const char *name);
@@ -427,6 +445,14 @@ typedef void (*pcow_map_error_fn)(pcow_map *map, void *addr, int err,
 				  void *opaque);
 void pcow_map_set_error_handler(pcow_map *map, pcow_map_error_fn fn,
 				void *opaque);
+/*
+ * Inside the error handler: the context of the signal (a ucontext_t *,
+ * with the registers of the faulting thread), so that the handler can
+ * tell which instruction made the access, and leave the signal handler
+ * with siglongjmp() to restart it later instead of waiting inside it.
+ * Only meaningful inside the handler (NULL in a thread that never ran one).
+ */
+void *pcow_map_fault_context(void);
 
 /*
  * What the first store to an inherited block copies up: the copy_size

@@ -125,6 +125,14 @@ enum pcow_fault_action pcow_fault_decide(int sig, int code, bool rdonly)
  * calls inside another image's map, which two threads can use crosswise.
  * Error messages are formatted without locale or allocation (error.c).
  */
+/* The signal context of the error handler running in this thread. */
+static __thread void *error_ctx;
+
+void *pcow_map_fault_context(void)
+{
+	return error_ctx;
+}
+
 static void on_fault(int sig, siginfo_t *info, void *ctx)
 {
 	int saved_errno = errno, slot = -1, ret = 0;
@@ -159,9 +167,13 @@ static void on_fault(int sig, siginfo_t *info, void *ctx)
 		 * (siglongjmp): the map is no longer ours to hold from here. */
 		release_slot(slot);
 	}
-	if (ret < 0 && err_fn)
+	if (ret < 0 && err_fn) {
+		/* Left set if the handler does not return: the next one
+		 * sets its own. */
+		error_ctx = ctx;
 		err_fn(map, info->si_addr, ret, err_opaque);
-	else if (ret != 0 || slot < 0)
+		error_ctx = NULL;
+	} else if (ret != 0 || slot < 0)
 		chain(sig, info, ctx);
 	errno = saved_errno;
 }

@@ -134,7 +134,30 @@ int pcow_require_writable(pcow_image *img)
 	return 0;
 }
 
+void pcow_meta_synced(pcow_image *img, int ret)
+{
+	if (!img->commit_unsynced)
+		return;
+	img->commit_unsynced = false;
+	/* Neither the slot before it nor the one written is known to be the
+	 * image's now: nothing more is written through this handle. */
+	if (ret < 0)
+		img->poisoned = true;
+}
+
+static int meta_commit(pcow_image *img, struct pcow_meta *next, bool sync);
+
 int pcow_meta_commit(pcow_image *img, struct pcow_meta *next)
+{
+	return meta_commit(img, next, true);
+}
+
+int pcow_meta_commit_unsynced(pcow_image *img, struct pcow_meta *next)
+{
+	return meta_commit(img, next, false);
+}
+
+static int meta_commit(pcow_image *img, struct pcow_meta *next, bool sync)
 {
 	int slot = 1 - img->cur_slot, ret;
 	uint64_t need = pcow_image_required_size(img, next);
@@ -161,8 +184,10 @@ int pcow_meta_commit(pcow_image *img, struct pcow_meta *next)
 	}
 	/* Everything the new metadata relies on -- the file's new size, data
 	 * and copy bits written before (some persisted lazily) -- must be
-	 * durable before the metadata can be. */
+	 * durable before the metadata can be.  So is a slot written unsynced
+	 * before: the slot this commit overwrites is the one before that. */
 	ret = pcow_io_sync(img->fd);
+	pcow_meta_synced(img, ret);
 	if (ret < 0)
 		return ret;
 	buf = malloc(PCOW_META_SLOT_SIZE);
@@ -179,7 +204,9 @@ int pcow_meta_commit(pcow_image *img, struct pcow_meta *next)
 		 * durable: neither the old metadata nor the new one is known to
 		 * be the image's now, so nothing more is written through this
 		 * handle. */
-		if (ret == 0 && (ret = pcow_io_sync(img->fd)) < 0)
+		if (ret == 0 && !sync)
+			img->commit_unsynced = true;
+		else if (ret == 0 && (ret = pcow_io_sync(img->fd)) < 0)
 			img->poisoned = true;
 	}
 	free(buf);

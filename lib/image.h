@@ -23,6 +23,15 @@ struct pcow_image {
 	bool rdonly;
 	bool inactive;          /* handed over (handover.c): rdonly until activated */
 	bool poisoned;          /* a metadata commit failed: no more changes */
+	/* The last commit's slot is written but not yet flushed
+	 * (PCOW_SNAPSHOT_SYNC_LATER): the next sync makes it durable. */
+	bool commit_unsynced;
+	/* A free region punched and made durable ahead of a snapshot
+	 * (pcow_snapshot_prepare): the next one taken while the metadata is
+	 * still of ready_generation uses it without punching it again. */
+	bool region_ready;
+	uint32_t ready_region;
+	uint64_t ready_generation;
 	uint32_t last_commit_len;       /* bytes the last commit wrote */
 	/* What the slot that went dirty held before (dirty.c): written back
 	 * when the session changed nothing the clean metadata does not say. */
@@ -115,6 +124,12 @@ uint64_t pcow_image_required_size(const pcow_image *img,
  * only on success.
  */
 int pcow_meta_commit(pcow_image *img, struct pcow_meta *next);
+/* The same, leaving the flush of the slot to the next sync, which must
+ * then go through pcow_meta_synced(). */
+int pcow_meta_commit_unsynced(pcow_image *img, struct pcow_meta *next);
+/* After a sync of the image file that returned ret: a slot written
+ * unsynced is durable now, or, if the sync failed, of unknown state. */
+void pcow_meta_synced(pcow_image *img, int ret);
 
 /*
  * Before the first change that may leave a block owned by its data alone

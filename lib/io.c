@@ -182,8 +182,10 @@ int pcow_flush(pcow_image *img)
 		ret = img->map ? pcow_map_writeback(img->map, 0, img->map->len) : 0;
 		if (ret == 0)
 			ret = pcow_pending_persist(img);
-		if (ret == 0)
+		if (ret == 0) {
 			ret = pcow_io_sync(img->fd);
+			pcow_meta_synced(img, ret);
+		}
 		pthread_mutex_unlock(&img->lock);
 	}
 	return ret;

@@ -48,6 +48,16 @@ int pcow_take_region(pcow_image *img, const struct pcow_meta *m,
 		r++;
 	if (r >= PCOW_MAX_REGIONS)
 		return pcow_err(-ENOSPC, "%s: too many layers", img->path);
+	/* Nothing stores into a region no layer uses: one made ready while
+	 * the metadata was what it still is, is ready still.  It is ready
+	 * once: a layer that takes it may store into it, and may fail to
+	 * punch it when it is freed again. */
+	if (img->region_ready && img->ready_region == r &&
+	    img->ready_generation == img->m.generation) {
+		img->region_ready = false;
+		*region = r;
+		return 0;
+	}
 	ret = pcow_io_punch(img->fd, pcow_image_region(img, r),
 			    img->stride);
 	if (ret == -EFBIG)
@@ -160,7 +170,31 @@ int pcow_snapshot_list(pcow_image *img, struct pcow_snapshot_info **list,
 	return 0;
 }
 
+int pcow_snapshot_prepare(pcow_image *img)
+{
+	uint32_t region;
+	int ret = pcow_require_writable(img);
+
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&img->lock);
+	ret = pcow_take_region(img, &img->m, &region);
+	if (ret == 0) {
+		img->region_ready = true;
+		img->ready_region = region;
+		img->ready_generation = img->m.generation;
+	}
+	pthread_mutex_unlock(&img->lock);
+	return ret;
+}
+
 int pcow_snapshot_create(pcow_image *img, const char *name)
+{
+	return pcow_snapshot_create_flags(img, name, 0);
+}
+
+int pcow_snapshot_create_flags(pcow_image *img, const char *name,
+			       unsigned flags)
 {
 	struct pcow_meta next;
 	struct timespec now;
@@ -170,6 +204,8 @@ int pcow_snapshot_create(pcow_image *img, const char *name)
 
 	if (ret < 0)
 		return ret;
+	if (flags & ~PCOW_SNAPSHOT_SYNC_LATER)
+		return pcow_err(-EINVAL, "unknown snapshot flags 0x%x", flags);
 	if (len == 0 || len > PCOW_SNAPSHOT_NAME_MAX)
 		return pcow_err(-EINVAL, "snapshot name must be 1 to %d bytes",
 				PCOW_SNAPSHOT_NAME_MAX);
@@ -201,7 +237,9 @@ int pcow_snapshot_create(pcow_image *img, const char *name)
 	s->layer = img->m.active;
 	s->date_sec = now.tv_sec;
 	s->date_nsec = (uint32_t)now.tv_nsec;
-	ret = after_layers_change(img, pcow_meta_commit(img, &next));
+	ret = after_layers_change(img, flags & PCOW_SNAPSHOT_SYNC_LATER ?
+				  pcow_meta_commit_unsynced(img, &next) :
+				  pcow_meta_commit(img, &next));
 	pcow_meta_free(&next);
 out:
 	pthread_mutex_unlock(&img->lock);

@@ -3,9 +3,17 @@
 # Builds QEMU with pcow support for memory-backend-file.
 #
 # Usage: qemu/build.sh [--qtest] [PCOW_PKG_CONFIG_PATH]
+#        qemu/build.sh --each-patch [FIRST] [PCOW_PKG_CONFIG_PATH]
 #
 # --qtest also builds the series' qtest (tests/qtest/pcow-test) and runs it
 # against the QEMU just built (after an up-to-date check too).
+# --each-patch checks that every prefix of the series (from patch FIRST on)
+# builds, passes checkpatch and the qtest once it is there: see
+# qemu/series-check.sh.  It does not touch build/qemu.
+#
+# PCOW_QEMU_PATCHES, PCOW_QEMU_SRC and PCOW_QEMU_OUT put the series, the
+# patched tree and the results somewhere other than qemu/patches,
+# build/qemu-src and build/qemu.
 #
 # Fetches Debian trixie's QEMU source through a private apt configuration
 # (the system's apt state is left alone), applies qemu/patches/*.patch,
@@ -40,11 +48,18 @@ top="$root/build"
 apt_dir="$top/qemu-apt"      # private apt configuration and state
 dl_dir="$top/qemu-dl"        # downloaded source package and meson .deb
 tools_dir="$top/qemu-tools"  # the private meson
-src_dir="$top/qemu-src"      # the patched source tree
+# The series, the patched tree and the results can be put elsewhere
+# (qemu/series-check.sh builds each prefix of the series in its own tree).
+patch_dir=${PCOW_QEMU_PATCHES:-$here/patches}
+src_dir=${PCOW_QEMU_SRC:-$top/qemu-src}  # the patched source tree
 obj_dir="$src_dir/build"     # QEMU's build tree (inside the source)
-out_dir="$top/qemu"          # the results
+out_dir=${PCOW_QEMU_OUT:-$top/qemu}      # the results
 stamp="$out_dir/.stamp"
 
+if [ "${1:-}" = --each-patch ]; then
+	shift
+	exec bash "$here/series-check.sh" "$@"
+fi
 run_qtest=
 if [ "${1:-}" = --qtest ]; then
 	run_qtest=1
@@ -67,7 +82,7 @@ compute_key() {
 		echo "pkg-config path $pc_path"
 		sha256sum "$here/build.sh" "$root/scripts/debian-apt.sh" \
 			"$root/scripts/patch-series.sh" "$root/include/pcow.h"
-		for p in "$here"/patches/*.patch; do
+		for p in "$patch_dir"/*.patch; do
 			[ -e "$p" ] || continue
 			sha256sum "$p"
 		done
@@ -172,18 +187,18 @@ fetch_source() {
 }
 
 extract_source() {
-	local tmp="$top/qemu-src.new"
+	local tmp="$src_dir.new"
 	rm -rf "$tmp"
 	mkdir -p "$tmp"
 	log "unpacking the QEMU source"
 	dpkg-source --no-check -x "$dl_dir"/qemu_*.dsc "$tmp/tree" >/dev/null
 	rm -rf "$src_dir"
 	mv "$tmp/tree" "$src_dir"
-	rm -rf "$tmp" "$top/qemu-src.times"
+	rm -rf "$tmp" "$src_dir.times"
 	mkdir -p "$src_dir/.pcow-patches"
 }
 
-times_file="$top/qemu-src.times"
+times_file="$src_dir.times"
 # shellcheck source=scripts/patch-series.sh
 . "$root/scripts/patch-series.sh"
 
@@ -221,9 +236,16 @@ build_qemu() {
 		--enable-kvm --enable-tcg --enable-tools
 		--enable-pixman --enable-slirp --enable-fdt=system
 		--disable-docs --disable-install-blobs
-		--enable-pcow
 	)
 	[ -z "$extra_cflags" ] || conf_args+=(--extra-cflags="$extra_cflags")
+	# Demand libpcow once the series has the option (an early prefix of
+	# the series may not).  It is left out of the configuration's key: when
+	# a later prefix adds the option, ninja reconfigures by itself and the
+	# automatic feature finds libpcow, with no build from scratch.
+	local pcow_arg=()
+	if grep -q "'pcow'" "$src_dir/meson_options.txt"; then
+		pcow_arg=(--enable-pcow)
+	fi
 
 	# Configure again only when the configuration changes.
 	local conf_key
@@ -234,7 +256,7 @@ build_qemu() {
 		log "configuring"
 		rm -rf "$obj_dir"
 		mkdir -p "$obj_dir"
-		(cd "$obj_dir" && ../configure "${conf_args[@]}")
+		(cd "$obj_dir" && ../configure "${conf_args[@]}" "${pcow_arg[@]}")
 		# Let the venv find the private meson without PYTHONPATH too, so
 		# that a plain "ninja" in the build tree can reconfigure.
 		local site
@@ -250,7 +272,8 @@ build_qemu() {
 	mkdir -p "$out_dir"
 	local f
 	for f in qemu-system-x86_64 qemu-img; do
-		ln -sfn "../qemu-src/build/$f" "$out_dir/$f"
+		ln -sfn "$(realpath --relative-to="$out_dir" "$obj_dir/$f")" \
+			"$out_dir/$f"
 	done
 }
 

@@ -6,7 +6,8 @@
 # The caller sets, before calling apply_patches:
 #   src_dir      the source tree (the applied series is kept in
 #                $src_dir/.pcow-patches)
-#   here         the directory holding patches/*.patch
+#   here         the directory holding patches/*.patch (or patch_dir: the
+#                directory of the *.patch files themselves)
 #   times_file   a scratch file for the files' times
 # and defines log(), die() and extract_source (a fresh tree with an empty
 # $src_dir/.pcow-patches).
@@ -21,7 +22,7 @@ apply_patches() {
 		extract_source
 	fi
 	# Nothing to do when the applied series is the current one.
-	if diff -rq "$applied" "$here/patches" >/dev/null 2>&1; then
+	if diff -rq "$applied" "${patch_dir:-$here/patches}" >/dev/null 2>&1; then
 		return
 	fi
 	list=$(ls "$applied"/*.patch 2>/dev/null | sort -r || true)
@@ -47,7 +48,7 @@ apply_patches() {
 	done
 	rm -rf "$applied"
 	mkdir -p "$applied.new"
-	for p in "$here"/patches/*.patch; do
+	for p in "${patch_dir:-$here/patches}"/*.patch; do
 		[ -e "$p" ] || continue
 		log "applying $(basename "$p")"
 		patch -d "$src_dir" -p1 -N -s --no-backup-if-mismatch < "$p" ||

@@ -40,11 +40,7 @@ top=$(cd "$here/../.." && pwd)
 # shellcheck source=tests/vm/lib.sh
 source "$top/tests/vm/lib.sh"
 
-QEMU=${PCOW_QEMU:-$top/build/qemu/qemu-system-x86_64}
-QEMU_IMG=${PCOW_QEMU_IMG:-$top/build/qemu/qemu-img}
-PCOW_IMG=${PCOW_IMG:-$top/build/tools/pcow-img}
-PCOW_IO=${PCOW_IO:-$top/build/tools/pcow-io}
-GUEST=${PCOW_GUEST:-$top/build/guest}
+QEMU=$PCOW_QEMU QEMU_IMG=$PCOW_QEMU_IMG GUEST=$PCOW_GUEST
 LIBPCOW=${PCOW_LIB:-$top/build/lib/libpcow.so.0}
 ROUNDS=${BENCH_ROUNDS:-3}
 SECS=${BENCH_SECONDS:-3}

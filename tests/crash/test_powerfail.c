@@ -1308,10 +1308,22 @@ static void setup_snapcreate(struct run *r)
 	OK(pcow_close(&img));
 }
 
+/* Variant 2 takes the snapshot as QEMU does on a running VM: prepared
+ * beforehand, flushed after the switch (PCOW_SNAPSHOT_SYNC_LATER). */
 static int op_snapcreate(struct run *r, pcow_image *img, bool retry)
 {
 	const char *name = r->s->variant ? "s3" : long_name(2);
+	int ret;
 
+	if (r->s->variant == 2) {
+		if (retry && pcow_snapshot_find(&img->m, name) >= 0)
+			return pcow_flush(img);
+		ret = pcow_snapshot_prepare(img);
+		if (ret == 0)
+			ret = pcow_snapshot_create_flags(img, name,
+							 PCOW_SNAPSHOT_SYNC_LATER);
+		return ret < 0 ? ret : pcow_flush(img);
+	}
 	if (retry && pcow_snapshot_find(&img->m, name) >= 0)
 		return 0;
 	return pcow_snapshot_create(img, name);
@@ -1809,6 +1821,10 @@ static const struct scen table[] = {
 	META("snapshot-create", 65536, setup_snapcreate, op_snapcreate, model_snapcreate, 0),
 	META("snapshot-create-leak", 65536, setup_snapcreate_leak, op_snapcreate,
 	     model_snapcreate, 1),
+	META("snapshot-create-live", 4096, setup_snapcreate, op_snapcreate,
+	     model_snapcreate, 2),
+	META("snapshot-create-live", 65536, setup_snapcreate_leak, op_snapcreate,
+	     model_snapcreate, 2),
 	META("snapshot-apply", 4096, setup_apply, op_apply, model_apply, 0),
 	META("snapshot-apply", 65536, setup_apply, op_apply, model_apply, 0),
 	META("snapshot-delete", 4096, setup_delete, op_delete, model_delete, 0),

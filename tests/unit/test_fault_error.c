@@ -1,11 +1,13 @@
 /* test_fault_error.c -- a copy-up failing inside the fault handler records
  * its message without what is unsafe in signal context (vsnprintf,
- * strerror), and messages read as printf would have made them. */
+ * strerror), and tells the error handler where the store was; messages
+ * read as printf would have made them. */
 #include <dlfcn.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <ucontext.h>
 
 #include "test.h"
 #include "error.h"
@@ -47,6 +49,23 @@ static int fail_writes(enum pcow_io_op op, int fd, uint64_t offset, uint64_t len
 static sigjmp_buf jb;
 static char handler_msg[512];
 static volatile int handler_err;
+static volatile uintptr_t handler_pc;
+
+/* The instruction pointer of a signal context, 0 where unknown. */
+static uintptr_t context_pc(const void *ctx)
+{
+	const ucontext_t *uc = ctx;
+
+	if (!uc)
+		return 0;
+#if defined(__x86_64__)
+	return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+	return (uintptr_t)uc->uc_mcontext.pc;
+#else
+	return 1;
+#endif
+}
 
 static void on_error(pcow_map *m, void *addr, int err, void *opaque)
 {
@@ -54,8 +73,15 @@ static void on_error(pcow_map *m, void *addr, int err, void *opaque)
 	(void)addr;
 	(void)opaque;
 	handler_err = err;
+	handler_pc = context_pc(pcow_map_fault_context());
 	strncpy(handler_msg, pcow_errormsg(), sizeof(handler_msg) - 1);
 	siglongjmp(jb, 1);
+}
+
+/* The store that faults, at an address the test knows. */
+__attribute__((noinline)) static void store_one(volatile uint8_t *p)
+{
+	p[10] = 1;
 }
 
 static void copy_up_fails(void)
@@ -71,15 +97,25 @@ static void copy_up_fails(void)
 	pcow_map_set_error_handler(map, on_error, NULL);
 	p = pcow_map_addr(map);
 	pcow_io_set_hook(fail_writes, NULL);
+	CHECK(pcow_map_fault_context() == NULL);
 	atomic_store(&counting, 1);
 	if (sigsetjmp(jb, 1) == 0)
-		p[10] = 1;
+		store_one(p);
 	atomic_store(&counting, 0);
 	pcow_io_set_hook(NULL, NULL);
 	printf("copy-up error in the handler: %d, \"%s\", %d unsafe calls\n", handler_err,
 	       handler_msg, atomic_load(&unsafe_calls));
 	CHECK(handler_err == -EIO && strcmp(handler_msg, "write failed: Input/output error") == 0);
 	CHECK(atomic_load(&unsafe_calls) == 0);
+	/* The handler was told where the store is, to restart it later. */
+	printf("faulting instruction at store_one+%ld\n",
+	       (long)(handler_pc - (uintptr_t)store_one));
+#if defined(__x86_64__) || defined(__aarch64__)
+	CHECK(handler_pc >= (uintptr_t)store_one &&
+	      handler_pc < (uintptr_t)store_one + 512);
+#else
+	CHECK(handler_pc != 0);
+#endif
 	OK(pcow_map_delete(&map));
 	OK(pcow_close(&img));
 }

@@ -5,14 +5,10 @@
 # (tests/vm/mkguest.sh); exits 77 with the reason when either is missing.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
 # shellcheck source=tests/vm/lib.sh
 source "$here/lib.sh"
 
-QEMU=${PCOW_QEMU:-$top/build/qemu/qemu-system-x86_64}
-GUEST=${PCOW_GUEST:-$top/build/guest}
-IMG=${PCOW_IMG:-$top/build/tools/pcow-img}
-IO=${PCOW_IO:-$top/build/tools/pcow-io}
+QEMU=$PCOW_QEMU GUEST=$PCOW_GUEST IMG=$PCOW_IMG IO=$PCOW_IO
 
 vm_require "$QEMU" "$GUEST"
 
@@ -94,31 +90,41 @@ EOF
 # 2. Snapshots across boots: write A, snapshot, write B, apply, boot: A.
 scenario_snapshot() {
 	echo "snapshots across boots"
-	local img=$T/snap.pcow
-	"$IMG" create -q "$img" 256M >/dev/null
-	boot "boot 1 writes A" "$img" "$(script snapA <<'EOF'
+	"$IMG" create -q "$T/snap.pcow" 256M >/dev/null
+	snapshots_across_boots "$T/snap.pcow" 1048576 8192
+}
+
+# The shape of scenarios 2 and 9: the guest writes A at OFF, a snapshot
+# 'before'; the guest sees A and writes B over it, a snapshot 'after';
+# 'before' applied, the guest reads A; 'after' applied, it reads B.
+# AFTER_A, when set, names a function run on the image once A is written.
+snapshots_across_boots() { # IMAGE OFF LEN
+	local img=$1 off=$2 len=$3 tag
+	tag=$(basename "$img" .pcow)
+	boot "boot 1 writes A" "$img" "$(script "${tag}A" <<EOF
 pm_wait_dev /dev/pmem0
-pm_fill /dev/pmem0 1048576 8192 AAAA
+pm_fill /dev/pmem0 $off $len AAAA
 EOF
 )" || return
+	if [ -n "${AFTER_A:-}" ]; then "$AFTER_A" "$img" || return; fi
 	check "snapshot created" "$IMG" snapshot -c before "$img"
-	boot "boot 2 sees A, writes B" "$img" "$(script snapB <<'EOF'
+	boot "boot 2 sees A, writes B" "$img" "$(script "${tag}B" <<EOF
 pm_wait_dev /dev/pmem0
-pm_check_fill /dev/pmem0 1048576 8192 AAAA
-pm_fill /dev/pmem0 1048576 8192 BBBB
+pm_check_fill /dev/pmem0 $off $len AAAA
+pm_fill /dev/pmem0 $off $len BBBB
 EOF
 )" || return
 	check "snapshot 'after' created" "$IMG" snapshot -c after "$img"
 	check "snapshot 'before' applied" "$IMG" snapshot -a before "$img"
-	boot "boot 3 reads A again" "$img" "$(script snapC <<'EOF'
+	boot "boot 3 reads A again" "$img" "$(script "${tag}C" <<EOF
 pm_wait_dev /dev/pmem0
-pm_check_fill /dev/pmem0 1048576 8192 AAAA
+pm_check_fill /dev/pmem0 $off $len AAAA
 EOF
 )"
 	check "snapshot 'after' still there" "$IMG" snapshot -a after "$img"
-	boot "boot 4 reads B from the later snapshot" "$img" "$(script snapD <<'EOF'
+	boot "boot 4 reads B from the later snapshot" "$img" "$(script "${tag}D" <<EOF
 pm_wait_dev /dev/pmem0
-pm_check_fill /dev/pmem0 1048576 8192 BBBB
+pm_check_fill /dev/pmem0 $off $len BBBB
 EOF
 )"
 }
@@ -589,47 +595,37 @@ scenario_livestriped() {
 }
 
 # 9. A striped image (docs/format.md 3.6): 256 MiB over two extent files in
-# two directories, 1 MiB stripes.  The guest writes across a stripe
-# boundary; a snapshot, new data, a revert, and the guest reads the first
-# data again; each stripe's data is in its own extent file, and QEMU
-# refuses the image while an extent file is missing.
+# two directories, 1 MiB stripes.  Scenario 2's snapshots across boots,
+# with the guest's data across the boundary of stripes 1 and 2; each
+# stripe's data is in its own extent file, and QEMU refuses the image while
+# an extent file is missing.
 scenario_striped() {
 	echo "a striped image: boot, snapshot, revert"
 	local img=$T/st.pcow
 	mkdir -p "$T/stA" "$T/stB"
 	check "striped image created" "$IMG" create -q -o "stripes=$T/stA:$T/stB,stripe_size=1M" "$img" 256M
-	boot "boot 1 writes A across the boundary of stripes 1 and 2" "$img" "$(script stA <<'EOF'
-pm_wait_dev /dev/pmem0
-pm_fill /dev/pmem0 2093056 8192 AAAA
-pm_fill /dev/pmem0 5242880 4096 CCCC
-EOF
-)" || return
-	# Stripe k of the guest range is at 2 MiB + k MiB in extent file k % 2.
-	check "the host reads A across the boundary" "$IO" -r -c "read -P 0x41 2093056 8192" "$img"
-	check "extent file 1 holds stripe 1's data" test "$(dd if="$T/stB/st.pcow.1" bs=4096 skip=$(((2097152 + 2093056) / 4096)) count=1 status=none | head -c 4)" = AAAA
-	check "extent file 0 holds stripe 2's data" test "$(dd if="$T/stA/st.pcow.0" bs=4096 skip=$(((2097152 + 2097152) / 4096)) count=1 status=none | head -c 4)" = AAAA
-	check "extent file 1 holds stripe 5's data" test "$(dd if="$T/stB/st.pcow.1" bs=4096 skip=$(((2097152 + 5242880) / 4096)) count=1 status=none | head -c 4)" = CCCC
-	check "snapshot created" "$IMG" snapshot -c before "$img"
-	boot "boot 2 sees A, writes B over it" "$img" "$(script stB <<'EOF'
-pm_wait_dev /dev/pmem0
-pm_check_fill /dev/pmem0 2093056 8192 AAAA
-pm_check_fill /dev/pmem0 5242880 4096 CCCC
-pm_fill /dev/pmem0 2093056 8192 BBBB
-EOF
-)" || return
-	check "snapshot 'before' applied" "$IMG" snapshot -a before "$img"
-	boot "boot 3 reads A again" "$img" "$(script stC <<'EOF'
-pm_wait_dev /dev/pmem0
-pm_check_fill /dev/pmem0 2093056 8192 AAAA
-pm_check_fill /dev/pmem0 5242880 4096 CCCC
-EOF
-)"
+	AFTER_A=striped_extents snapshots_across_boots "$img" 2093056 8192
+	check "stripe 5's data survived the reverts" "$IO" -r -c "read -P 0x43 5242880 4096" "$img"
 	check "the image checks clean" "$IMG" check "$img"
 	mv "$T/stB/st.pcow.1" "$T/stB/moved"
 	# shellcheck disable=SC2046
 	vm_boot "$QEMU" "$GUEST" "$T/stC.sh" $(pcow_dev "$img") >"$T/guest.out" 2>"$T/guest.err"
 	check "QEMU refuses the image without extent file 1, naming it" grep -q "extent file 1" "$T/guest.out" "$T/guest.err"
 	mv "$T/stB/moved" "$T/stB/st.pcow.1"
+}
+
+# Where scenario 9's data lands: stripe k of the guest range is at
+# 2 MiB + k MiB in extent file k % 2.
+striped_extents() { # IMAGE
+	local img=$1
+	extent_block() { # FILE OFFSET
+		dd if="$1" bs=4096 skip=$(((2097152 + $2) / 4096)) count=1 status=none | head -c 4
+	}
+	check "the host reads A across the boundary" "$IO" -r -c "read -P 0x41 2093056 8192" "$img"
+	check "extent file 1 holds stripe 1's data" test "$(extent_block "$T/stB/st.pcow.1" 2093056)" = AAAA
+	check "extent file 0 holds stripe 2's data" test "$(extent_block "$T/stA/st.pcow.0" 2097152)" = AAAA
+	check "C written at stripe 5" "$IO" -c "write -P 0x43 5242880 4096" "$img"
+	check "extent file 1 holds stripe 5's data" test "$(extent_block "$T/stB/st.pcow.1" 5242880)" = CCCC
 }
 
 # Issue 16: live migration with a pcow NVDIMM, driven by migrate.py, which

@@ -40,6 +40,13 @@
 VM_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VM_REPO_DIR=$(cd "$VM_LIB_DIR/../.." && pwd)
 VM_GUEST_DIR_DEFAULT=$VM_REPO_DIR/build/guest
+# The programs the VM tests and guest benchmarks run: the project's build
+# unless the environment names others.
+PCOW_QEMU=${PCOW_QEMU:-$VM_REPO_DIR/build/qemu/qemu-system-x86_64}
+PCOW_QEMU_IMG=${PCOW_QEMU_IMG:-$VM_REPO_DIR/build/qemu/qemu-img}
+PCOW_IMG=${PCOW_IMG:-$VM_REPO_DIR/build/tools/pcow-img}
+PCOW_IO=${PCOW_IO:-$VM_REPO_DIR/build/tools/pcow-io}
+PCOW_GUEST=${PCOW_GUEST:-$VM_GUEST_DIR_DEFAULT}
 VM_WORKDIR=
 VM_LOG=
 VM_RC=

@@ -13,9 +13,7 @@ source "$(dirname "$0")/lib.sh"
 here=$VM_LIB_DIR build=$VM_REPO_DIR/build
 
 LIBVIRT=${PCOW_LIBVIRT:-$build/libvirt}
-QEMU=${PCOW_QEMU:-$build/qemu/qemu-system-x86_64}
-IMG=${PCOW_IMG:-$build/tools/pcow-img}
-GUEST=${PCOW_GUEST:-$build/guest}
+QEMU=$PCOW_QEMU IMG=$PCOW_IMG GUEST=$PCOW_GUEST
 
 vm_require "$QEMU" "$GUEST"
 if [[ ! -x $LIBVIRT/virtqemud || ! -x $LIBVIRT/virsh ]]; then

@@ -32,8 +32,7 @@ top=$(cd "$here/../.." && pwd)
 # shellcheck source=tests/vm/lib.sh
 source "$here/lib.sh"
 
-QEMU=${PCOW_QEMU:-$top/build/qemu/qemu-system-x86_64}
-GUEST=${PCOW_GUEST:-$top/build/guest}
+QEMU=$PCOW_QEMU GUEST=$PCOW_GUEST
 BUILD=${PCOW_BUILD:-$top/build}
 CRASH_POINTS=${PCOW_DAX_CRASH_POINTS:-50}
 PY=/usr/bin/python3
@@ -105,11 +104,19 @@ boot() {
 	return "$rc"
 }
 
+# guest_run NAME SIZE: boot NAME with the guest script on stdin and an
+# NVDIMM of SIZE on a raw file of its own.
+guest_run() {
+	local script
+	script=$(script "$1")
+	# shellcheck disable=SC2046
+	boot "$1" "$script" $(nvdimm "$T/$1.raw" "$2" 0)
+}
+
 # ---- tools -------------------------------------------------------------------
 scenario_tools() {
 	echo "pcow's tools on ext4 -o dax"
-	# shellcheck disable=SC2046
-	boot "tools" "$(script tools <<'EOF'
+	guest_run tools 256M <<'EOF'
 pmh_start
 # A base of 64 KiB blocks with data at 2 MiB, an overlay of 4 KiB blocks
 # with its own data at 6 MiB, snapshot s1 of that.
@@ -163,14 +170,12 @@ t_check "base and overlay check clean" sh -c 'pcow-img check base.pcow && pcow-i
 cd /
 t_check "umount, fsck clean" sh -c 'umount /mnt && /sbin/e2fsck -f -n /dev/pmem0'
 EOF
-)" $(nvdimm "$T/tools.raw" 256M 0)
 }
 
 # ---- 2 MiB pages -------------------------------------------------------------
 scenario_pmd() {
 	echo "2 MiB pages for 2 MiB blocks"
-	# shellcheck disable=SC2046
-	boot "pmd" "$(script pmd <<'EOF'
+	guest_run pmd 256M <<'EOF'
 pmh_start
 t_check "a base of 2 MiB blocks" sh -c 'pcow-img create -q -o block_size=2M base.pcow 64M &&
 	pcow-io -c "write -P 0x42 8M 4M" base.pcow'
@@ -202,14 +207,12 @@ pcow-io --mmap -c "write -P 0x61 0 8M" plain.pcow >/dev/null || t_bad "writes wi
 pmh_trace_off
 echo "    without -E stride=512: $(pmh_pmd_results | tr '\n' ' ')"
 EOF
-)" $(nvdimm "$T/pmd.raw" 256M 0)
 }
 
 # ---- SEEK_DATA / SEEK_HOLE, hole punching ------------------------------------
 scenario_seek() {
 	echo "SEEK_DATA, SEEK_HOLE and hole punching on DAX ext4"
-	# shellcheck disable=SC2046
-	boot "seek" "$(script seek <<'EOF'
+	guest_run seek 256M <<'EOF'
 pmh_start
 # own START LEN: bytes the image's active layer holds there, read while
 # pcow-io has it open (-U: force-share).
@@ -264,7 +267,6 @@ t_check "discard over inherited data" pcow-io --mmap -c "discard 4210688 16K" -c
 t_check "it still reads as zeros after reopening; check is clean" sh -c \
 	'pcow-io -r -c "read -P 0 4210688 16K" -c "read -P 0x42 4227072 4K" o.pcow && pcow-img check o.pcow'
 EOF
-)" $(nvdimm "$T/seek.raw" 256M 0)
 }
 
 # ---- unit tests ----------------------------------------------------------------
@@ -275,8 +277,7 @@ scenario_unit() {
 		[[ -x $BUILD/tests/test_$t ]] && list+=" $t"
 	done
 	[[ -n $list ]] || { bad "no unit tests in $BUILD/tests"; return; }
-	# shellcheck disable=SC2046
-	VM_TIMEOUT=900 boot "unit" "$(script unit <<EOF
+	VM_TIMEOUT=900 guest_run unit 2G <<EOF
 pmh_start
 export PCOW_TEST_DIR=/mnt
 for t in $list; do
@@ -298,7 +299,6 @@ for t in $list; do
 	fi
 done
 EOF
-)" $(nvdimm "$T/unit.raw" 2G 0)
 	rm -f "$T/unit.raw"
 }
 
@@ -439,8 +439,7 @@ scenario_bench() {
 	echo "map_bench on ext4 -o dax in the guest (TCG: ratios only)"
 	local opts=${BENCH_DAX_OPTS:--s 64M -f 32M -c 32M -b 1024 -n 2M -r 5}
 	[[ -x $BUILD/bench/map_bench ]] || { bad "no $BUILD/bench/map_bench"; return; }
-	# shellcheck disable=SC2046
-	VM_TIMEOUT=3000 boot "bench" "$(script bench <<EOF
+	VM_TIMEOUT=3000 guest_run bench 1G <<EOF
 pmh_start
 mkdir -p /mnt/b
 for y in "" -y; do
@@ -449,7 +448,6 @@ for y in "" -y; do
 	sed 's/^/    /' /tmp/bench.out
 done
 EOF
-)" $(nvdimm "$T/bench.raw" 1G 0)
 	printf '%s\n' "$VM_OUTPUT" | sed -n 's/^    //p' >"${BENCH_DAX_OUT:-$T/bench.md}"
 	echo "  tables: ${BENCH_DAX_OUT:-$T/bench.md}"
 }
