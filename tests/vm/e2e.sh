@@ -441,7 +441,9 @@ build_seqwrite() {
 # 7. Live snapshots (QMP) of a guest that writes all the time: seqwrite
 # stamps 4 KiB blocks with a sequence number, O_DIRECT, wrapping around the
 # device.  live1 is taken once it writes, live2 a few seconds later, live1
-# is deleted while it still writes; the guest is never stopped.  Offline, a
+# is deleted while it still writes; the guest is never stopped.  (On a
+# memory-backend-pcow object, as scenario 8; the others use the legacy
+# spelling, memory-backend-file with format=pcow.)  Offline, a
 # copy with live2 applied holds a prefix of the sequence, the image itself
 # the whole of it, and live1's deletion gave its space back.
 scenario_livesnap() {
