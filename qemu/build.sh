@@ -239,18 +239,21 @@ build_qemu() {
 	)
 	[ -z "$extra_cflags" ] || conf_args+=(--extra-cflags="$extra_cflags")
 	# Demand libpcow once the series has the option (an early prefix of
-	# the series may not).  It is left out of the configuration's key: when
-	# a later prefix adds the option, ninja reconfigures by itself and the
-	# automatic feature finds libpcow, with no build from scratch.
-	local pcow_arg=()
+	# the series may not).  A tree configured before the option came (the
+	# series' first patch is not the option's) has a key of its own, so
+	# that it is configured again with the option: with
+	# --without-default-features an automatic feature is disabled, and
+	# ninja's own reconfiguration would leave libpcow out.
+	local pcow_arg=() no_option='without the pcow option'
 	if grep -q "'pcow'" "$src_dir/meson_options.txt"; then
 		pcow_arg=(--enable-pcow)
+		no_option=
 	fi
 
 	# Configure again only when the configuration changes.
 	local conf_key
-	conf_key=$(printf '%s\n' "$PKG_CONFIG_PATH" "${conf_args[@]}" |
-		sha256sum | cut -d' ' -f1)
+	conf_key=$(printf '%s\n' "$PKG_CONFIG_PATH" "${conf_args[@]}" \
+		${no_option:+"$no_option"} | sha256sum | cut -d' ' -f1)
 	if [ ! -f "$obj_dir/build.ninja" ] ||
 	   [ "$(cat "$obj_dir/.pcow-configured" 2>/dev/null)" != "$conf_key" ]; then
 		log "configuring"

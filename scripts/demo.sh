@@ -20,7 +20,7 @@ guest() { # IMAGE SCRIPT-TEXT: boots the guest with IMAGE as its NVDIMM
 	printf '%s\n' "$2" >"$work/guest.sh"
 	printf '[guest on %s] %s\n' "$(basename "$img")" "$(grep -v '^pm_wait' "$work/guest.sh" | tr '\n' ';')"
 	vm_boot "$QEMU" "$GUEST" "$work/guest.sh" \
-		-object "memory-backend-file,id=pm,mem-path=$img,format=pcow,share=on" \
+		-object "memory-backend-pcow,id=pm,mem-path=$img,share=on" \
 		-device nvdimm,id=nv,memdev=pm | sed 's/^/    guest: /'
 }
 
@@ -79,7 +79,7 @@ while [ $i -le 15 ]; do
 done' >"$work/live.sh"
 echo "[guest on live.pcow] writes \"tick 1\" .. \"tick 15\" at offset 0, one every 0.4 s"
 vm_boot "$QEMU" "$GUEST" "$work/live.sh" \
-	-object "memory-backend-file,id=pm,mem-path=$work/live.pcow,format=pcow,share=on" \
+	-object "memory-backend-pcow,id=pm,mem-path=$work/live.pcow,share=on" \
 	-device nvdimm,id=nv,memdev=pm -qmp "unix:$work/qmp.sock,server=on,wait=off" >"$work/live.out" 2>&1 &
 vm=$!
 /usr/bin/python3 - "$work/qmp.sock" "$top/tests/vm" <<'PYEOF'

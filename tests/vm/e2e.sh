@@ -18,9 +18,13 @@ trap 'vm_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 source "$here/checks.sh"
 
 pcow_dev() { # IMAGE [ID] -> -object/-device arguments for an NVDIMM
-	# (PCOW_OBJ_OPTS: more properties of the memory-backend-file object)
-	local id=${2:-pm}
-	echo "-object memory-backend-file,id=$id,mem-path=$1,format=pcow,share=on${PCOW_OBJ_OPTS:+,$PCOW_OBJ_OPTS} -device nvdimm,id=nv$id,memdev=$id"
+	# (PCOW_OBJ_OPTS: more properties of the object.  PCOW_OBJ_TYPE=new:
+	# a memory-backend-pcow object; by default the legacy spelling,
+	# memory-backend-file with format=pcow, which creates the same object,
+	# so that the scenarios prove both.)
+	local id=${2:-pm} obj="memory-backend-file,id=${2:-pm},mem-path=$1,format=pcow"
+	[ "${PCOW_OBJ_TYPE:-}" != new ] || obj="memory-backend-pcow,id=$id,mem-path=$1"
+	echo "-object $obj,share=on${PCOW_OBJ_OPTS:+,$PCOW_OBJ_OPTS} -device nvdimm,id=nv$id,memdev=$id"
 }
 
 # boot NAME IMAGE GUEST_SCRIPT [extra QEMU args]: fails the scenario step on
@@ -187,14 +191,16 @@ EOF
 	raw_refuses pcow-copy-size=64K
 }
 
-# A pcow property on a raw memory-backend-file stops QEMU, saying why.
+# A pcow property on a raw memory-backend-file stops QEMU, saying why: it
+# is a property of memory-backend-pcow, which format=pcow creates.
 raw_refuses() { # PROPERTY=VALUE
 	local rc=0
 	timeout 30 "$QEMU" -accel tcg -machine pc -m 256M -nographic -nic none \
 		-object "memory-backend-file,id=m,mem-path=$T/plain.raw,size=64M,share=on,$1" \
 		-S -monitor none -serial none </dev/null >"$T/raw.log" 2>&1 || rc=$?
 	check "${1%%=*} without format=pcow stops QEMU" test "$rc" -ne 0 -a "$rc" -ne 124
-	check "...saying it needs format=pcow" grep -q "need 'format' = 'pcow'" "$T/raw.log"
+	check "...saying memory-backend-file has no such property" \
+		grep -q "memory-backend-file.${1%%=*}' not found" "$T/raw.log"
 }
 
 # 4. DAX inside the guest: ext4 -o dax on the NVDIMM, and on virtio-pmem.
@@ -435,7 +441,9 @@ build_seqwrite() {
 # 7. Live snapshots (QMP) of a guest that writes all the time: seqwrite
 # stamps 4 KiB blocks with a sequence number, O_DIRECT, wrapping around the
 # device.  live1 is taken once it writes, live2 a few seconds later, live1
-# is deleted while it still writes; the guest is never stopped.  Offline, a
+# is deleted while it still writes; the guest is never stopped.  (On a
+# memory-backend-pcow object, as scenario 8; the others use the legacy
+# spelling, memory-backend-file with format=pcow.)  Offline, a
 # copy with live2 applied holds a prefix of the sequence, the image itself
 # the whole of it, and live1's deletion gave its space back.
 scenario_livesnap() {
@@ -451,7 +459,7 @@ pm_wait_dev /dev/pmem0
 EOF
 	# shellcheck disable=SC2046
 	VM_FILES="$T/seqwrite=/bin/seqwrite" VM_TIMEOUT=90 vm_boot "$QEMU" "$GUEST" "$T/live.sh" \
-		$(pcow_dev "$img") -qmp "unix:$sock,server=on,wait=off" >"$T/live.out" 2>&1 &
+		$(PCOW_OBJ_TYPE=new pcow_dev "$img") -qmp "unix:$sock,server=on,wait=off" >"$T/live.out" 2>&1 &
 	pid=$!
 	check "QMP: live1, live2 taken and live1 deleted while the guest writes" \
 		/usr/bin/python3 "$here/snapdrive.py" live "$sock" pm 3 "$T/live.json"
@@ -544,7 +552,7 @@ case $go in
 esac
 EOF
 	# shellcheck disable=SC2046
-	VM_TIMEOUT=120 vm_boot "$QEMU" "$GUEST" "$T/savevm.sh" $(pcow_dev "$img") \
+	VM_TIMEOUT=120 vm_boot "$QEMU" "$GUEST" "$T/savevm.sh" $(PCOW_OBJ_TYPE=new pcow_dev "$img") \
 		-blockdev "driver=file,filename=$vms,node-name=vmsf" -blockdev driver=qcow2,file=vmsf,node-name=vms \
 		-chardev "socket,id=ctl,path=$ctl,server=on,wait=off" -serial stdio -serial chardev:ctl \
 		-qmp "unix:$sock,server=on,wait=off" >"$T/savevm.out" 2>&1 &

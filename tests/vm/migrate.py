@@ -30,7 +30,7 @@ Scenarios:
               device is the same before and after, the source image and
               the base are unchanged
     oldsnap   loadvm of a VM snapshot whose stream holds the PM (taken
-              with a raw backend of the same id, as before patch 23) onto
+              with a raw backend of the same id, as without patch 19) onto
               a pcow image with a snapshot of that name still works
     mismatch  source and destination disagree on pcow-migration (either
               way): the destination refuses to load, with the reason; the
@@ -462,7 +462,7 @@ def scenario_mismatch():
         dst.quit()
 
 
-# A VM snapshot whose stream holds the PM (taken without patch 23, here
+# A VM snapshot whose stream holds the PM (taken without patch 19, here
 # with a raw backend of the same id) still loads onto a pcow image that has
 # a snapshot of its name: the PM is left out of live migration, not of
 # loadvm.

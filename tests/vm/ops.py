@@ -263,7 +263,7 @@ def scenario_live():
     for prop in ("discard-data", "prealloc"):
         err = error_of(qom_set(prop, True))
         check("%s=on is refused, with the start-up message" % prop,
-              err == "property '%s' is not supported with 'format' = 'pcow'"
+              err == "property '%s' is not supported by memory-backend-pcow"
               % prop, err)
     # Properties that cannot change once the memory is mapped.
     for prop, value in (("share", False), ("readonly", True),
