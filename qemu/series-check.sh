@@ -74,4 +74,8 @@ for ((k = first; k <= n; k++)); do
 	fi
 	say "prefix $k/$n $name: builds, checkpatch clean${qtest:+, qtest passes}"
 done
-say "all $n prefixes of the series build"
+if [ "$first" -eq 1 ]; then
+	say "all $n prefixes of the series build"
+else
+	say "prefixes $first to $n of the series build"
+fi

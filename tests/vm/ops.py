@@ -334,6 +334,14 @@ def reset_on(small):
         check("savevm while stopped for room", "rror" not in r, r)
         r = q.hmp("info snapshots", timeout=15)
         check("...the snapshot is listed", "before" in r, r)
+        # A failing device_add waits for an RCU grace period
+        # (drain_call_rcu()), which a vCPU waiting inside the fault
+        # handler, in guest code, would hold off until the resume.
+        t = time.time()
+        r = q.cmd("device_add", timeout=15, driver="nvdimm", id="nvx",
+                  memdev="no-such-backend")
+        check("a failing device_add answers (%.1f s)" % (time.time() - t),
+              "error" in r, r)
     except QmpTimeout as e:
         check("the monitor answers after the stop", False, e)
         vm.quit()
