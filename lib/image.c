@@ -145,18 +145,6 @@ void pcow_meta_synced(pcow_image *img, int ret)
 		img->poisoned = true;
 }
 
-static int meta_commit(pcow_image *img, struct pcow_meta *next, bool sync);
-
-int pcow_meta_commit(pcow_image *img, struct pcow_meta *next)
-{
-	return meta_commit(img, next, true);
-}
-
-int pcow_meta_commit_unsynced(pcow_image *img, struct pcow_meta *next)
-{
-	return meta_commit(img, next, false);
-}
-
 static int meta_commit(pcow_image *img, struct pcow_meta *next, bool sync)
 {
 	int slot = 1 - img->cur_slot, ret;
@@ -217,6 +205,16 @@ static int meta_commit(pcow_image *img, struct pcow_meta *next, bool sync)
 	memset(next, 0, sizeof(*next));
 	img->cur_slot = slot;
 	return 0;
+}
+
+int pcow_meta_commit(pcow_image *img, struct pcow_meta *next)
+{
+	return meta_commit(img, next, true);
+}
+
+int pcow_meta_commit_unsynced(pcow_image *img, struct pcow_meta *next)
+{
+	return meta_commit(img, next, false);
 }
 
 static int check_block_size(uint32_t bs)
