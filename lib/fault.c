@@ -113,6 +113,14 @@ enum pcow_fault_action pcow_fault_decide(int sig, int code, bool rdonly)
 	}
 }
 
+/* The signal context of the error handler running in this thread. */
+static __thread void *error_ctx;
+
+void *pcow_map_fault_context(void)
+{
+	return error_ctx;
+}
+
 /*
  * Runs in signal context.  Async-signal-safe but for the image lock, which
  * pcow_map_handle_write and pcow_map_bus_error take: a thread that holds it
@@ -125,14 +133,6 @@ enum pcow_fault_action pcow_fault_decide(int sig, int code, bool rdonly)
  * calls inside another image's map, which two threads can use crosswise.
  * Error messages are formatted without locale or allocation (error.c).
  */
-/* The signal context of the error handler running in this thread. */
-static __thread void *error_ctx;
-
-void *pcow_map_fault_context(void)
-{
-	return error_ctx;
-}
-
 static void on_fault(int sig, siginfo_t *info, void *ctx)
 {
 	int saved_errno = errno, slot = -1, ret = 0;
